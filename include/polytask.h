@@ -1,0 +1,169 @@
+/* polytask.h: the one public header of libpolytask.
+ *
+ * polytask trains and serves multi-task models for e-commerce data. This
+ * header is the whole API: anything not declared here is internal. The
+ * command-line tool uses nothing else.
+ *
+ * Conventions
+ *   - Every call that can fail returns int: PT_OK (0) or a negative PT_E* code.
+ *     The message of the last failure on the calling thread, with file and
+ *     line where there is one, is pt_errmsg().
+ *   - Results come back through out-parameters marked [out].
+ *   - Objects come in create/free pairs; every free accepts NULL.
+ *   - Strings returned as char * are owned by the caller: free them with
+ *     pt_string_free().
+ */
+#ifndef POLYTASK_H
+#define POLYTASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PT_VERSION_MAJOR 0
+#define PT_VERSION_MINOR 1
+#define PT_VERSION_PATCH 0
+#define PT_VERSION_HEX ((PT_VERSION_MAJOR << 16) | (PT_VERSION_MINOR << 8) | PT_VERSION_PATCH)
+
+#if defined(__GNUC__)
+#define PT_API __attribute__((visibility("default")))
+#else
+#define PT_API
+#endif
+
+/* "MAJOR.MINOR.PATCH" of the linked library. */
+PT_API const char *pt_version(void);
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* X(name, code, message): values are only ever appended. */
+#define PT_ERRNO_MAP(X)                                                   \
+    X(OK, 0, "success")                                                   \
+    X(ENOMEM, -1, "out of memory")                                        \
+    X(EIO, -2, "input/output error")                                      \
+    X(EPARSE, -3, "malformed input")                                      \
+    X(ECONFIG, -4, "invalid configuration")                               \
+    X(EFORMAT, -5, "malformed model file")                                \
+    X(EVERSION, -6, "unsupported model file version")                     \
+    X(ECHECKSUM, -7, "model file checksum mismatch")                      \
+    X(ESCHEMA, -8, "data does not match the model's schema")              \
+    X(EINVAL, -9, "invalid argument")                                     \
+    X(ENUMERIC, -10, "non-finite number")                                 \
+    X(ETOOMANYBAD, -11, "too many bad rows")
+
+enum pt_errno {
+#define PT_ERRNO_ENUM(name, code, msg) PT_##name = code,
+    PT_ERRNO_MAP(PT_ERRNO_ENUM)
+#undef PT_ERRNO_ENUM
+};
+
+/* Static text for a PT_E* code. */
+PT_API const char *pt_strerror(int code);
+
+/* Message of the last failed call on this thread ("" if none). Valid until
+ * the next failing call on the same thread. */
+PT_API const char *pt_errmsg(void);
+
+/* ---- logging ----------------------------------------------------------- */
+
+enum pt_log_level { PT_LOG_DEBUG = 0, PT_LOG_INFO = 1, PT_LOG_WARN = 2, PT_LOG_ERROR = 3 };
+typedef void (*pt_log_fn)(int level, const char *msg, void *user);
+
+/* Sets where the library's log lines go (default: nowhere). Not thread-safe:
+ * call before any other work. */
+PT_API void pt_set_log_callback(pt_log_fn fn, void *user);
+
+/* ---- strings ----------------------------------------------------------- */
+
+PT_API void pt_string_free(char *s);
+
+/* ---- configuration ----------------------------------------------------- */
+
+typedef struct pt_config pt_config;
+
+/* Reads and checks a YAML config (docs/config.md). Relative paths in it are
+ * taken relative to the config file's folder.
+ * [out] *out: free with pt_config_free(). */
+PT_API int pt_config_load(const char *path, pt_config **out);
+PT_API void pt_config_free(pt_config *cfg);
+
+/* ---- models ------------------------------------------------------------ */
+
+typedef struct pt_model pt_model;
+
+typedef struct pt_progress {
+    int epoch, epochs;          /* 1-based current epoch, total epochs */
+    const char *task;           /* task being trained (single-task models), or NULL */
+    int64_t done, total;        /* samples done in this epoch, samples per epoch */
+    double samples_per_s;       /* throughput since the epoch began */
+    double loss;                /* running mean training loss in this epoch */
+    double eta_s;               /* estimated seconds left for the whole run */
+    int end_of_epoch;           /* 1 on the call that closes an epoch */
+    const char *valid_json;     /* at end_of_epoch: valid metrics as JSON, or NULL */
+} pt_progress;
+
+typedef void (*pt_progress_fn)(const pt_progress *p, void *user);
+
+typedef struct pt_train_opts {
+    int threads;                /* 0: the config's train.threads, else 1 */
+    int64_t seed;               /* used when has_seed */
+    int has_seed;
+    int64_t max_bad_rows;       /* <0: the config's data.max_bad_rows */
+    const char *checkpoint;     /* file written atomically after each epoch, or NULL */
+    int resume;                 /* continue from checkpoint when it exists */
+    pt_progress_fn progress;    /* called during training, or NULL */
+    void *progress_user;
+} pt_train_opts;
+
+PT_API pt_train_opts pt_train_opts_default(void);
+
+/* Trains the model the config describes on its train data, with early
+ * stopping on its valid data, and evaluates on its test data when named.
+ * [out] *out: free with pt_model_free(). */
+PT_API int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out);
+
+/* Summary of the training run as JSON:
+ * {"tasks": {"<task>": {"auc": ..., "logloss": ..., ...}}, "train_seconds": ...,
+ *  "train_samples_per_second": ..., ...}; "tasks" holds test metrics when the
+ * config names a test set, else valid metrics. [out] *json. */
+PT_API int pt_model_train_report(const pt_model *m, char **json);
+
+/* Writes the model to one file, atomically (temp file, fsync, rename). */
+PT_API int pt_model_save(const pt_model *m, const char *path);
+
+/* Loads a model file; refuses a truncated, corrupted or wrong-version file.
+ * [out] *out: free with pt_model_free(). */
+PT_API int pt_model_load(const char *path, pt_model **out);
+PT_API void pt_model_free(pt_model *m);
+
+typedef struct pt_eval_opts {
+    const char *group_by;       /* column for GAUC, or NULL */
+    const char *roc_out;        /* CSV file for ROC points, or NULL */
+    double threshold;           /* for accuracy / precision / recall / F1 */
+    int64_t max_bad_rows;       /* rows that may be skipped, counted */
+    int threads;                /* 0: 1 */
+} pt_eval_opts;
+
+PT_API pt_eval_opts pt_eval_opts_default(void);
+
+/* Scores a labelled file (the training file format) and reports metrics:
+ * {"rows": N, "bad_rows": N, "tasks": {"<task>": {...}}}. [out] *json. */
+PT_API int pt_model_eval(pt_model *m, const char *data_path, const pt_eval_opts *opts,
+                         char **json);
+
+/* Scores a file and writes a CSV with the config's key columns then one
+ * p_<task> column per task; labels are not needed. Atomic write.
+ * [out] *rows: rows written (may be NULL). */
+PT_API int pt_model_predict_file(pt_model *m, const char *data_path, const char *out_path,
+                                 const pt_eval_opts *opts, int64_t *rows);
+
+/* Metadata, schema, parameter counts and metrics as JSON. [out] *json. */
+PT_API int pt_model_info(const pt_model *m, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,94 @@
+/* nn.h: layers as forward/backward pairs over caller-owned buffers.
+ *
+ * Dims: B batch rows, I input width, O output width, D embedding width,
+ * C classes, N element count. Row-major float32 throughout.
+ * Every backward ADDS (+=) into the gradients it is given (parameters and
+ * inputs), so gradients from several consumers accumulate; a NULL input
+ * gradient pointer means "not needed". Each layer keeps its plain-loop
+ * oracle (the _naive forms, or the loops themselves) beside the fast path. */
+#ifndef PT_NN_H
+#define PT_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+/* ---- GEMM wrapper (gemm.c, the only file that knows the BLAS) ----
+ * C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major;
+ * trans 'N' or 'T'; lda/ldb/ldc are row strides as stored. */
+void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+void nn_sgemm_naive(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* Name of the backend compiled in: "dnnl", "openblas" or "naive". */
+const char *nn_gemm_backend(void);
+
+/* ---- linear: y[B,O] = x[B,I] . W[O,I]^T + b[O]  (PyTorch layout) ----
+ * y may have a row stride ldy >= O (to write into a wider buffer). */
+void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,
+                       int I, int O);
+/* dx[B,I] += dy . W (skipped if dx NULL); dW[O,I] += dy^T . x; db[O] += sum_b dy. */
+void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int lddy, const float *x,
+                        const float *W, int B, int I, int O);
+
+/* ---- embedding: out[b, 0:D] = table[ids[b], :] written at row stride ldo ---- */
+void nn_embedding_forward(float *out, int ldo, const float *table, const int32_t *ids, int B, int D);
+/* dtable[ids[b], :] += dout[b, :] (rows not in ids untouched). */
+void nn_embedding_backward(float *dtable, const float *dout, int lddo, const int32_t *ids, int B,
+                           int D);
+/* Bag (multi-valued): row b pools ids[off[b] .. off[b+1]) by sum or mean
+ * (mean=1); an empty bag gives zeros. */
+void nn_embedding_bag_forward(float *out, int ldo, const float *table, const int32_t *off,
+                              const int32_t *ids, int B, int D, int mean);
+void nn_embedding_bag_backward(float *dtable, const float *dout, int lddo, const int32_t *off,
+                               const int32_t *ids, int B, int D, int mean);
+/* Sorted unique rows of ids[0..n) into rows (capacity n); returns count.
+ * scratch: n ints. For sparse optimiser updates. */
+int nn_unique_rows(int32_t *rows, const int32_t *ids, int n, int32_t *scratch);
+
+/* ---- ReLU ---- */
+void nn_relu_forward(float *y, const float *x, size_t N);
+/* dx += dy * (y > 0) */
+void nn_relu_backward(float *dx, const float *dy, const float *y, size_t N);
+
+/* ---- dropout (inverted: kept units scaled by 1/(1-p)) ----
+ * mask[N] receives 0 or 1/(1-p); p == 0 copies x and fills mask with 1. */
+void nn_dropout_forward(float *y, float *mask, const float *x, size_t N, float p, struct rng *r);
+void nn_dropout_backward(float *dx, const float *dy, const float *mask, size_t N);
+
+/* ---- concat along columns: out[B, sum w] = [x0[B,w0] | x1[B,w1] | ...] ---- */
+void nn_concat_forward(float *out, const float *const *xs, const int *widths, int n, int B);
+/* dxs[i] += matching column block of dout (NULL entries skipped). */
+void nn_concat_backward(float *const *dxs, const float *dout, const int *widths, int n, int B);
+
+/* ---- softmax over rows: y[B,C] = softmax(x[B,C]) ---- */
+void nn_softmax_forward(float *y, const float *x, int B, int C);
+/* dx += y * (dy - sum_c dy*y) */
+void nn_softmax_backward(float *dx, const float *dy, const float *y, int B, int C);
+
+/* ---- sigmoid + binary cross-entropy on logits ----
+ * Labels y may be NaN = missing: that row is skipped. Logits and labels are
+ * read at stride ld (column j of a [B,ld] matrix: pass pointers offset by j).
+ * p[b] (stride ld, may be NULL) receives sigmoid(logit).
+ * Returns the SUM of losses over non-missing rows; *count receives their
+ * number. Numerically stable for large |logit|. */
+double nn_bce_forward(float *p, const float *logit, const float *y, int B, int ld, int *count);
+/* dlogit[b] += scale * (sigmoid(logit) - y) for non-missing rows
+ * (scale is typically weight / count for a mean loss). */
+void nn_bce_backward(float *dlogit, const float *logit, const float *y, int B, int ld, float scale);
+
+/* ---- mean squared error (regression), same conventions: returns the sum of
+ * (pred - y)^2 over non-missing rows ---- */
+double nn_mse_forward(const float *pred, const float *y, int B, int ld, int *count);
+/* dpred += scale * 2 * (pred - y) */
+void nn_mse_backward(float *dpred, const float *pred, const float *y, int B, int ld, float scale);
+
+/* ---- initialisation ---- */
+/* W[O,I] ~ N(0, 2/I) (He, for ReLU layers) or U(+-sqrt(6/(I+O))) (Xavier). */
+void nn_init_he(float *W, int O, int I, struct rng *r);
+void nn_init_xavier(float *W, int O, int I, struct rng *r);
+/* N(0, std^2) for embeddings. */
+void nn_init_normal(float *W, size_t N, float std, struct rng *r);
+
+#endif

@@ -1,0 +1,39 @@
+/* optim.h: optimisers over flat parameter arrays (one arena per model; the
+ * gradient and moment arrays mirror it).
+ *
+ * Dense slices are updated whole; embedding tables are updated row-sparsely:
+ * only the rows a batch touched, with Adam's moments updated lazily (rows not
+ * touched keep their moments; bias correction uses the global step), as in
+ * TensorFlow's LazyAdam and PyTorch's SparseAdam. After a step the gradient of
+ * the updated elements is zeroed, ready for the next batch. L2 regularisation
+ * adds l2 * w to the gradient of the updated elements. */
+#ifndef PT_OPTIM_H
+#define PT_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum optim_kind { OPTIM_SGD = 0, OPTIM_ADAM = 1, OPTIM_ADAGRAD = 2 };
+
+struct optim {
+    enum optim_kind kind;
+    float lr, beta1, beta2, eps, l2;
+    int64_t step; /* incremented by optim_begin_step */
+};
+
+/* Defaults: Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8 (PyTorch's); Adagrad
+ * eps 1e-10, initial accumulator 0; l2 0. */
+void optim_init(struct optim *o, enum optim_kind kind, float lr);
+
+/* Call once per batch before the updates of that batch. */
+void optim_begin_step(struct optim *o);
+
+/* w[N] -= update(g); m, v: moments (Adam: m and v; Adagrad: v holds the sum
+ * of squares, m unused; SGD: neither). Zeroes g[0..N). */
+void optim_update_dense(const struct optim *o, float *w, float *g, float *m, float *v, size_t N);
+
+/* Same for rows[0..nrows) of a [*, D] table (w, g, m, v all [rows_total, D]). */
+void optim_update_rows(const struct optim *o, float *w, float *g, float *m, float *v,
+                       const int32_t *rows, int nrows, int D);
+
+#endif

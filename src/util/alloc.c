@@ -1,0 +1,56 @@
+/* alloc.c: the one place heap memory comes from, so tests can make the k-th
+ * allocation fail (SQLite's faultsim idea) and check for clean errors. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+static _Thread_local long fail_at;
+static _Thread_local long count;
+
+void pt_alloc_fail_at(long k)
+{
+    fail_at = k;
+    count = 0;
+}
+
+long pt_alloc_count(void) { return count; }
+
+static int should_fail(void)
+{
+    count++;
+    return fail_at > 0 && count == fail_at;
+}
+
+void *pt_malloc(size_t n)
+{
+    if (should_fail()) return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *pt_calloc(size_t c, size_t s)
+{
+    if (should_fail()) return NULL;
+    return calloc(c ? c : 1, s ? s : 1);
+}
+
+void *pt_realloc(void *p, size_t n)
+{
+    if (should_fail()) return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void pt_free(void *p) { free(p); }
+
+char *pt_strndup(const char *s, size_t n)
+{
+    char *d = pt_malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+char *pt_strdup(const char *s) { return pt_strndup(s, strlen(s)); }
+
+void pt_string_free(char *s) { pt_free(s); }

@@ -1,0 +1,73 @@
+/* util.h: internal helpers shared by every module: allocation (with fault
+ * injection for tests), error messages, logging, random numbers, atomic file
+ * writes. Not part of the public API. */
+#ifndef PT_UTIL_H
+#define PT_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "polytask.h"
+
+/* ---- allocation: all heap goes through these ---- */
+void *pt_malloc(size_t n);
+void *pt_calloc(size_t count, size_t size);
+void *pt_realloc(void *p, size_t n);
+void pt_free(void *p);
+char *pt_strdup(const char *s);
+char *pt_strndup(const char *s, size_t n);
+/* Tests: make the k-th allocation from now fail (k >= 1), 0 to disarm.
+ * pt_alloc_count() counts allocations since the last arming. */
+void pt_alloc_fail_at(long k);
+long pt_alloc_count(void);
+
+/* ---- errors: set the thread's message, return the code ---- */
+int pt_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes "FILE:LINE: " when line > 0, "FILE: " when line == 0. */
+int pt_error_at(int code, const char *file, long line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void pt_error_clear(void);
+
+/* ---- logging to the host's callback ---- */
+void pt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- random numbers: xoshiro256** seeded by splitmix64 ---- */
+struct rng {
+    uint64_t s[4];
+};
+void rng_seed(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+float rng_uniform(struct rng *r);              /* [0, 1) */
+float rng_normal(struct rng *r);               /* N(0, 1) */
+uint64_t rng_below(struct rng *r, uint64_t n); /* [0, n) without modulo bias */
+void rng_shuffle_i32(struct rng *r, int32_t *a, size_t n);
+
+/* ---- hashing ---- */
+uint64_t pt_hash64(const void *data, size_t n, uint64_t seed);
+
+/* ---- atomic file writes: temp file in the same folder, fsync, rename ---- */
+struct atomic_file {
+    FILE *f;
+    char *path, *tmp;
+};
+int atomic_file_open(struct atomic_file *af, const char *path);
+/* Flushes, fsyncs, closes and renames over path; on any failure removes the
+ * temp file and returns an error. */
+int atomic_file_commit(struct atomic_file *af);
+/* Discards the temp file (safe after a failed commit or on an unopened af). */
+void atomic_file_abort(struct atomic_file *af);
+
+/* ---- time ---- */
+double pt_now(void); /* monotonic seconds */
+
+/* ---- path helpers ---- */
+/* Joins dir and rel unless rel is absolute; returns a pt_malloc'd string. */
+char *pt_path_join(const char *dir, const char *rel);
+/* Folder part of path ("." if none); pt_malloc'd. */
+char *pt_path_dir(const char *path);
+
+#define PT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
