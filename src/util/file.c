@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,10 @@ int atomic_file_open(struct atomic_file *af, const char *path)
         atomic_file_abort(af);
         return pt_error_at(PT_EIO, path, 0, "cannot create: %s", strerror(e));
     }
+    /* mkstemp creates 0600; a model or report file should follow the umask */
+    mode_t um = umask(0);
+    umask(um);
+    (void)fchmod(fd, 0666 & ~um);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         close(fd);

@@ -59,6 +59,10 @@ int atomic_file_commit(struct atomic_file *af);
 /* Discards the temp file (safe after a failed commit or on an unopened af). */
 void atomic_file_abort(struct atomic_file *af);
 
+/* ---- threads (OpenMP when built with it; oneDNN follows the same count) ---- */
+void pt_set_threads(int n);
+int pt_get_threads(void);
+
 /* ---- time ---- */
 double pt_now(void); /* monotonic seconds */
 

@@ -1,0 +1,689 @@
+/* config.c: YAML config → struct pt_config, through libfyaml.
+ *
+ * Strict: an unknown key, a value of the wrong type or out of range is an
+ * error "FILE:LINE: what is wrong" (the line of the offending key or value),
+ * so a typo never silently falls back to a default. Defaults live in
+ * config_defaults() and docs/config.md; keep the two in step. */
+#include <errno.h>
+#include <libfyaml.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/config.h"
+#include "util/util.h"
+
+struct cx {
+    const char *path;
+    struct pt_config *c;
+    struct feat_cfg fdef[3]; /* defaults per feature kind */
+};
+
+static long node_line(struct fy_node *n)
+{
+    struct fy_token *t = n ? fy_node_get_scalar_token(n) : NULL;
+    const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+    return m ? m->line + 1 : 0;
+}
+
+static int err_at(struct cx *x, struct fy_node *n, const char *fmt, const char *a, const char *b)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a ? a : "", b ? b : "");
+    return pt_error_at(PT_ECONFIG, x->path, node_line(n), "%s", msg);
+}
+
+static const char *scalar(struct fy_node *n)
+{
+    return (n && fy_node_is_scalar(n)) ? fy_node_get_scalar0(n) : NULL;
+}
+
+static int get_str(struct cx *x, struct fy_node *v, const char *key, char **out)
+{
+    const char *s = scalar(v);
+    if (!s) return err_at(x, v, "'%s' must be a string", key, NULL);
+    char *d = pt_strdup(s);
+    if (!d) return pt_error(PT_ENOMEM, "out of memory");
+    pt_free(*out);
+    *out = d;
+    return PT_OK;
+}
+
+static int get_i64(struct cx *x, struct fy_node *v, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out)
+{
+    const char *s = scalar(v);
+    char *end;
+    if (!s) return err_at(x, v, "'%s' must be an integer", key, NULL);
+    errno = 0;
+    long long r = strtoll(s, &end, 10);
+    if (errno || end == s || *end || r < lo || r > hi) {
+        char range[96];
+        snprintf(range, sizeof range, "%lld..%lld", (long long)lo, (long long)hi);
+        return err_at(x, v, "'%s' must be an integer in %s", key, range);
+    }
+    *out = r;
+    return PT_OK;
+}
+
+static int get_int(struct cx *x, struct fy_node *v, const char *key, int lo, int hi, int *out)
+{
+    int64_t r;
+    int rc = get_i64(x, v, key, lo, hi, &r);
+    if (rc == PT_OK) *out = (int)r;
+    return rc;
+}
+
+static int get_f64(struct cx *x, struct fy_node *v, const char *key, double lo, double hi,
+                   double *out)
+{
+    const char *s = scalar(v);
+    char *end;
+    if (!s) return err_at(x, v, "'%s' must be a number", key, NULL);
+    errno = 0;
+    double r = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(r) || r < lo || r > hi) {
+        char range[96];
+        snprintf(range, sizeof range, "%g..%g", lo, hi);
+        return err_at(x, v, "'%s' must be a number in %s", key, range);
+    }
+    *out = r;
+    return PT_OK;
+}
+
+static int get_bool(struct cx *x, struct fy_node *v, const char *key, int *out)
+{
+    const char *s = scalar(v);
+    if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))) *out = 1;
+    else if (s && (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))) *out = 0;
+    else return err_at(x, v, "'%s' must be true or false", key, NULL);
+    return PT_OK;
+}
+
+/* A list of strings, or one string taken as a one-element list. */
+static int get_str_list(struct cx *x, struct fy_node *v, const char *key, char ***out, int *n)
+{
+    for (int i = 0; i < *n; i++) pt_free((*out)[i]);
+    pt_free(*out);
+    *out = NULL;
+    *n = 0;
+    if (scalar(v)) {
+        *out = pt_calloc(1, sizeof(char *));
+        if (!*out || !((*out)[0] = pt_strdup(scalar(v)))) return pt_error(PT_ENOMEM, "out of memory");
+        *n = 1;
+        return PT_OK;
+    }
+    if (!v || !fy_node_is_sequence(v)) return err_at(x, v, "'%s' must be a list of strings", key, NULL);
+    int cnt = fy_node_sequence_item_count(v);
+    *out = pt_calloc((size_t)cnt + 1, sizeof(char *));
+    if (!*out) return pt_error(PT_ENOMEM, "out of memory");
+    void *it = NULL;
+    struct fy_node *e;
+    while ((e = fy_node_sequence_iterate(v, &it)) != NULL) {
+        const char *s = scalar(e);
+        if (!s) return err_at(x, v, "'%s' must be a list of strings", key, NULL);
+        if (!((*out)[*n] = pt_strdup(s))) return pt_error(PT_ENOMEM, "out of memory");
+        (*n)++;
+    }
+    return PT_OK;
+}
+
+static int get_int_list(struct cx *x, struct fy_node *v, const char *key, int **out, int *n)
+{
+    pt_free(*out);
+    *out = NULL;
+    *n = 0;
+    if (!v || !fy_node_is_sequence(v)) return err_at(x, v, "'%s' must be a list of integers", key, NULL);
+    int cnt = fy_node_sequence_item_count(v);
+    *out = pt_calloc((size_t)cnt + 1, sizeof(int));
+    if (!*out) return pt_error(PT_ENOMEM, "out of memory");
+    void *it = NULL;
+    struct fy_node *e;
+    while ((e = fy_node_sequence_iterate(v, &it)) != NULL) {
+        int rc = get_int(x, e, key, 1, 1 << 20, &(*out)[*n]);
+        if (rc) return rc;
+        (*n)++;
+    }
+    return PT_OK;
+}
+
+static int need_map(struct cx *x, struct fy_node *n, const char *what)
+{
+    if (!n || !fy_node_is_mapping(n)) return err_at(x, n, "'%s' must be a mapping", what, NULL);
+    return PT_OK;
+}
+
+static int unknown(struct cx *x, struct fy_node_pair *p, const char *section)
+{
+    struct fy_node *k = fy_node_pair_key(p);
+    return err_at(x, k, "unknown key '%s' in %s (see docs/config.md)", scalar(k) ? scalar(k) : "?",
+                  section);
+}
+
+/* Walks a mapping calling fn(x, key, value, ctx) for each pair. */
+typedef int (*pair_fn)(struct cx *x, const char *key, struct fy_node *v, void *ctx);
+
+static int walk(struct cx *x, struct fy_node *map, const char *section, pair_fn fn, void *ctx)
+{
+    int rc = need_map(x, map, section);
+    if (rc) return rc;
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *k = fy_node_pair_key(p);
+        const char *ks = scalar(k);
+        if (!ks) return err_at(x, k, "keys in %s must be strings", section, NULL);
+        rc = fn(x, ks, fy_node_pair_value(p), ctx);
+        if (rc == 1) return unknown(x, p, section);
+        if (rc) return rc;
+    }
+    return PT_OK;
+}
+
+/* ---- data ---- */
+
+static int format_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "delimiter")) {
+        int rc = get_str(x, v, k, &c->delim);
+        if (rc == PT_OK && !c->delim[0]) return err_at(x, v, "'delimiter' must not be empty", NULL, NULL);
+        if (rc == PT_OK && strchr(c->delim, '"'))
+            return err_at(x, v, "'delimiter' must not contain a quote", NULL, NULL);
+        return rc;
+    }
+    if (!strcmp(k, "header")) return get_bool(x, v, k, &c->header);
+    if (!strcmp(k, "columns")) return get_str_list(x, v, k, &c->columns, &c->ncolumns);
+    return 1;
+}
+
+static int split_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "valid")) return get_f64(x, v, k, 0, 0.9, &c->valid_fraction);
+    if (!strcmp(k, "test")) return get_f64(x, v, k, 0, 0.9, &c->test_fraction);
+    if (!strcmp(k, "seed")) {
+        int64_t s;
+        int rc = get_i64(x, v, k, 0, INT64_MAX, &s);
+        c->split_seed = (uint64_t)s;
+        return rc;
+    }
+    return 1;
+}
+
+static int path_value(struct cx *x, struct fy_node *v, const char *k, char **out)
+{
+    char *rel = NULL;
+    int rc = get_str(x, v, k, &rel);
+    if (rc) return rc;
+    pt_free(*out);
+    *out = pt_path_join(x->c->dir, rel);
+    pt_free(rel);
+    return *out ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
+}
+
+static int data_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "train")) return path_value(x, v, k, &c->train);
+    if (!strcmp(k, "valid")) return path_value(x, v, k, &c->valid);
+    if (!strcmp(k, "test")) return path_value(x, v, k, &c->test);
+    if (!strcmp(k, "format")) return walk(x, v, "data.format", format_pair, NULL);
+    if (!strcmp(k, "split")) return walk(x, v, "data.split", split_pair, NULL);
+    if (!strcmp(k, "keys")) return get_str_list(x, v, k, &c->keys, &c->nkeys);
+    if (!strcmp(k, "max_bad_rows")) return get_i64(x, v, k, 0, INT64_MAX, &c->max_bad_rows);
+    return 1;
+}
+
+/* ---- features ---- */
+
+static int feat_opt_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct feat_cfg *f = ctx;
+    const char *s = scalar(v);
+    if (!strcmp(k, "name")) return get_str(x, v, k, &f->name);
+    if (!strcmp(k, "dim")) return get_int(x, v, k, 1, 4096, &f->dim);
+    if (!strcmp(k, "min_count")) return get_int(x, v, k, 1, 1 << 30, &f->min_count);
+    if (!strcmp(k, "hash_buckets")) return get_i64(x, v, k, 1, INT32_MAX - 1, &f->hash_buckets);
+    if (!strcmp(k, "buckets")) return get_int(x, v, k, 2, 1 << 16, &f->buckets);
+    if (!strcmp(k, "sep")) {
+        int rc = get_str(x, v, k, &f->sep);
+        if (rc == PT_OK && !f->sep[0]) return err_at(x, v, "'sep' must not be empty", NULL, NULL);
+        return rc;
+    }
+    if (!strcmp(k, "pool")) {
+        if (s && !strcmp(s, "mean")) f->pool_mean = 1;
+        else if (s && !strcmp(s, "sum")) f->pool_mean = 0;
+        else return err_at(x, v, "'pool' must be mean or sum", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "transform")) {
+        if (s && !strcmp(s, "standardize")) f->transform = NUM_STANDARDIZE;
+        else if (s && !strcmp(s, "bucketize")) f->transform = NUM_BUCKETIZE;
+        else if (s && !strcmp(s, "none")) f->transform = NUM_RAW;
+        else return err_at(x, v, "'transform' must be standardize, bucketize or none", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "impute")) {
+        double d;
+        if (s && !strcmp(s, "mean")) f->impute = IMPUTE_MEAN;
+        else if (s && !strcmp(s, "none")) f->impute = IMPUTE_NONE;
+        else if (get_f64(x, v, k, -1e30, 1e30, &d) == PT_OK) {
+            f->impute = IMPUTE_CONST;
+            f->impute_value = (float)d;
+        } else
+            return err_at(x, v, "'impute' must be mean, none or a number", NULL, NULL);
+        return PT_OK;
+    }
+    return 1;
+}
+
+static int defaults_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    if (!strcmp(k, "categorical")) return walk(x, v, "features.defaults.categorical", feat_opt_pair, &x->fdef[FEAT_CATEGORICAL]);
+    if (!strcmp(k, "numeric")) return walk(x, v, "features.defaults.numeric", feat_opt_pair, &x->fdef[FEAT_NUMERIC]);
+    if (!strcmp(k, "multi")) return walk(x, v, "features.defaults.multi", feat_opt_pair, &x->fdef[FEAT_MULTI]);
+    return 1;
+}
+
+static int add_features(struct cx *x, struct fy_node *list, enum feat_kind kind, const char *key)
+{
+    struct pt_config *c = x->c;
+    if (!list || !fy_node_is_sequence(list)) return err_at(x, list, "'features.%s' must be a list", key, NULL);
+    int cnt = fy_node_sequence_item_count(list);
+    struct feat_cfg *nf = pt_realloc(c->feats, (size_t)(c->nfeats + cnt + 1) * sizeof *nf);
+    if (!nf) return pt_error(PT_ENOMEM, "out of memory");
+    c->feats = nf;
+    void *it = NULL;
+    struct fy_node *e;
+    while ((e = fy_node_sequence_iterate(list, &it)) != NULL) {
+        struct feat_cfg *f = &c->feats[c->nfeats];
+        *f = x->fdef[kind];
+        f->kind = kind;
+        f->name = NULL;
+        f->sep = NULL;
+        c->nfeats++;
+        int rc;
+        if (scalar(e)) rc = get_str(x, e, "name", &f->name);
+        else rc = walk(x, e, "a feature", feat_opt_pair, f);
+        if (rc) return rc;
+        if (!f->name) return err_at(x, e, "a feature in 'features.%s' has no name", key, NULL);
+        if (kind == FEAT_MULTI && !f->sep && !(f->sep = pt_strdup(x->fdef[FEAT_MULTI].sep ? x->fdef[FEAT_MULTI].sep : "|")))
+            return pt_error(PT_ENOMEM, "out of memory");
+        for (int i = 0; i < c->nfeats - 1; i++)
+            if (!strcmp(c->feats[i].name, f->name))
+                return err_at(x, e, "feature '%s' is listed twice", f->name, NULL);
+    }
+    return PT_OK;
+}
+
+static int features_pass(struct cx *x, struct fy_node *map, int defaults_only)
+{
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(map, &it)) != NULL) {
+        const char *k = scalar(fy_node_pair_key(p));
+        struct fy_node *v = fy_node_pair_value(p);
+        int rc = PT_OK;
+        if (!k) return err_at(x, fy_node_pair_key(p), "keys in features must be strings", NULL, NULL);
+        if (!strcmp(k, "defaults")) {
+            if (defaults_only) rc = walk(x, v, "features.defaults", defaults_pair, NULL);
+        } else if (!strcmp(k, "numeric") || !strcmp(k, "categorical") || !strcmp(k, "multi")) {
+            if (!defaults_only)
+                rc = add_features(x, v, !strcmp(k, "numeric") ? FEAT_NUMERIC : !strcmp(k, "categorical") ? FEAT_CATEGORICAL : FEAT_MULTI, k);
+        } else
+            return unknown(x, p, "features");
+        if (rc) return rc;
+    }
+    return PT_OK;
+}
+
+/* ---- tasks ---- */
+
+static int task_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct task_cfg *t = ctx;
+    if (!strcmp(k, "name")) return get_str(x, v, k, &t->name);
+    if (!strcmp(k, "label")) return get_str(x, v, k, &t->label);
+    if (!strcmp(k, "positive")) return get_str_list(x, v, k, &t->positive, &t->npositive);
+    if (!strcmp(k, "weight")) {
+        double w;
+        int rc = get_f64(x, v, k, 0, 1e6, &w);
+        t->weight = (float)w;
+        return rc;
+    }
+    if (!strcmp(k, "type")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "binary")) t->type = TASK_BINARY;
+        else if (s && !strcmp(s, "regression")) t->type = TASK_REGRESSION;
+        else return err_at(x, v, "'type' must be binary or regression", NULL, NULL);
+        return PT_OK;
+    }
+    return 1;
+}
+
+static int add_tasks(struct cx *x, struct fy_node *list)
+{
+    struct pt_config *c = x->c;
+    if (!list || !fy_node_is_sequence(list)) return err_at(x, list, "'tasks' must be a list", NULL, NULL);
+    int cnt = fy_node_sequence_item_count(list);
+    if (cnt < 1) return err_at(x, list, "'tasks' must name at least one task", NULL, NULL);
+    c->tasks = pt_calloc((size_t)cnt, sizeof *c->tasks);
+    if (!c->tasks) return pt_error(PT_ENOMEM, "out of memory");
+    void *it = NULL;
+    struct fy_node *e;
+    while ((e = fy_node_sequence_iterate(list, &it)) != NULL) {
+        struct task_cfg *t = &c->tasks[c->ntasks++];
+        t->weight = 1.0f;
+        int rc = walk(x, e, "a task", task_pair, t);
+        if (rc) return rc;
+        if (!t->label) return err_at(x, e, "a task has no 'label' column", NULL, NULL);
+        if (!t->name && !(t->name = pt_strdup(t->label))) return pt_error(PT_ENOMEM, "out of memory");
+        for (int i = 0; i < c->ntasks - 1; i++)
+            if (!strcmp(c->tasks[i].name, t->name)) return err_at(x, e, "task '%s' is listed twice", t->name, NULL);
+    }
+    return PT_OK;
+}
+
+/* ---- model and train ---- */
+
+static int model_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "kind")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "lr")) c->model = MODEL_LR;
+        else if (s && !strcmp(s, "mlp")) c->model = MODEL_MLP;
+        else return err_at(x, v, "model kind '%s' is not known (lr, mlp)", s ? s : "?", NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "hidden")) return get_int_list(x, v, k, &c->hidden, &c->nhidden);
+    if (!strcmp(k, "dropout")) {
+        double d;
+        int rc = get_f64(x, v, k, 0, 0.95, &d);
+        c->dropout = (float)d;
+        return rc;
+    }
+    return 1;
+}
+
+static int optimizer_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    double d;
+    int rc;
+    if (!strcmp(k, "kind")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "adam")) c->optimizer = OPTIM_ADAM;
+        else if (s && !strcmp(s, "adagrad")) c->optimizer = OPTIM_ADAGRAD;
+        else if (s && !strcmp(s, "sgd")) c->optimizer = OPTIM_SGD;
+        else return err_at(x, v, "optimizer '%s' is not known (adam, adagrad, sgd)", s ? s : "?", NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "lr")) {
+        rc = get_f64(x, v, k, 1e-9, 100, &d);
+        c->lr = (float)d;
+        return rc;
+    }
+    if (!strcmp(k, "l2")) {
+        rc = get_f64(x, v, k, 0, 100, &d);
+        c->l2 = (float)d;
+        return rc;
+    }
+    return 1;
+}
+
+static int es_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "watch")) return get_str(x, v, k, &c->es_watch);
+    if (!strcmp(k, "patience")) return get_int(x, v, k, 1, 1000, &c->es_patience);
+    return 1;
+}
+
+static int train_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct pt_config *c = x->c;
+    if (!strcmp(k, "epochs")) return get_int(x, v, k, 1, 100000, &c->epochs);
+    if (!strcmp(k, "batch")) return get_int(x, v, k, 1, 1 << 20, &c->batch);
+    if (!strcmp(k, "threads")) return get_int(x, v, k, 1, 1024, &c->threads);
+    if (!strcmp(k, "seed")) {
+        int64_t s;
+        int rc = get_i64(x, v, k, 0, INT64_MAX, &s);
+        c->seed = (uint64_t)s;
+        return rc;
+    }
+    if (!strcmp(k, "optimizer")) return walk(x, v, "train.optimizer", optimizer_pair, NULL);
+    if (!strcmp(k, "early_stopping")) return walk(x, v, "train.early_stopping", es_pair, NULL);
+    return 1;
+}
+
+static int top_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    if (!strcmp(k, "data")) return walk(x, v, "data", data_pair, NULL);
+    if (!strcmp(k, "features")) {
+        int rc = need_map(x, v, "features");
+        if (!rc) rc = features_pass(x, v, 1);
+        if (!rc) rc = features_pass(x, v, 0);
+        return rc;
+    }
+    if (!strcmp(k, "tasks")) return add_tasks(x, v);
+    if (!strcmp(k, "model")) return walk(x, v, "model", model_pair, NULL);
+    if (!strcmp(k, "train")) return walk(x, v, "train", train_pair, NULL);
+    return 1;
+}
+
+static void config_defaults(struct cx *x)
+{
+    struct pt_config *c = x->c;
+    c->header = 1;
+    c->valid_fraction = 0;
+    c->test_fraction = 0;
+    c->split_seed = 1;
+    c->model = MODEL_MLP;
+    c->epochs = 5;
+    c->batch = 2048;
+    c->optimizer = OPTIM_ADAM;
+    c->lr = 1e-3f;
+    c->seed = 1;
+    c->threads = 0;
+    c->es_patience = 2;
+    for (int k = 0; k < 3; k++) {
+        struct feat_cfg *f = &x->fdef[k];
+        memset(f, 0, sizeof *f);
+        f->dim = 16;
+        f->min_count = 1;
+        f->impute = IMPUTE_NONE;
+        f->transform = NUM_STANDARDIZE;
+        f->buckets = 10;
+        f->pool_mean = 1;
+    }
+}
+
+/* Checks across sections, after everything is read. */
+static int config_check(struct cx *x, struct fy_node *root)
+{
+    struct pt_config *c = x->c;
+    if (!c->train) return pt_error_at(PT_ECONFIG, x->path, 0, "'data.train' is missing");
+    if (!c->ntasks) return pt_error_at(PT_ECONFIG, x->path, 0, "'tasks' is missing");
+    if (!c->nfeats) return pt_error_at(PT_ECONFIG, x->path, 0, "'features' lists no feature");
+    if (!c->header && !c->ncolumns)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "'data.format.header' is false but 'data.format.columns' is not given");
+    if (c->valid && c->valid_fraction > 0)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "give either 'data.valid' or 'data.split.valid', not both");
+    if (c->test && c->test_fraction > 0)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "give either 'data.test' or 'data.split.test', not both");
+    if (c->valid_fraction + c->test_fraction >= 0.95)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "'data.split' leaves too little for training");
+    for (int t = 0; t < c->ntasks; t++)
+        for (int f = 0; f < c->nfeats; f++)
+            if (!strcmp(c->tasks[t].label, c->feats[f].name))
+                return pt_error_at(PT_ECONFIG, x->path, 0, "column '%s' is both a label and a feature (that leaks the label)", c->feats[f].name);
+    if (c->model == MODEL_MLP && !c->nhidden) {
+        c->hidden = pt_malloc(3 * sizeof(int));
+        if (!c->hidden) return pt_error(PT_ENOMEM, "out of memory");
+        c->hidden[0] = 256, c->hidden[1] = 128, c->hidden[2] = 64;
+        c->nhidden = 3;
+    }
+    if (c->es_watch) {
+        /* valid.<task|mean>.<metric> */
+        char *s = c->es_watch;
+        char *d1 = strchr(s, '.'), *d2 = d1 ? strrchr(d1 + 1, '.') : NULL;
+        int ok = d1 && d2 && !strncmp(s, "valid.", 6);
+        if (ok) {
+            char task[256];
+            size_t n = (size_t)(d2 - d1 - 1);
+            ok = n < sizeof task;
+            if (ok) {
+                memcpy(task, d1 + 1, n);
+                task[n] = 0;
+                ok = !strcmp(task, "mean") || config_task_index(c, task) >= 0;
+            }
+            const char *m = d2 + 1;
+            ok = ok && (!strcmp(m, "auc") || !strcmp(m, "logloss") || !strcmp(m, "gauc") ||
+                        !strcmp(m, "rmse") || !strcmp(m, "mae") || !strcmp(m, "loss"));
+        }
+        if (!ok)
+            return pt_error_at(PT_ECONFIG, x->path, 0,
+                               "'train.early_stopping.watch' must be valid.<task or mean>.<auc|logloss|rmse|mae|loss>, not '%s'",
+                               s);
+    }
+    (void)root;
+    return PT_OK;
+}
+
+int config_task_index(const struct pt_config *c, const char *name)
+{
+    for (int i = 0; i < c->ntasks; i++)
+        if (!strcmp(c->tasks[i].name, name)) return i;
+    return -1;
+}
+
+static int yaml_error(const char *path, struct fy_diag *diag)
+{
+    void *it = NULL;
+    struct fy_diag_error *e = diag ? fy_diag_errors_iterate(diag, &it) : NULL;
+    if (e) return pt_error_at(PT_ECONFIG, path, e->line + 1, "YAML: %s", e->msg);
+    return pt_error_at(PT_ECONFIG, path, 0, "not valid YAML");
+}
+
+int config_parse(const char *text, size_t len, const char *path, struct pt_config **out)
+{
+    *out = NULL;
+    struct cx x = {.path = path};
+    struct pt_config *c = pt_calloc(1, sizeof *c);
+    struct fy_document *doc = NULL;
+    struct fy_diag *diag = NULL;
+    int rc = PT_ENOMEM;
+    if (!c) return pt_error(PT_ENOMEM, "out of memory");
+    x.c = c;
+    config_defaults(&x);
+    if (!(c->path = pt_strdup(path)) || !(c->dir = pt_path_dir(path)) || !(c->yaml = pt_strndup(text, len)))
+        goto fail;
+
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = NULL;
+    diag = fy_diag_create(&dcfg);
+    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG, .diag = diag};
+    doc = fy_document_build_from_string(&pcfg, c->yaml, len);
+    if (!doc) {
+        rc = yaml_error(path, diag);
+        goto fail;
+    }
+    struct fy_node *root = fy_document_root(doc);
+    if (!root) {
+        rc = pt_error_at(PT_ECONFIG, path, 0, "the config is empty");
+        goto fail;
+    }
+    rc = walk(&x, root, "the config", top_pair, NULL);
+    if (rc) goto fail;
+    rc = config_check(&x, root);
+    if (rc) goto fail;
+    pt_free(x.fdef[FEAT_MULTI].sep);
+    fy_document_destroy(doc);
+    fy_diag_destroy(diag);
+    *out = c;
+    return PT_OK;
+fail:
+    if (rc == PT_ENOMEM) pt_error(PT_ENOMEM, "out of memory");
+    for (int k = 0; k < 3; k++) {
+        pt_free(x.fdef[k].sep);
+        pt_free(x.fdef[k].name);
+    }
+    if (doc) fy_document_destroy(doc);
+    if (diag) fy_diag_destroy(diag);
+    pt_config_free(c);
+    return rc;
+}
+
+int pt_config_load(const char *path, pt_config **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return pt_error_at(PT_EIO, path, 0, "cannot open config: %s", strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PT_OK;
+    for (;;) {
+        if (n + 4096 > cap) {
+            if (cap > (1u << 24)) {
+                rc = pt_error_at(PT_ECONFIG, path, 0, "config larger than 16 MiB");
+                break;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *nb = pt_realloc(buf, cap);
+            if (!nb) {
+                rc = pt_error(PT_ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) rc = pt_error_at(PT_EIO, path, 0, "read error");
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == PT_OK) rc = config_parse(buf, n, path, out);
+    pt_free(buf);
+    return rc;
+}
+
+static void free_strs(char **s, int n)
+{
+    if (!s) return;
+    for (int i = 0; i < n; i++) pt_free(s[i]);
+    pt_free(s);
+}
+
+void pt_config_free(pt_config *c)
+{
+    if (!c) return;
+    pt_free(c->path);
+    pt_free(c->dir);
+    pt_free(c->yaml);
+    pt_free(c->train);
+    pt_free(c->valid);
+    pt_free(c->test);
+    pt_free(c->delim);
+    free_strs(c->columns, c->ncolumns);
+    free_strs(c->keys, c->nkeys);
+    for (int i = 0; i < c->nfeats; i++) {
+        pt_free(c->feats[i].name);
+        pt_free(c->feats[i].sep);
+    }
+    pt_free(c->feats);
+    for (int i = 0; i < c->ntasks; i++) {
+        pt_free(c->tasks[i].name);
+        pt_free(c->tasks[i].label);
+        free_strs(c->tasks[i].positive, c->tasks[i].npositive);
+    }
+    pt_free(c->tasks);
+    pt_free(c->hidden);
+    pt_free(c->es_watch);
+    pt_free(c);
+}

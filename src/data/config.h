@@ -1,0 +1,80 @@
+/* config.h: the parsed YAML config (docs/config.md is the user's manual).
+ * pt_config is the public opaque handle; its fields are internal. */
+#ifndef PT_CONFIG_H
+#define PT_CONFIG_H
+
+#include <stdint.h>
+
+#include "polytask.h"
+#include "train/optim.h"
+
+enum feat_kind { FEAT_CATEGORICAL = 0, FEAT_NUMERIC = 1, FEAT_MULTI = 2 };
+enum num_impute { IMPUTE_NONE = 0, IMPUTE_MEAN = 1, IMPUTE_CONST = 2 };
+enum num_transform { NUM_STANDARDIZE = 0, NUM_BUCKETIZE = 1, NUM_RAW = 2 };
+enum task_type { TASK_BINARY = 0, TASK_REGRESSION = 1 };
+enum model_kind { MODEL_LR = 0, MODEL_MLP = 1 };
+
+struct feat_cfg {
+    char *name;              /* column name */
+    enum feat_kind kind;
+    int dim;                 /* embedding width (categorical, multi, bucketised) */
+    int min_count;           /* vocabulary: ids seen fewer times go to the unknown bucket */
+    int64_t hash_buckets;    /* > 0: hash into this many buckets instead of a vocabulary */
+    enum num_impute impute;
+    float impute_value;
+    enum num_transform transform;
+    int buckets;             /* quantile buckets for NUM_BUCKETIZE */
+    char *sep;               /* multi-valued separator */
+    int pool_mean;           /* multi-valued pooling: 1 mean, 0 sum */
+};
+
+struct task_cfg {
+    char *name;
+    char *label;             /* label column */
+    enum task_type type;
+    char **positive;         /* binary: values mapped to 1 (NULL: "1"/"0") */
+    int npositive;
+    float weight;
+};
+
+struct pt_config {
+    char *path, *dir;        /* the file and its folder */
+    char *yaml;              /* the file's text, kept in model metadata */
+    /* data */
+    char *train, *valid, *test; /* resolved paths (valid/test may be NULL) */
+    char *delim;
+    int header;
+    char **columns;          /* names when header is false */
+    int ncolumns;
+    double valid_fraction, test_fraction; /* seeded split of train when no file */
+    uint64_t split_seed;
+    char **keys;             /* key columns copied by predict */
+    int nkeys;
+    int64_t max_bad_rows;
+    /* features and tasks */
+    struct feat_cfg *feats;
+    int nfeats;
+    struct task_cfg *tasks;
+    int ntasks;
+    /* model */
+    enum model_kind model;
+    int *hidden;
+    int nhidden;
+    float dropout;
+    /* train */
+    int epochs, batch;
+    enum optim_kind optimizer;
+    float lr, l2;
+    uint64_t seed;
+    int threads;
+    char *es_watch;          /* "valid.<task|mean>.<metric>" or NULL */
+    int es_patience;
+};
+
+/* Parses YAML text (path used for messages and relative paths). */
+int config_parse(const char *text, size_t len, const char *path, struct pt_config **out);
+
+/* Index of the task with this name, or -1. */
+int config_task_index(const struct pt_config *c, const char *name);
+
+#endif

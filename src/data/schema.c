@@ -1,0 +1,859 @@
+/* schema.c: CSV rows → columnar int32/float32 data sets, and the learned
+ * encoding (vocabularies, numeric statistics) that goes into the model file.
+ *
+ * Training data is read once: categorical values get provisional ids in
+ * first-seen order while their counts accumulate, numerics are kept raw;
+ * schema_finalize then applies min-count, imputation, standardisation and
+ * bucketing from the train rows only (no statistic sees valid or test rows)
+ * and rewrites the ids in place. Valid/test/predict files are encoded
+ * directly with the frozen schema. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/csv.h"
+#include "data/schema.h"
+#include "util/util.h"
+
+#define MAX_REPORTED_BAD 5
+
+/* ---- schema ---- */
+
+int schema_create(struct schema **out, const struct pt_config *cfg)
+{
+    *out = NULL;
+    struct schema *s = pt_calloc(1, sizeof *s);
+    if (!s) return pt_error(PT_ENOMEM, "out of memory");
+    s->cfg = cfg;
+    s->nfeat = cfg->nfeats;
+    s->ntasks = cfg->ntasks;
+    s->f = pt_calloc((size_t)cfg->nfeats + 1, sizeof *s->f);
+    if (!s->f) {
+        pt_free(s);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < cfg->nfeats; i++) {
+        struct feat_state *f = &s->f[i];
+        f->cfg = &cfg->feats[i];
+        vocab_init(&f->vocab);
+        vocab_init(&f->fit);
+        f->std = 1;
+        if (f->cfg->kind == FEAT_MULTI) {
+            f->slot = s->nmulti++;
+        } else if (f->cfg->kind == FEAT_CATEGORICAL ||
+                   (f->cfg->kind == FEAT_NUMERIC && f->cfg->transform == NUM_BUCKETIZE)) {
+            f->is_cat = 1;
+            f->slot = s->ncat++;
+        } else {
+            f->slot = s->nnum++;
+        }
+        if (f->cfg->hash_buckets > 0) f->rows = (int32_t)f->cfg->hash_buckets;
+    }
+    *out = s;
+    return PT_OK;
+}
+
+void schema_free(struct schema *s)
+{
+    if (!s) return;
+    for (int i = 0; i < s->nfeat; i++) {
+        vocab_free(&s->f[i].vocab);
+        vocab_free(&s->f[i].fit);
+        pt_free(s->f[i].counts);
+        pt_free(s->f[i].remap);
+        pt_free(s->f[i].bounds);
+    }
+    pt_free(s->f);
+    pt_free(s);
+}
+
+/* ---- data sets ---- */
+
+int dataset_create(struct dataset **out, const struct schema *s)
+{
+    struct dataset *d = pt_calloc(1, sizeof *d);
+    *out = NULL;
+    if (!d) return pt_error(PT_ENOMEM, "out of memory");
+    d->ncat = s->ncat;
+    d->nmulti = s->nmulti;
+    d->nnum = s->nnum;
+    d->ntasks = s->ntasks;
+    vocab_init(&d->groups);
+    d->cat = pt_calloc((size_t)d->ncat + 1, sizeof *d->cat);
+    d->moff = pt_calloc((size_t)d->nmulti + 1, sizeof *d->moff);
+    d->mids = pt_calloc((size_t)d->nmulti + 1, sizeof *d->mids);
+    d->mlen = pt_calloc((size_t)d->nmulti + 1, sizeof *d->mlen);
+    d->mcap = pt_calloc((size_t)d->nmulti + 1, sizeof *d->mcap);
+    d->num = pt_calloc((size_t)d->nnum + 1, sizeof *d->num);
+    if (!d->cat || !d->moff || !d->mids || !d->mlen || !d->mcap || !d->num) {
+        dataset_free(d);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    *out = d;
+    return PT_OK;
+}
+
+void dataset_clear(struct dataset *d)
+{
+    if (d->keys)
+        for (int64_t i = 0; i < d->n; i++) {
+            pt_free(d->keys[i]);
+            d->keys[i] = NULL;
+        }
+    d->n = 0;
+    for (int j = 0; j < d->nmulti; j++) d->mlen[j] = 0;
+}
+
+void dataset_free(struct dataset *d)
+{
+    if (!d) return;
+    dataset_clear(d);
+    for (int j = 0; d->cat && j < d->ncat; j++) pt_free(d->cat[j]);
+    for (int j = 0; d->num && j < d->nnum; j++) pt_free(d->num[j]);
+    for (int j = 0; d->moff && j < d->nmulti; j++) {
+        pt_free(d->moff[j]);
+        pt_free(d->mids[j]);
+    }
+    pt_free(d->cat);
+    pt_free(d->num);
+    pt_free(d->moff);
+    pt_free(d->mids);
+    pt_free(d->mlen);
+    pt_free(d->mcap);
+    pt_free(d->y);
+    pt_free(d->group);
+    pt_free(d->keys);
+    vocab_free(&d->groups);
+    pt_free(d);
+}
+
+static int grow(void **p, int64_t cap, size_t elem)
+{
+    void *np = pt_realloc(*p, (size_t)cap * elem);
+    if (!np) return pt_error(PT_ENOMEM, "out of memory");
+    *p = np;
+    return PT_OK;
+}
+
+static int dataset_reserve(struct dataset *d, int64_t need, int with_group, int with_keys)
+{
+    if (need <= d->cap && (!with_group || d->group) && (!with_keys || d->keys)) return PT_OK;
+    int64_t cap = d->cap;
+    while (cap < need) cap = cap ? cap * 2 : 4096;
+    for (int j = 0; j < d->ncat; j++)
+        if (grow((void **)&d->cat[j], cap, sizeof(int32_t))) return PT_ENOMEM;
+    for (int j = 0; j < d->nnum; j++)
+        if (grow((void **)&d->num[j], cap, sizeof(float))) return PT_ENOMEM;
+    for (int j = 0; j < d->nmulti; j++) {
+        if (grow((void **)&d->moff[j], cap + 1, sizeof(int32_t))) return PT_ENOMEM;
+        if (d->cap == 0) d->moff[j][0] = 0;
+    }
+    if (d->ntasks && grow((void **)&d->y, cap * d->ntasks, sizeof(float))) return PT_ENOMEM;
+    if (with_group && grow((void **)&d->group, cap, sizeof(int32_t))) return PT_ENOMEM;
+    if (with_keys) {
+        if (grow((void **)&d->keys, cap, sizeof(char *))) return PT_ENOMEM;
+        for (int64_t i = d->n; i < cap; i++) d->keys[i] = NULL;
+    }
+    d->cap = cap;
+    return PT_OK;
+}
+
+/* ---- reader ---- */
+
+struct data_reader {
+    struct csv_reader *csv;
+    char *path;
+    struct read_opts o;
+    size_t ncols;
+    int *fcol, *tcol, *kcol, gcol;
+    int nkeys;
+    char *key_header;
+    struct rng split;
+    /* one row's encoding, committed only when the whole row is good */
+    int32_t *rcat;
+    float *rnum, *ry;
+    int32_t *rmcount, *rmids;
+    size_t rmcap;
+    int32_t rgroup;
+    char *rkey;
+    size_t rkeycap;
+    int done;
+};
+
+static const char *const MISSING[] = {"", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"};
+
+static int is_missing(const char *s)
+{
+    for (size_t i = 0; i < PT_ARRAY_LEN(MISSING); i++)
+        if (!strcmp(s, MISSING[i])) return 1;
+    return 0;
+}
+
+static int find_col(char **names, size_t n, const char *want)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], want)) return (int)i;
+    return -1;
+}
+
+void data_reader_close(struct data_reader *r)
+{
+    if (!r) return;
+    csv_reader_close(r->csv);
+    pt_free(r->path);
+    pt_free(r->fcol);
+    pt_free(r->tcol);
+    pt_free(r->kcol);
+    pt_free(r->key_header);
+    pt_free(r->rcat);
+    pt_free(r->rnum);
+    pt_free(r->ry);
+    pt_free(r->rmcount);
+    pt_free(r->rmids);
+    pt_free(r->rkey);
+    pt_free(r);
+}
+
+const char *data_reader_key_header(const struct data_reader *r) { return r->key_header; }
+
+/* Appends s to *buf as one CSV field (quoted when it needs to be). */
+static int append_csv_field(char **buf, size_t *cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s);
+    int quote = strpbrk(s, ",\"\r\n") != NULL;
+    size_t need = *len + 2 * n + 4;
+    if (need > *cap) {
+        size_t nc = *cap ? *cap : 64;
+        while (nc < need) nc *= 2;
+        char *nb = pt_realloc(*buf, nc);
+        if (!nb) return pt_error(PT_ENOMEM, "out of memory");
+        *buf = nb;
+        *cap = nc;
+    }
+    char *p = *buf + *len;
+    if (quote) *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"') *p++ = '"';
+        *p++ = s[i];
+    }
+    if (quote) *p++ = '"';
+    *p = 0;
+    *len = (size_t)(p - *buf);
+    return PT_OK;
+}
+
+int data_reader_open(struct data_reader **out, const struct schema *s, const char *path,
+                     const struct read_opts *o)
+{
+    const struct pt_config *c = s->cfg;
+    *out = NULL;
+    struct data_reader *r = pt_calloc(1, sizeof *r);
+    if (!r) return pt_error(PT_ENOMEM, "out of memory");
+    r->o = *o;
+    r->gcol = -1;
+    rng_seed(&r->split, o->split_seed);
+    int rc = PT_ENOMEM;
+    char **names = NULL;
+    size_t nnames = 0, *lens;
+    char **hdr = NULL;
+    if (!(r->path = pt_strdup(path))) goto fail;
+    struct csv_opts co = {.delim = c->delim, .quote = '"'};
+    rc = csv_reader_open(&r->csv, path, &co);
+    if (rc) goto fail;
+    if (c->header) {
+        rc = csv_reader_next(r->csv, &nnames, &names, &lens);
+        if (rc < 0) goto fail;
+        if (rc == 0) {
+            rc = pt_error_at(PT_EPARSE, path, 1, "the file is empty (a header row was expected)");
+            goto fail;
+        }
+        /* names points into the reader's record buffer: copy it. */
+        hdr = pt_calloc(nnames + 1, sizeof *hdr);
+        if (!hdr) { rc = pt_error(PT_ENOMEM, "out of memory"); goto fail; }
+        for (size_t i = 0; i < nnames; i++)
+            if (!(hdr[i] = pt_strdup(names[i]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto fail; }
+        names = hdr;
+    } else {
+        names = c->columns;
+        nnames = (size_t)c->ncolumns;
+    }
+    r->ncols = nnames;
+    r->fcol = pt_calloc((size_t)s->nfeat + 1, sizeof(int));
+    r->tcol = pt_calloc((size_t)s->ntasks + 1, sizeof(int));
+    r->kcol = pt_calloc((size_t)c->nkeys + 1, sizeof(int));
+    r->rcat = pt_calloc((size_t)s->ncat + 1, sizeof(int32_t));
+    r->rnum = pt_calloc((size_t)s->nnum + 1, sizeof(float));
+    r->ry = pt_calloc((size_t)s->ntasks + 1, sizeof(float));
+    r->rmcount = pt_calloc((size_t)s->nmulti + 1, sizeof(int32_t));
+    if (!r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rnum || !r->ry || !r->rmcount) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    const char *hint = c->header ? "the header row" : "data.format.columns";
+    for (int i = 0; i < s->nfeat; i++) {
+        r->fcol[i] = find_col(names, nnames, s->f[i].cfg->name);
+        if (r->fcol[i] < 0) {
+            rc = pt_error_at(PT_ESCHEMA, path, 1, "feature column '%s' is not in %s", s->f[i].cfg->name, hint);
+            goto fail;
+        }
+    }
+    for (int t = 0; t < s->ntasks; t++) {
+        r->tcol[t] = find_col(names, nnames, c->tasks[t].label);
+        if (r->tcol[t] < 0 && (o->flags & READ_LABELS)) {
+            rc = pt_error_at(PT_ESCHEMA, path, 1, "label column '%s' of task '%s' is not in %s",
+                             c->tasks[t].label, c->tasks[t].name, hint);
+            goto fail;
+        }
+    }
+    if (o->group_by) {
+        r->gcol = find_col(names, nnames, o->group_by);
+        if (r->gcol < 0) {
+            rc = pt_error_at(PT_ESCHEMA, path, 1, "group column '%s' is not in %s", o->group_by, hint);
+            goto fail;
+        }
+    }
+    if (o->flags & READ_KEYS) {
+        size_t cap = 0, len = 0;
+        r->nkeys = c->nkeys;
+        for (int k = 0; k < c->nkeys; k++) {
+            r->kcol[k] = find_col(names, nnames, c->keys[k]);
+            if (r->kcol[k] < 0) {
+                rc = pt_error_at(PT_ESCHEMA, path, 1, "key column '%s' is not in %s", c->keys[k], hint);
+                goto fail;
+            }
+            if (k && append_csv_field(&r->key_header, &cap, &len, "")) goto fail;
+            if (k) r->key_header[len - 1] = ',';
+            if (append_csv_field(&r->key_header, &cap, &len, c->keys[k])) goto fail;
+        }
+        if (!r->key_header && !(r->key_header = pt_strdup(""))) goto fail;
+    }
+    if (hdr) {
+        for (size_t i = 0; i < nnames; i++) pt_free(hdr[i]);
+        pt_free(hdr);
+    }
+    *out = r;
+    return PT_OK;
+fail:
+    if (hdr) {
+        for (size_t i = 0; i < nnames; i++) pt_free(hdr[i]);
+        pt_free(hdr);
+    }
+    data_reader_close(r);
+    return rc;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    while (*s == ' ') s++;
+    errno = 0;
+    double v = strtod(s, &end);
+    while (*end == ' ') end++;
+    if (end == s || *end) return -1;
+    if (!isfinite(v) || fabs(v) > 3.0e38) return -2;
+    *out = (float)v;
+    return 0;
+}
+
+static int32_t hash_id(const struct feat_cfg *f, const char *s, size_t len)
+{
+    return (int32_t)(pt_hash64(s, len, 0x5eed) % (uint64_t)f->hash_buckets);
+}
+
+/* Encodes one categorical value: provisional id when fitting, final otherwise. */
+static int cat_id(struct feat_state *f, int fit, const char *s, size_t len, int32_t *id)
+{
+    if (f->cfg->hash_buckets > 0) {
+        *id = hash_id(f->cfg, s, len);
+        return PT_OK;
+    }
+    if (fit) return vocab_add(&f->fit, s, len, id);
+    int32_t k = vocab_find(&f->vocab, s, len);
+    *id = k < 0 ? 0 : k + 1;
+    return PT_OK;
+}
+
+static int push_mid(struct data_reader *r, size_t *n, int32_t id)
+{
+    if (*n == r->rmcap) {
+        size_t nc = r->rmcap ? r->rmcap * 2 : 64;
+        int32_t *nb = pt_realloc(r->rmids, nc * sizeof *nb);
+        if (!nb) return pt_error(PT_ENOMEM, "out of memory");
+        r->rmids = nb;
+        r->rmcap = nc;
+    }
+    r->rmids[(*n)++] = id;
+    return PT_OK;
+}
+
+/* Encodes one record into the reader's row buffers. Returns PT_OK, PT_ENOMEM,
+ * or PT_EPARSE/PT_ENUMERIC with "FILE:LINE: ..." set (a bad row). */
+static int encode_row(struct data_reader *r, struct schema *s, char **fields, size_t *lens,
+                      long line, size_t *nmids)
+{
+    const struct pt_config *c = s->cfg;
+    int fit = (r->o.flags & READ_FIT) != 0;
+    int rc;
+    *nmids = 0;
+    for (int i = 0; i < s->nfeat; i++) {
+        struct feat_state *f = &s->f[i];
+        const struct feat_cfg *fc = f->cfg;
+        const char *v = fields[r->fcol[i]];
+        size_t vl = lens[r->fcol[i]];
+        if (fc->kind == FEAT_CATEGORICAL) {
+            if ((rc = cat_id(f, fit, v, vl, &r->rcat[f->slot]))) return rc;
+        } else if (fc->kind == FEAT_MULTI) {
+            size_t sl = strlen(fc->sep);
+            int32_t cnt = 0;
+            const char *p = v, *end = v + vl;
+            while (vl && p <= end) {
+                const char *q = strstr(p, fc->sep);
+                if (!q) q = end;
+                if (q > p) {
+                    int32_t id;
+                    if ((rc = cat_id(f, fit, p, (size_t)(q - p), &id))) return rc;
+                    if ((rc = push_mid(r, nmids, id))) return rc;
+                    cnt++;
+                }
+                p = q + sl;
+            }
+            r->rmcount[f->slot] = cnt;
+        } else {
+            float x = NAN;
+            int bad = is_missing(v) ? 1 : parse_float(v, &x);
+            if (bad) {
+                if (fc->impute == IMPUTE_NONE) {
+                    if (bad == -2)
+                        return pt_error_at(PT_ENUMERIC, r->path, line,
+                                           "column '%s': '%s' is not a finite number (set impute: in the config to replace it)",
+                                           fc->name, v);
+                    return pt_error_at(PT_EPARSE, r->path, line,
+                                       "column '%s': %s%s%s is not a number (set impute: in the config to replace it)",
+                                       fc->name, *v ? "'" : "an empty value", *v ? v : "", *v ? "'" : "");
+                }
+                f->imputed++;
+                x = fit ? NAN : f->impute_value;
+            }
+            if (!fit) {
+                if (fc->transform == NUM_STANDARDIZE) x = (float)((x - f->mean) / f->std);
+                if (fc->transform == NUM_BUCKETIZE) {
+                    int lo = 0, hi = f->nbounds;
+                    while (lo < hi) {
+                        int mid = (lo + hi) / 2;
+                        if (f->bounds[mid] <= x) lo = mid + 1; else hi = mid;
+                    }
+                    r->rcat[f->slot] = lo;
+                }
+            }
+            if (f->is_cat && fit) memcpy(&r->rcat[f->slot], &x, sizeof x); /* raw bits until finalise */
+            else if (!f->is_cat) r->rnum[f->slot] = x;
+        }
+    }
+    for (int t = 0; t < s->ntasks; t++) {
+        const struct task_cfg *tc = &c->tasks[t];
+        float y = NAN;
+        if (r->tcol[t] >= 0) {
+            const char *v = fields[r->tcol[t]];
+            if (!*v) {
+                y = NAN;
+            } else if (tc->type == TASK_REGRESSION) {
+                if (parse_float(v, &y))
+                    return pt_error_at(PT_EPARSE, r->path, line, "label '%s' of task '%s' is not a finite number",
+                                       v, tc->name);
+            } else if (tc->npositive) {
+                y = 0;
+                for (int k = 0; k < tc->npositive; k++)
+                    if (!strcmp(v, tc->positive[k])) y = 1;
+            } else if (!strcmp(v, "1") || !strcmp(v, "1.0") || !strcmp(v, "true")) {
+                y = 1;
+            } else if (!strcmp(v, "0") || !strcmp(v, "0.0") || !strcmp(v, "false")) {
+                y = 0;
+            } else {
+                return pt_error_at(PT_EPARSE, r->path, line,
+                                   "label '%s' of task '%s' is not 0 or 1 (list the positive values under 'positive:' in the task)",
+                                   v, tc->name);
+            }
+        }
+        r->ry[t] = y;
+    }
+    return PT_OK;
+}
+
+/* counts[] covers every provisional id handed out so far. */
+static int ensure_counts(struct feat_state *f)
+{
+    if (f->ncounts >= f->fit.n) return PT_OK;
+    int64_t nc = f->fit.cap;
+    int64_t *c = pt_realloc(f->counts, (size_t)nc * sizeof *c);
+    if (!c) return pt_error(PT_ENOMEM, "out of memory");
+    memset(c + f->ncounts, 0, (size_t)(nc - f->ncounts) * sizeof *c);
+    f->counts = c;
+    f->ncounts = nc;
+    return PT_OK;
+}
+
+static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d, int count_fit,
+                      char **fields, size_t nmids)
+{
+    int rc = dataset_reserve(d, d->n + 1, r->gcol >= 0, (r->o.flags & READ_KEYS) != 0);
+    if (rc) return rc;
+    int64_t i = d->n;
+    for (int j = 0; j < d->ncat; j++) d->cat[j][i] = r->rcat[j];
+    for (int j = 0; j < d->nnum; j++) d->num[j][i] = r->rnum[j];
+    for (int t = 0; t < d->ntasks; t++) d->y[i * d->ntasks + t] = r->ry[t];
+    size_t k = 0;
+    for (int fi = 0; fi < s->nfeat; fi++) {
+        struct feat_state *f = &s->f[fi];
+        if (f->cfg->kind != FEAT_MULTI) continue;
+        int j = f->slot;
+        int32_t cnt = r->rmcount[j];
+        if (d->mlen[j] + cnt > INT32_MAX) return pt_error(PT_EINVAL, "multi-valued column '%s' holds over 2^31 ids", f->cfg->name);
+        if (d->mlen[j] + cnt > d->mcap[j]) {
+            int64_t nc = d->mcap[j] ? d->mcap[j] : 4096;
+            while (nc < d->mlen[j] + cnt) nc *= 2;
+            if (grow((void **)&d->mids[j], nc, sizeof(int32_t))) return PT_ENOMEM;
+            d->mcap[j] = nc;
+        }
+        memcpy(d->mids[j] + d->mlen[j], r->rmids + k, (size_t)cnt * sizeof(int32_t));
+        k += (size_t)cnt;
+        d->mlen[j] += cnt;
+        d->moff[j][i + 1] = (int32_t)d->mlen[j];
+    }
+    (void)nmids;
+    if (r->gcol >= 0) {
+        int32_t g;
+        if ((rc = vocab_add(&d->groups, fields[r->gcol], strlen(fields[r->gcol]), &g))) return rc;
+        d->group[i] = g;
+    }
+    if (r->o.flags & READ_KEYS) {
+        size_t len = 0;
+        for (int kk = 0; kk < r->nkeys; kk++) {
+            if (kk && append_csv_field(&r->rkey, &r->rkeycap, &len, "")) return PT_ENOMEM;
+            if (kk) r->rkey[len - 1] = ',';
+            if (append_csv_field(&r->rkey, &r->rkeycap, &len, fields[r->kcol[kk]])) return PT_ENOMEM;
+        }
+        if (!(d->keys[i] = pt_strdup(r->nkeys ? r->rkey : ""))) return pt_error(PT_ENOMEM, "out of memory");
+    }
+    if (count_fit) {
+        /* train rows only: occurrences of provisional ids, for min-count */
+        k = 0;
+        for (int fi = 0; fi < s->nfeat; fi++) {
+            struct feat_state *f = &s->f[fi];
+            int32_t nm = f->cfg->kind == FEAT_MULTI ? r->rmcount[f->slot] : 0;
+            if (f->cfg->hash_buckets > 0 || f->cfg->kind == FEAT_NUMERIC) {
+                k += (size_t)nm;
+                continue;
+            }
+            if ((rc = ensure_counts(f))) return rc;
+            if (f->cfg->kind == FEAT_CATEGORICAL) f->counts[r->rcat[f->slot]]++;
+            for (int32_t m = 0; m < nm; m++) f->counts[r->rmids[k + (size_t)m]]++;
+            k += (size_t)nm;
+        }
+    }
+    d->n++;
+    return PT_OK;
+}
+
+static int bad_row(struct data_reader *r, struct dataset *d0, int rc)
+{
+    if (rc == PT_ENOMEM || rc == PT_EIO) return rc;
+    if (d0->bad_rows >= r->o.max_bad_rows) {
+        if (r->o.max_bad_rows > 0) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", pt_errmsg());
+            return pt_error(PT_ETOOMANYBAD, "%s (more than --max-bad-rows %lld bad rows)", msg,
+                            (long long)r->o.max_bad_rows);
+        }
+        return rc;
+    }
+    d0->bad_rows++;
+    if (d0->bad_rows <= MAX_REPORTED_BAD) pt_log(PT_LOG_WARN, "skipped bad row: %s", pt_errmsg());
+    return PT_OK;
+}
+
+int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **dst, int *eof)
+{
+    int fit = (r->o.flags & READ_FIT) != 0;
+    int64_t rows = 0;
+    *eof = 0;
+    while (!r->done && (r->o.max_rows <= 0 || rows < r->o.max_rows)) {
+        size_t nf, *lens;
+        char **fields;
+        int rc = csv_reader_next(r->csv, &nf, &fields, &lens);
+        if (rc == 0) {
+            r->done = 1;
+            break;
+        }
+        long line = csv_reader_line(r->csv);
+        if (rc < 0) {
+            if (rc == PT_EIO || (rc = bad_row(r, dst[0], rc))) return rc;
+            continue;
+        }
+        if (nf == 1 && lens[0] == 0) continue; /* blank line */
+        if (nf != r->ncols) {
+            rc = pt_error_at(PT_EPARSE, r->path, line, "expected %zu fields, found %zu%s", r->ncols, nf,
+                             nf == 1 ? " (is data.format.delimiter right?)" : "");
+            if ((rc = bad_row(r, dst[0], rc))) return rc;
+            continue;
+        }
+        size_t nmids;
+        rc = encode_row(r, s, fields, lens, line, &nmids);
+        if (rc) {
+            if ((rc = bad_row(r, dst[0], rc))) return rc;
+            continue;
+        }
+        struct dataset *d = dst[0];
+        if (fit && (r->o.valid_fraction > 0 || r->o.test_fraction > 0)) {
+            float u = rng_uniform(&r->split);
+            if (u < r->o.valid_fraction) d = dst[1];
+            else if (u < r->o.valid_fraction + r->o.test_fraction) d = dst[2];
+        }
+        if ((rc = commit_row(r, s, d, fit && d == dst[0], fields, nmids))) return rc;
+        rows++;
+    }
+    *eof = r->done;
+    return PT_OK;
+}
+
+int data_load(struct schema *s, const char *path, const struct read_opts *o, struct dataset **dst)
+{
+    struct data_reader *r;
+    int eof, rc = data_reader_open(&r, s, path, o);
+    if (rc) return rc;
+    rc = data_reader_read(r, s, dst, &eof);
+    if (rc == PT_OK && dst[0]->n == 0)
+        rc = pt_error_at(PT_EPARSE, path, 0, "no data rows");
+    data_reader_close(r);
+    return rc;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int finalize_numeric(struct feat_state *f, struct dataset **ds, int nds)
+{
+    const struct feat_cfg *fc = f->cfg;
+    struct dataset *tr = ds[0];
+    double sum = 0, sq = 0;
+    int64_t n = 0;
+    /* raw values live in the num column, or as float bits in the cat column */
+    for (int64_t i = 0; i < tr->n; i++) {
+        float x;
+        if (f->is_cat) memcpy(&x, &tr->cat[f->slot][i], sizeof x);
+        else x = tr->num[f->slot][i];
+        if (isnan(x)) continue;
+        sum += x;
+        n++;
+    }
+    double mean = n ? sum / (double)n : 0;
+    for (int64_t i = 0; i < tr->n; i++) {
+        float x;
+        if (f->is_cat) memcpy(&x, &tr->cat[f->slot][i], sizeof x);
+        else x = tr->num[f->slot][i];
+        if (!isnan(x)) sq += (x - mean) * (x - mean);
+    }
+    double sd = n ? sqrt(sq / (double)n) : 1;
+    f->mean = mean;
+    f->std = sd > 0 ? sd : 1;
+    f->impute_value = fc->impute == IMPUTE_CONST ? fc->impute_value : (float)mean;
+    if (f->is_cat) {
+        /* quantile bounds from sorted train values */
+        float *v = pt_malloc((size_t)(tr->n ? tr->n : 1) * sizeof *v);
+        if (!v) return pt_error(PT_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < tr->n; i++) {
+            float x;
+            memcpy(&x, &tr->cat[f->slot][i], sizeof x);
+            v[i] = isnan(x) ? f->impute_value : x;
+        }
+        qsort(v, (size_t)tr->n, sizeof *v, cmp_float);
+        f->bounds = pt_malloc((size_t)fc->buckets * sizeof *f->bounds);
+        if (!f->bounds) {
+            pt_free(v);
+            return pt_error(PT_ENOMEM, "out of memory");
+        }
+        f->nbounds = 0;
+        for (int b = 1; b < fc->buckets && tr->n; b++) {
+            float q = v[(int64_t)((double)b * (double)tr->n / fc->buckets)];
+            if (f->nbounds == 0 || q > f->bounds[f->nbounds - 1]) f->bounds[f->nbounds++] = q;
+        }
+        pt_free(v);
+        f->rows = f->nbounds + 1;
+    }
+    for (int k = 0; k < nds; k++) {
+        struct dataset *d = ds[k];
+        if (!d) continue;
+        for (int64_t i = 0; i < d->n; i++) {
+            float x;
+            if (f->is_cat) memcpy(&x, &d->cat[f->slot][i], sizeof x);
+            else x = d->num[f->slot][i];
+            if (isnan(x)) x = f->impute_value;
+            if (f->is_cat) {
+                int lo = 0, hi = f->nbounds;
+                while (lo < hi) {
+                    int mid = (lo + hi) / 2;
+                    if (f->bounds[mid] <= x) lo = mid + 1; else hi = mid;
+                }
+                d->cat[f->slot][i] = lo;
+            } else {
+                if (fc->transform == NUM_STANDARDIZE) x = (float)((x - f->mean) / f->std);
+                d->num[f->slot][i] = x;
+            }
+        }
+    }
+    return PT_OK;
+}
+
+static int finalize_vocab(struct feat_state *f, struct dataset **ds, int nds)
+{
+    int rc = ensure_counts(f);
+    if (rc) return rc;
+    f->remap = pt_malloc((size_t)(f->fit.n ? f->fit.n : 1) * sizeof *f->remap);
+    if (!f->remap) return pt_error(PT_ENOMEM, "out of memory");
+    int32_t next = 1;
+    for (int32_t p = 0; p < f->fit.n; p++) {
+        if (f->counts[p] >= f->cfg->min_count) {
+            int32_t id;
+            const char *str = vocab_str(&f->fit, p);
+            if ((rc = vocab_add(&f->vocab, str, strlen(str), &id))) return rc;
+            f->remap[p] = next++;
+        } else {
+            f->remap[p] = 0;
+        }
+    }
+    f->rows = next;
+    for (int k = 0; k < nds; k++) {
+        struct dataset *d = ds[k];
+        if (!d) continue;
+        if (f->cfg->kind == FEAT_CATEGORICAL)
+            for (int64_t i = 0; i < d->n; i++) d->cat[f->slot][i] = f->remap[d->cat[f->slot][i]];
+        else
+            for (int64_t i = 0; i < d->mlen[f->slot]; i++) d->mids[f->slot][i] = f->remap[d->mids[f->slot][i]];
+    }
+    vocab_free(&f->fit);
+    pt_free(f->counts);
+    pt_free(f->remap);
+    f->counts = NULL;
+    f->remap = NULL;
+    f->ncounts = 0;
+    return PT_OK;
+}
+
+int schema_finalize(struct schema *s, struct dataset **ds, int nds)
+{
+    for (int i = 0; i < s->nfeat; i++) {
+        struct feat_state *f = &s->f[i];
+        int rc = PT_OK;
+        if (f->cfg->kind == FEAT_NUMERIC) rc = finalize_numeric(f, ds, nds);
+        else if (f->cfg->hash_buckets <= 0) rc = finalize_vocab(f, ds, nds);
+        if (rc) return rc;
+    }
+    s->fitted = 1;
+    return PT_OK;
+}
+
+/* ---- JSON ---- */
+
+char *schema_to_json(const struct schema *s)
+{
+    json_t *root = json_object(), *feats = json_array();
+    char *out = NULL;
+    if (!root || !feats) goto done;
+    json_object_set_new(root, "features", feats);
+    for (int i = 0; i < s->nfeat; i++) {
+        const struct feat_state *f = &s->f[i];
+        json_t *o = json_object();
+        if (!o) goto done;
+        json_array_append_new(feats, o);
+        json_object_set_new(o, "name", json_string(f->cfg->name));
+        json_object_set_new(o, "kind", json_string(f->cfg->kind == FEAT_NUMERIC ? "numeric"
+                                                   : f->cfg->kind == FEAT_MULTI ? "multi" : "categorical"));
+        json_object_set_new(o, "rows", json_integer(f->rows));
+        if (f->cfg->kind == FEAT_NUMERIC) {
+            json_object_set_new(o, "mean", json_real(f->mean));
+            json_object_set_new(o, "std", json_real(f->std));
+            json_object_set_new(o, "impute_value", json_real(f->impute_value));
+            json_t *b = json_array();
+            for (int k = 0; k < f->nbounds; k++) json_array_append_new(b, json_real(f->bounds[k]));
+            json_object_set_new(o, "bounds", b);
+        } else if (f->cfg->hash_buckets <= 0) {
+            json_t *v = json_array();
+            for (int32_t k = 0; k < f->vocab.n; k++) json_array_append_new(v, json_string(vocab_str(&f->vocab, k)));
+            json_object_set_new(o, "vocab", v);
+        }
+    }
+    out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+done:
+    json_decref(root);
+    if (!out) pt_error(PT_ENOMEM, "out of memory");
+    return out;
+}
+
+int schema_from_json(struct schema *s, const char *json, const char *name)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(json, 0, &jerr);
+    int rc = PT_OK;
+    if (!root) return pt_error_at(PT_EFORMAT, name, 0, "schema is not valid JSON: %s", jerr.text);
+    json_t *feats = json_object_get(root, "features");
+    if (!json_is_array(feats) || (int)json_array_size(feats) != s->nfeat) {
+        rc = pt_error_at(PT_ESCHEMA, name, 0, "schema lists %d features, the config %d",
+                         json_is_array(feats) ? (int)json_array_size(feats) : -1, s->nfeat);
+        goto done;
+    }
+    for (int i = 0; i < s->nfeat; i++) {
+        struct feat_state *f = &s->f[i];
+        json_t *o = json_array_get(feats, (size_t)i);
+        const char *fname = json_string_value(json_object_get(o, "name"));
+        json_t *rows = json_object_get(o, "rows");
+        if (!fname || strcmp(fname, f->cfg->name) || !json_is_integer(rows) || json_integer_value(rows) < 0 ||
+            json_integer_value(rows) > INT32_MAX) {
+            rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature %d does not match the config ('%s')", i,
+                             f->cfg->name);
+            goto done;
+        }
+        f->rows = (int32_t)json_integer_value(rows);
+        if (f->cfg->kind == FEAT_NUMERIC) {
+            json_t *b = json_object_get(o, "bounds");
+            f->mean = json_number_value(json_object_get(o, "mean"));
+            f->std = json_number_value(json_object_get(o, "std"));
+            f->impute_value = (float)json_number_value(json_object_get(o, "impute_value"));
+            if (!json_is_array(b) || !(f->std > 0)) {
+                rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature '%s' has bad statistics", fname);
+                goto done;
+            }
+            f->nbounds = (int)json_array_size(b);
+            f->bounds = pt_malloc((size_t)(f->nbounds + 1) * sizeof *f->bounds);
+            if (!f->bounds) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+            for (int k = 0; k < f->nbounds; k++) f->bounds[k] = (float)json_number_value(json_array_get(b, (size_t)k));
+            if (f->is_cat && f->rows != f->nbounds + 1) {
+                rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature '%s' has inconsistent buckets", fname);
+                goto done;
+            }
+        } else if (f->cfg->hash_buckets <= 0) {
+            json_t *v = json_object_get(o, "vocab");
+            if (!json_is_array(v) || (int64_t)json_array_size(v) + 1 != f->rows) {
+                rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature '%s' has a bad vocabulary", fname);
+                goto done;
+            }
+            for (size_t k = 0; k < json_array_size(v); k++) {
+                const char *str = json_string_value(json_array_get(v, k));
+                int32_t id;
+                if (!str) { rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature '%s' has a bad vocabulary", fname); goto done; }
+                if ((rc = vocab_add(&f->vocab, str, strlen(str), &id))) goto done;
+            }
+        } else if (f->rows != f->cfg->hash_buckets) {
+            rc = pt_error_at(PT_ESCHEMA, name, 0, "schema feature '%s' has %d buckets, the config %lld", fname,
+                             f->rows, (long long)f->cfg->hash_buckets);
+            goto done;
+        }
+    }
+    s->fitted = 1;
+done:
+    json_decref(root);
+    return rc;
+}

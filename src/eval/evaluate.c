@@ -1,0 +1,201 @@
+/* evaluate.c: turns predictions into the per-task metrics report, and the
+ * public eval / predict entry points that read a file with a trained model. */
+#include <math.h>
+#include <string.h>
+
+#include "data/schema.h"
+#include "eval/evaluate.h"
+#include "eval/metrics.h"
+#include "util/util.h"
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int eval_higher_is_better(const char *metric)
+{
+    return !strcmp(metric, "auc") || !strcmp(metric, "gauc") || !strcmp(metric, "accuracy") ||
+           !strcmp(metric, "f1");
+}
+
+static int write_roc(FILE *f, const char *task, const float *y, const float *p, size_t n)
+{
+    double *fpr, *tpr, *thr;
+    size_t np;
+    int rc = metric_roc_curve(y, p, n, &fpr, &tpr, &thr, &np);
+    if (rc) return rc;
+    for (size_t i = 0; i < np; i++) fprintf(f, "%s,%.9g,%.9g,%.9g\n", task, thr[i], fpr[i], tpr[i]);
+    pt_free(fpr);
+    pt_free(tpr);
+    pt_free(thr);
+    return PT_OK;
+}
+
+int eval_tasks(const struct model *m, const struct dataset *d, const float *p, double threshold,
+               const char *roc_out, json_t **out)
+{
+    const struct pt_config *c = m->cfg;
+    int T = m->ntasks, rc = PT_OK;
+    size_t n = (size_t)d->n;
+    float *yy = pt_malloc((n ? n : 1) * sizeof *yy), *pp = pt_malloc((n ? n : 1) * sizeof *pp);
+    int32_t *gg = d->group ? pt_malloc((n ? n : 1) * sizeof *gg) : NULL;
+    json_t *tasks = json_object();
+    struct atomic_file af = {0};
+    *out = NULL;
+    if (!yy || !pp || (d->group && !gg) || !tasks) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (roc_out) {
+        if ((rc = atomic_file_open(&af, roc_out))) goto done;
+        fprintf(af.f, "task,threshold,fpr,tpr\n");
+    }
+    for (int t = 0; t < T; t++) {
+        const struct task_cfg *tc = &c->tasks[t];
+        size_t k = 0;
+        double pos = 0;
+        for (size_t i = 0; i < n; i++) {
+            float y = d->y[i * (size_t)T + (size_t)t];
+            if (isnan(y)) continue;
+            yy[k] = y;
+            pp[k] = p[i * (size_t)T + (size_t)t];
+            if (gg) gg[k] = d->group[i];
+            pos += y > 0.5f;
+            k++;
+        }
+        json_t *o = json_object();
+        if (!o) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+        json_object_set_new(tasks, tc->name, o);
+        json_object_set_new(o, "rows", json_integer((json_int_t)k));
+        if (tc->type == TASK_REGRESSION) {
+            json_object_set_new(o, "rmse", num(k ? metric_rmse(yy, pp, k) : NAN));
+            json_object_set_new(o, "mae", num(k ? metric_mae(yy, pp, k) : NAN));
+            continue;
+        }
+        json_object_set_new(o, "positives", json_integer((json_int_t)pos));
+        json_object_set_new(o, "auc", num(metric_auc(yy, pp, k)));
+        if (gg) {
+            size_t used = 0;
+            json_object_set_new(o, "gauc", num(metric_gauc(yy, pp, gg, k, &used)));
+            json_object_set_new(o, "gauc_groups", json_integer((json_int_t)used));
+        }
+        json_object_set_new(o, "logloss", num(k ? metric_logloss(yy, pp, k) : NAN));
+        json_object_set_new(o, "calibration", num(metric_calibration(yy, pp, k)));
+        struct metric_cls cl = metric_at_threshold(yy, pp, k, threshold);
+        json_object_set_new(o, "accuracy", num(k ? cl.accuracy : NAN));
+        json_object_set_new(o, "precision", num(cl.precision));
+        json_object_set_new(o, "recall", num(cl.recall));
+        json_object_set_new(o, "f1", num(cl.f1));
+        if (af.f && k && (rc = write_roc(af.f, tc->name, yy, pp, k))) goto done;
+    }
+    if (af.f && (rc = atomic_file_commit(&af))) goto done;
+    *out = tasks;
+    tasks = NULL;
+done:
+    atomic_file_abort(&af);
+    json_decref(tasks);
+    pt_free(yy);
+    pt_free(pp);
+    pt_free(gg);
+    return rc;
+}
+
+double eval_metric(const json_t *tasks, const struct pt_config *c, const char *task, const char *metric)
+{
+    double sum = 0;
+    int cnt = 0;
+    for (int t = 0; t < c->ntasks; t++) {
+        if (strcmp(task, "mean") && strcmp(task, c->tasks[t].name)) continue;
+        const char *mm = metric;
+        if (!strcmp(metric, "loss")) mm = c->tasks[t].type == TASK_BINARY ? "logloss" : "rmse";
+        json_t *v = json_object_get(json_object_get(tasks, c->tasks[t].name), mm);
+        if (!json_is_number(v)) return NAN;
+        sum += json_number_value(v);
+        cnt++;
+    }
+    return cnt ? sum / cnt : NAN;
+}
+
+pt_eval_opts pt_eval_opts_default(void)
+{
+    pt_eval_opts o = {.group_by = NULL, .roc_out = NULL, .threshold = 0.5, .max_bad_rows = 0, .threads = 0};
+    return o;
+}
+
+int pt_model_eval(pt_model *pm, const char *path, const pt_eval_opts *opts, char **json)
+{
+    struct model *m = (struct model *)pm;
+    pt_eval_opts o = opts ? *opts : pt_eval_opts_default();
+    struct dataset *d = NULL;
+    float *p = NULL;
+    json_t *tasks = NULL, *root = NULL;
+    *json = NULL;
+    if (o.threads > 0) pt_set_threads(o.threads);
+    int rc = dataset_create(&d, m->schema);
+    if (rc) return rc;
+    struct read_opts ro = {.flags = READ_LABELS, .max_bad_rows = o.max_bad_rows, .group_by = o.group_by};
+    struct dataset *dst[3] = {d, NULL, NULL};
+    if ((rc = data_load(m->schema, path, &ro, dst))) goto done;
+    p = pt_malloc((size_t)d->n * (size_t)m->ntasks * sizeof *p);
+    if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+    if ((rc = model_predict_dataset(m, d, p))) goto done;
+    if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, &tasks))) goto done;
+    root = json_object();
+    if (!root) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+    json_object_set_new(root, "rows", json_integer(d->n));
+    json_object_set_new(root, "bad_rows", json_integer(d->bad_rows));
+    json_object_set(root, "tasks", tasks);
+    *json = json_dumps(root, JSON_COMPACT);
+    if (!*json) rc = pt_error(PT_ENOMEM, "out of memory");
+done:
+    json_decref(tasks);
+    json_decref(root);
+    pt_free(p);
+    dataset_free(d);
+    return rc;
+}
+
+int pt_model_predict_file(pt_model *pm, const char *path, const char *out_path, const pt_eval_opts *opts,
+                          int64_t *rows)
+{
+    struct model *m = (struct model *)pm;
+    pt_eval_opts o = opts ? *opts : pt_eval_opts_default();
+    struct dataset *d = NULL;
+    struct data_reader *r = NULL;
+    struct atomic_file af = {0};
+    float *p = NULL;
+    int64_t total = 0;
+    int T = m->ntasks, eof = 0, chunk = 8192;
+    if (rows) *rows = 0;
+    if (o.threads > 0) pt_set_threads(o.threads);
+    int rc = dataset_create(&d, m->schema);
+    if (rc) return rc;
+    struct read_opts ro = {.flags = READ_KEYS, .max_bad_rows = o.max_bad_rows, .max_rows = chunk};
+    if ((rc = data_reader_open(&r, m->schema, path, &ro))) goto done;
+    p = pt_malloc((size_t)chunk * (size_t)T * sizeof *p);
+    if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+    if ((rc = atomic_file_open(&af, out_path))) goto done;
+    const char *kh = data_reader_key_header(r);
+    fputs(kh, af.f);
+    for (int t = 0; t < T; t++) fprintf(af.f, "%sp_%s", (t || *kh) ? "," : "", m->cfg->tasks[t].name);
+    fputc('\n', af.f);
+    struct dataset *dst[3] = {d, NULL, NULL};
+    while (!eof) {
+        dataset_clear(d);
+        if ((rc = data_reader_read(r, m->schema, dst, &eof))) goto done;
+        if (d->n == 0) continue;
+        if ((rc = model_predict_dataset(m, d, p))) goto done;
+        for (int64_t i = 0; i < d->n; i++) {
+            fputs(d->keys[i], af.f);
+            for (int t = 0; t < T; t++) fprintf(af.f, "%s%.7g", (t || *kh) ? "," : "", p[i * T + t]);
+            fputc('\n', af.f);
+        }
+        total += d->n;
+    }
+    rc = atomic_file_commit(&af);
+    if (rc == PT_OK && rows) *rows = total;
+done:
+    atomic_file_abort(&af);
+    data_reader_close(r);
+    dataset_free(d);
+    pt_free(p);
+    return rc;
+}

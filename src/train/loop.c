@@ -1,0 +1,392 @@
+/* loop.c: the training loop behind pt_train: read and encode the data,
+ * build the model, run seeded epochs of shuffled mini-batches, evaluate on
+ * the valid set after each epoch with early stopping per task, checkpoint
+ * atomically, restore the best weights and evaluate on the test set.
+ *
+ * Reproducibility: the shuffle and dropout streams are re-seeded from
+ * (seed, epoch) at the start of every epoch, so a run resumed from an epoch
+ * checkpoint continues exactly as the uninterrupted run would have. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eval/evaluate.h"
+#include "models/model.h"
+#include "nn/nn.h"
+#include "store/model_io.h"
+#include "util/util.h"
+
+pt_train_opts pt_train_opts_default(void)
+{
+    pt_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.max_bad_rows = -1;
+    return o;
+}
+
+struct run {
+    const struct pt_config *cfg;
+    pt_train_opts o;
+    uint64_t seed;
+    struct schema *schema;
+    struct dataset *ds[3];      /* train, valid, test */
+    struct model *m;
+    struct optim opt;
+    float *best;                /* best weights per tower, arena-shaped */
+    int *active, *bad_epochs, *best_epoch;
+    double *best_score;
+    char *watch_task, *watch_metric;
+    int epoch0;                 /* first epoch to run (resume) */
+    double train_s;
+    int64_t samples;
+};
+
+static int load_data(struct run *r)
+{
+    const struct pt_config *c = r->cfg;
+    int64_t mbr = r->o.max_bad_rows >= 0 ? r->o.max_bad_rows : c->max_bad_rows;
+    int rc = schema_create(&r->schema, c);
+    for (int k = 0; k < 3 && !rc; k++) rc = dataset_create(&r->ds[k], r->schema);
+    if (rc) return rc;
+    struct read_opts ro = {.flags = READ_FIT | READ_LABELS, .max_bad_rows = mbr,
+                           .valid_fraction = c->valid_fraction, .test_fraction = c->test_fraction,
+                           .split_seed = c->split_seed};
+    if ((rc = data_load(r->schema, c->train, &ro, r->ds))) return rc;
+    if ((rc = schema_finalize(r->schema, r->ds, 3))) return rc;
+    for (int i = 0; i < r->schema->nfeat; i++)
+        if (r->schema->f[i].imputed)
+            pt_log(PT_LOG_INFO, "%s: column '%s': %lld values imputed", c->train, r->schema->f[i].cfg->name,
+                   (long long)r->schema->f[i].imputed);
+    const char *files[3] = {NULL, c->valid, c->test};
+    for (int k = 1; k < 3; k++) {
+        if (!files[k]) continue;
+        struct read_opts fo = {.flags = READ_LABELS, .max_bad_rows = mbr};
+        struct dataset *dst[3] = {r->ds[k], NULL, NULL};
+        if ((rc = data_load(r->schema, files[k], &fo, dst))) return rc;
+    }
+    if (r->ds[0]->bad_rows)
+        pt_log(PT_LOG_WARN, "%s: skipped %lld bad rows", c->train, (long long)r->ds[0]->bad_rows);
+    return PT_OK;
+}
+
+/* Early stopping watches "valid.<task|mean>.<metric>"; single-task towers
+ * are independent models, so each watches its own task's value. */
+static int parse_watch(struct run *r)
+{
+    const struct pt_config *c = r->cfg;
+    const char *w = c->es_watch ? c->es_watch : NULL;
+    if (!w) {
+        r->watch_task = pt_strdup("mean");
+        r->watch_metric = pt_strdup(c->tasks[0].type == TASK_BINARY ? "auc" : "rmse");
+    } else {
+        const char *d1 = strchr(w, '.'), *d2 = strrchr(w, '.');
+        r->watch_task = pt_strndup(d1 + 1, (size_t)(d2 - d1 - 1));
+        r->watch_metric = pt_strdup(d2 + 1);
+    }
+    return (r->watch_task && r->watch_metric) ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
+}
+
+static void copy_tower(const struct model *m, int task, float *dst, const float *src)
+{
+    for (int ti = 0; ti < m->ntowers; ti++) {
+        const struct tower *t = &m->t[ti];
+        if (t->task != task) continue;
+        const struct param *a = &m->p[t->p_first], *b = &m->p[t->p_end - 1];
+        size_t off = a->off, n = b->off + (size_t)(b->rows * b->cols) - off;
+        memcpy(dst + off, src + off, n * sizeof(float));
+    }
+}
+
+static json_t *state_json(const struct run *r, int epoch)
+{
+    int T = r->cfg->ntasks;
+    json_t *s = json_object(), *a = json_array(), *be = json_array(), *bs = json_array(), *bb = json_array();
+    json_object_set_new(s, "epoch", json_integer(epoch));
+    json_object_set_new(s, "step", json_integer(r->opt.step));
+    json_object_set_new(s, "seed", json_integer((json_int_t)r->seed));
+    json_object_set_new(s, "train_seconds", json_real(r->train_s));
+    json_object_set_new(s, "samples", json_integer(r->samples));
+    for (int t = 0; t < T; t++) {
+        json_array_append_new(a, json_integer(r->active[t]));
+        json_array_append_new(be, json_integer(r->bad_epochs[t]));
+        json_array_append_new(bs, isfinite(r->best_score[t]) ? json_real(r->best_score[t]) : json_null());
+        json_array_append_new(bb, json_integer(r->best_epoch[t]));
+    }
+    json_object_set_new(s, "active", a);
+    json_object_set_new(s, "bad_epochs", be);
+    json_object_set_new(s, "best_score", bs);
+    json_object_set_new(s, "best_epoch", bb);
+    return s;
+}
+
+static int save_checkpoint(struct run *r, int epoch)
+{
+    if (!r->o.checkpoint) return PT_OK;
+    json_t *st = state_json(r, epoch);
+    if (!st) return pt_error(PT_ENOMEM, "out of memory");
+    struct checkpoint ck = {.best = r->best, .state = st};
+    int rc = model_write(r->m, r->o.checkpoint, &ck);
+    json_decref(st);
+    return rc;
+}
+
+/* Continues from the checkpoint file when it exists and was made by the same
+ * config; otherwise the run starts afresh. */
+static int try_resume(struct run *r)
+{
+    if (!r->o.resume || !r->o.checkpoint || access(r->o.checkpoint, F_OK) != 0) return PT_OK;
+    struct model *cm = NULL;
+    struct mf_file *f = NULL;
+    int rc = model_read(r->o.checkpoint, &cm, &f);
+    if (rc) return rc;
+    json_t *meta = json_loads(f->meta_json, 0, NULL);
+    json_t *st = json_object_get(meta, "checkpoint");
+    const char *yaml = json_string_value(json_object_get(meta, "config_yaml"));
+    int T = r->cfg->ntasks;
+    if (!st || !yaml || strcmp(yaml, r->cfg->yaml) ||
+        json_integer_value(json_object_get(st, "seed")) != (json_int_t)r->seed) {
+        rc = pt_error_at(PT_EINVAL, r->o.checkpoint, 0,
+                         "checkpoint was made with another config or seed; remove it or drop --resume");
+        goto done;
+    }
+    if (cm->total != r->m->total) {
+        rc = pt_error_at(PT_ESCHEMA, r->o.checkpoint, 0, "checkpoint does not match the model built from the data");
+        goto done;
+    }
+    if ((rc = model_copy_tensors(r->m, f, "", r->m->w, r->o.checkpoint)) ||
+        (rc = model_copy_tensors(r->m, f, "opt.m.", r->m->m, r->o.checkpoint)) ||
+        (rc = model_copy_tensors(r->m, f, "opt.v.", r->m->v, r->o.checkpoint)) ||
+        (rc = model_copy_tensors(r->m, f, "best.", r->best, r->o.checkpoint)))
+        goto done;
+    r->epoch0 = (int)json_integer_value(json_object_get(st, "epoch"));
+    r->opt.step = json_integer_value(json_object_get(st, "step"));
+    r->train_s = json_number_value(json_object_get(st, "train_seconds"));
+    r->samples = json_integer_value(json_object_get(st, "samples"));
+    for (int t = 0; t < T; t++) {
+        json_t *bs = json_array_get(json_object_get(st, "best_score"), (size_t)t);
+        r->active[t] = (int)json_integer_value(json_array_get(json_object_get(st, "active"), (size_t)t));
+        r->bad_epochs[t] = (int)json_integer_value(json_array_get(json_object_get(st, "bad_epochs"), (size_t)t));
+        r->best_epoch[t] = (int)json_integer_value(json_array_get(json_object_get(st, "best_epoch"), (size_t)t));
+        r->best_score[t] = json_is_number(bs) ? json_number_value(bs) : NAN;
+    }
+    pt_log(PT_LOG_INFO, "resumed from %s after epoch %d", r->o.checkpoint, r->epoch0);
+done:
+    json_decref(meta);
+    modelfile_free(f);
+    model_destroy(cm);
+    return rc;
+}
+
+static void progress(struct run *r, int epoch, int64_t done, int64_t total, double t0, double loss,
+                     int end, const char *valid_json)
+{
+    if (!r->o.progress) return;
+    double el = pt_now() - t0;
+    double sps = el > 0 ? (double)done / el : 0;
+    int64_t left = (int64_t)(r->cfg->epochs - epoch) * total + (total - done);
+    pt_progress p = {.epoch = epoch, .epochs = r->cfg->epochs, .done = done, .total = total,
+                     .samples_per_s = sps, .loss = loss, .eta_s = sps > 0 ? (double)left / sps : 0,
+                     .end_of_epoch = end, .valid_json = valid_json};
+    r->o.progress(&p, r->o.progress_user);
+}
+
+static int run_epochs(struct run *r)
+{
+    const struct pt_config *c = r->cfg;
+    struct model *m = r->m;
+    struct dataset *tr = r->ds[0], *va = r->ds[1];
+    int T = c->ntasks, B = c->batch, rc = PT_OK;
+    int64_t n = tr->n;
+    int64_t *perm = pt_malloc((size_t)n * sizeof *perm);
+    int32_t *perm32 = pt_malloc((size_t)n * sizeof *perm32);
+    double *loss = pt_malloc((size_t)T * sizeof *loss), *lsum = pt_malloc((size_t)T * sizeof *lsum);
+    float *pv = va->n ? pt_malloc((size_t)va->n * (size_t)T * sizeof *pv) : NULL;
+    int64_t *lcnt = pt_malloc((size_t)T * sizeof *lcnt);
+    if (!perm || !perm32 || !loss || !lsum || !lcnt || (va->n && !pv)) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    int higher = eval_higher_is_better(r->watch_metric);
+    for (int epoch = r->epoch0; epoch < c->epochs; epoch++) {
+        int any = 0;
+        for (int t = 0; t < T; t++) any |= r->active[t];
+        if (!any) break;
+        struct rng sh;
+        rng_seed(&sh, r->seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+        rng_seed(&m->drop_rng, r->seed ^ (0xD50Full + (uint64_t)epoch));
+        for (int64_t i = 0; i < n; i++) perm32[i] = (int32_t)i;
+        rng_shuffle_i32(&sh, perm32, (size_t)n);
+        for (int64_t i = 0; i < n; i++) perm[i] = perm32[i];
+        memset(lsum, 0, (size_t)T * sizeof *lsum);
+        memset(lcnt, 0, (size_t)T * sizeof *lcnt);
+        double t0 = pt_now(), last = t0;
+        for (int64_t s = 0; s < n; s += B) {
+            int bs = (int)(n - s < B ? n - s : B);
+            if ((rc = model_gather(m, tr, perm + s, bs))) goto done;
+            if ((rc = model_train_step(m, &r->opt, r->active, loss))) goto done;
+            for (int t = 0; t < T; t++)
+                if (isfinite(loss[t])) lsum[t] += loss[t] * bs, lcnt[t] += bs;
+            double now = pt_now();
+            if (now - last > 0.5) {
+                double ml = 0;
+                int k = 0;
+                for (int t = 0; t < T; t++)
+                    if (lcnt[t]) ml += lsum[t] / (double)lcnt[t], k++;
+                progress(r, epoch + 1, s + bs, n, t0, k ? ml / k : NAN, 0, NULL);
+                last = now;
+            }
+        }
+        r->train_s += pt_now() - t0;
+        r->samples += n;
+        double ml = 0;
+        int k = 0;
+        for (int t = 0; t < T; t++)
+            if (lcnt[t]) ml += lsum[t] / (double)lcnt[t], k++;
+        char *vj = NULL;
+        if (va->n) {
+            json_t *tasks = NULL;
+            if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, &tasks))) goto done;
+            for (int t = 0; t < T; t++) {
+                if (!r->active[t]) continue;
+                /* each independent model watches its own task */
+                const char *wt = strcmp(r->watch_task, "mean") ? r->watch_task : c->tasks[t].name;
+                double v = eval_metric(tasks, c, wt, r->watch_metric);
+                int better = isnan(r->best_score[t]) || (higher ? v > r->best_score[t] : v < r->best_score[t]);
+                if (better && !isnan(v)) {
+                    r->best_score[t] = v;
+                    r->best_epoch[t] = epoch + 1;
+                    r->bad_epochs[t] = 0;
+                    copy_tower(m, t, r->best, m->w);
+                } else if (++r->bad_epochs[t] >= c->es_patience) {
+                    r->active[t] = 0;
+                    pt_log(PT_LOG_INFO, "task %s: early stop after epoch %d (best epoch %d)", c->tasks[t].name,
+                           epoch + 1, r->best_epoch[t]);
+                }
+            }
+            vj = json_dumps(tasks, JSON_COMPACT);
+            json_decref(tasks);
+        } else {
+            for (int t = 0; t < T; t++) copy_tower(m, t, r->best, m->w), r->best_epoch[t] = epoch + 1;
+        }
+        progress(r, epoch + 1, n, n, t0, k ? ml / k : NAN, 1, vj);
+        free(vj);
+        if ((rc = save_checkpoint(r, epoch + 1))) goto done;
+    }
+done:
+    pt_free(perm);
+    pt_free(perm32);
+    pt_free(loss);
+    pt_free(lsum);
+    pt_free(lcnt);
+    pt_free(pv);
+    return rc;
+}
+
+static int final_report(struct run *r)
+{
+    const struct pt_config *c = r->cfg;
+    struct model *m = r->m;
+    json_t *report = json_object(), *eval = NULL, *valid = NULL;
+    int rc = PT_OK, T = c->ntasks;
+    for (int k = 1; k < 3; k++) {
+        struct dataset *d = r->ds[k];
+        if (!d->n) continue;
+        float *p = pt_malloc((size_t)d->n * (size_t)T * sizeof *p);
+        json_t *tasks = NULL;
+        if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+        rc = model_predict_dataset(m, d, p);
+        if (!rc) rc = eval_tasks(m, d, p, 0.5, NULL, &tasks);
+        pt_free(p);
+        if (rc) goto done;
+        if (k == 1) valid = tasks;
+        else eval = tasks;
+    }
+    json_t *tasks = eval ? eval : valid;
+    json_object_set(report, "tasks", tasks ? tasks : json_object());
+    json_object_set_new(report, "evaluated_on", json_string(eval ? "test" : valid ? "valid" : "none"));
+    if (valid) json_object_set(report, "valid", valid);
+    json_object_set_new(report, "model", json_string(c->model == MODEL_LR ? "lr" : "mlp"));
+    json_object_set_new(report, "params", json_integer((json_int_t)m->total));
+    json_object_set_new(report, "train_rows", json_integer(r->ds[0]->n));
+    json_object_set_new(report, "valid_rows", json_integer(r->ds[1]->n));
+    json_object_set_new(report, "test_rows", json_integer(r->ds[2]->n));
+    json_object_set_new(report, "bad_rows", json_integer(r->ds[0]->bad_rows + r->ds[1]->bad_rows + r->ds[2]->bad_rows));
+    json_object_set_new(report, "train_seconds", json_real(r->train_s));
+    json_object_set_new(report, "train_samples_per_second", json_real(r->train_s > 0 ? (double)r->samples / r->train_s : 0));
+    json_object_set_new(report, "threads", json_integer(pt_get_threads()));
+    json_object_set_new(report, "gemm", json_string(nn_gemm_backend()));
+    json_t *be = json_object();
+    for (int t = 0; t < T; t++) json_object_set_new(be, c->tasks[t].name, json_integer(r->best_epoch[t]));
+    json_object_set_new(report, "best_epoch", be);
+    char *s1 = json_dumps(report, JSON_COMPACT), *s2 = json_dumps(tasks ? tasks : json_object(), JSON_COMPACT);
+    m->train_report = s1 ? pt_strdup(s1) : NULL;
+    m->metrics_json = s2 ? pt_strdup(s2) : NULL;
+    free(s1);
+    free(s2);
+    if (!m->train_report || !m->metrics_json) rc = pt_error(PT_ENOMEM, "out of memory");
+done:
+    json_decref(report);
+    json_decref(eval);
+    json_decref(valid);
+    return rc;
+}
+
+int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.o = opts ? *opts : pt_train_opts_default();
+    *out = NULL;
+    /* the model keeps its own copy of the config, so the caller may free theirs */
+    struct pt_config *own = NULL;
+    int rc = config_parse(cfg->yaml, strlen(cfg->yaml), cfg->path, &own);
+    if (rc) return rc;
+    cfg = own;
+    r.cfg = cfg;
+    r.seed = r.o.has_seed ? (uint64_t)r.o.seed : cfg->seed;
+    pt_set_threads(r.o.threads > 0 ? r.o.threads : cfg->threads > 0 ? cfg->threads : 1);
+    int T = cfg->ntasks;
+    rc = load_data(&r);
+    if (rc) goto done;
+    if ((rc = model_create(&r.m, cfg, r.schema, r.seed))) goto done;
+    r.schema = NULL; /* the model owns it and the config now */
+    r.m->owns_cfg = 1;
+    own = NULL;
+    if ((rc = model_alloc_train(r.m)) || (rc = model_reserve(r.m, cfg->batch))) goto done;
+    optim_init(&r.opt, cfg->optimizer, cfg->lr);
+    r.opt.l2 = cfg->l2;
+    r.best = pt_malloc(r.m->total * sizeof *r.best);
+    r.active = pt_malloc((size_t)T * sizeof(int));
+    r.bad_epochs = pt_calloc((size_t)T, sizeof(int));
+    r.best_epoch = pt_calloc((size_t)T, sizeof(int));
+    r.best_score = pt_malloc((size_t)T * sizeof(double));
+    if (!r.best || !r.active || !r.bad_epochs || !r.best_epoch || !r.best_score) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(r.best, r.m->w, r.m->total * sizeof(float));
+    for (int t = 0; t < T; t++) r.active[t] = 1, r.best_score[t] = NAN;
+    if ((rc = parse_watch(&r)) || (rc = try_resume(&r))) goto done;
+    if ((rc = run_epochs(&r))) goto done;
+    memcpy(r.m->w, r.best, r.m->total * sizeof(float));
+    if ((rc = final_report(&r))) goto done;
+    /* training state is not needed by a finished model */
+    pt_free(r.m->g), pt_free(r.m->m), pt_free(r.m->v);
+    r.m->g = r.m->m = r.m->v = NULL;
+    *out = (pt_model *)r.m;
+    r.m = NULL;
+done:
+    model_destroy(r.m);
+    schema_free(r.schema);
+    for (int k = 0; k < 3; k++) dataset_free(r.ds[k]);
+    pt_free(r.best);
+    pt_free(r.active);
+    pt_free(r.bad_epochs);
+    pt_free(r.best_epoch);
+    pt_free(r.best_score);
+    pt_free(r.watch_task);
+    pt_free(r.watch_metric);
+    pt_config_free(own);
+    return rc;
+}
