@@ -1,0 +1,39 @@
+/* linear.c: fully connected layer y = x W^T + b, PyTorch's weight layout.
+ *
+ * Dims: B batch rows, I input width, O output width.
+ * Both products go through nn_sgemm (so through the BLAS when one is linked);
+ * the bias add and its gradient are simple loops because they are O(B*O)
+ * next to the O(B*I*O) products. No activation here: ReLU is its own layer.
+ * The oracle for the products is nn_sgemm_naive (tests compare the two). */
+#include "nn/nn.h"
+
+/* y[B, ldy >= O]: columns O..ldy are left untouched, so the caller can write
+ * several layers' outputs side by side in one wider buffer.
+ * x[B,I], W[O,I], b[O] (NULL = no bias). */
+void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,
+                       int I, int O)
+{
+    nn_sgemm('N', 'T', B, O, I, 1.0f, x, I, W, I, 0.0f, y, ldy);
+    if (!b) return;
+    for (int r = 0; r < B; r++) {
+        float *yr = y + (size_t)r * ldy;
+        for (int o = 0; o < O; o++) yr[o] += b[o];
+    }
+}
+
+/* dy[B, lddy >= O], x[B,I], W[O,I].
+ * dx[B,I] += dy W      (NULL: input gradient not needed, e.g. first layer)
+ * dW[O,I] += dy^T x    (NULL: frozen weights)
+ * db[O]   += sum_b dy  (NULL: no bias) */
+void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int lddy, const float *x,
+                        const float *W, int B, int I, int O)
+{
+    if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, 1.0f, dx, I);
+    if (dW) nn_sgemm('T', 'N', O, I, B, 1.0f, dy, lddy, x, I, 1.0f, dW, I);
+    if (!db) return;
+    /* Row-outer so dy is read in storage order; db stays in cache. */
+    for (int r = 0; r < B; r++) {
+        const float *g = dy + (size_t)r * lddy;
+        for (int o = 0; o < O; o++) db[o] += g[o];
+    }
+}
