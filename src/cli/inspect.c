@@ -59,10 +59,13 @@ int cmd_inspect(int argc, char **argv)
     json_array_foreach(json_object_get(json_object_get(r, "schema"), "features"), i, f) {
         const char *kind = json_string_value(json_object_get(f, "kind"));
         printf("  %-24s %-12s", json_string_value(json_object_get(f, "name")), kind);
-        if (!strcmp(kind, "numeric"))
-            printf(" mean %.4g  std %.4g  buckets %zu\n", json_number_value(json_object_get(f, "mean")),
-                   json_number_value(json_object_get(f, "std")),
-                   json_array_size(json_object_get(f, "bounds")) ? json_array_size(json_object_get(f, "bounds")) + 1 : 0);
+        if (!strcmp(kind, "numeric")) {
+            size_t nb = json_array_size(json_object_get(f, "bounds"));
+            printf(" mean %.4g  std %.4g", json_number_value(json_object_get(f, "mean")),
+                   json_number_value(json_object_get(f, "std")));
+            if (nb) printf("  %zu quantile buckets", nb + 1);
+            printf("\n");
+        }
         else if (json_object_get(f, "vocab_size"))
             printf(" vocabulary %lld (+1 unknown)\n", (long long)json_integer_value(json_object_get(f, "vocab_size")));
         else

@@ -123,12 +123,16 @@ int cmd_train(int argc, char **argv)
     if (pr.json) {
         printf("%s\n", report);
     } else {
-        json_t *tasks = json_object_get(r, "tasks");
-        char *tj = json_dumps(tasks, JSON_COMPACT);
-        printf("%s metrics (%lld rows):\n", json_string_value(json_object_get(r, "evaluated_on")),
-               (long long)json_integer_value(json_object_get(r, strcmp(json_string_value(json_object_get(r, "evaluated_on")), "test") ? "valid_rows" : "test_rows")));
-        if (tj) cli_print_tasks(stdout, tj);
-        free(tj);
+        const char *on = json_string_value(json_object_get(r, "evaluated_on"));
+        if (on && strcmp(on, "none")) {
+            char *tj = json_dumps(json_object_get(r, "tasks"), JSON_COMPACT);
+            printf("%s metrics (%lld rows):\n", on,
+                   (long long)json_integer_value(json_object_get(r, strcmp(on, "test") ? "valid_rows" : "test_rows")));
+            if (tj) cli_print_tasks(stdout, tj);
+            free(tj);
+        } else {
+            printf("no valid or test data, so no metrics (set data.valid, data.test or data.split)\n");
+        }
         printf("trained %lld rows in %.2f s (%.0f samples/s, %lld parameters, %s GEMM, %lld threads)\n",
                (long long)json_integer_value(json_object_get(r, "train_rows")),
                json_number_value(json_object_get(r, "train_seconds")),

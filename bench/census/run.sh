@@ -1,0 +1,56 @@
+#!/bin/sh
+# Census-income benchmark: polytask against the PyTorch peer
+# (shared/bench/peers/torch_mtl.py), same model dimensions and settings, one
+# after the other in one run, 1 thread each. Prints per-task test AUC, whole-
+# process wall time and peak RSS of each, and the ratios.
+#
+#   sh bench/census/run.sh [MODEL...]      (default: single; from the repo root)
+#
+# The peer drops OPENBLAS_CORETYPE for its own process (see its docstring), so
+# it runs OpenBLAS's native kernels; polytask runs oneDNN's. Raw outputs go to
+# bench/census/out/.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+shared=$(cd "$root/../shared" && pwd)
+bin=${POLYTASK:-$root/build/polytask}
+data=$shared/bench/data/census
+out=$here/out
+mkdir -p "$out"
+[ -x "$bin" ] || { echo "run.sh: $bin not built (make build)" >&2; exit 1; }
+[ -x /usr/bin/python3 ] || { echo "run.sh: needs Debian's python3 with python3-torch (scripts/deps.sh bench)" >&2; exit 1; }
+models=${*:-single}
+nums=$(sed -n 's/^numeric=//p' "$data/columns.txt")
+cats=$(sed -n 's/^categorical=//p' "$data/columns.txt")
+
+field() { # field FILE KEY... : a value from a JSON file
+    /usr/bin/python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v=v[k]
+print(v)' "$@"
+}
+timed() { # timed NAME CMD...: runs CMD, stdout to out/NAME.json, wall and RSS to out/NAME.time
+    name=$1; shift
+    /usr/bin/time -f '%e %M' -o "$out/$name.time" "$@" > "$out/$name.json"
+}
+
+printf '%-14s %-16s %9s %9s %8s %9s %9s %9s %8s %9s %9s\n' model task pt_auc peer_auc d_auc \
+    pt_wall_s peer_wall_s speedup pt_mib peer_mib rss_ratio
+for m in $models; do
+    cfg=$here/$m.yaml
+    [ -f "$cfg" ] || { echo "run.sh: no config $cfg" >&2; exit 1; }
+    labels=income,never_married
+    timed "polytask-$m" "$bin" train --config "$cfg" --threads 1 --json
+    timed "peer-$m" /usr/bin/python3 "$shared/bench/peers/torch_mtl.py" --train "$data/train.csv.gz" \
+        --test "$data/test.csv.gz" --labels "$labels" --num "$nums" --cat "$cats" --model "$m" \
+        --epochs 5 --batch 2048 --lr 0.001 --emb 16 --threads 1 --seed 1
+    read -r pw pr < "$out/polytask-$m.time"
+    read -r qw qr < "$out/peer-$m.time"
+    for t in income never_married; do
+        pa=$(field "$out/polytask-$m.json" tasks "$t" auc)
+        qa=$(field "$out/peer-$m.json" tasks "$t" auc)
+        awk -v m="$m" -v t="$t" -v pa="$pa" -v qa="$qa" -v pw="$pw" -v qw="$qw" -v pr="$pr" -v qr="$qr" 'BEGIN {
+            printf "%-14s %-16s %9.5f %9.5f %+8.5f %9.2f %9.2f %8.2fx %8.1f %9.1f %9.3f\n",
+                   m, t, pa, qa, pa - qa, pw, qw, qw / pw, pr / 1024, qr / 1024, pr / qr }'
+    done
+done
+echo "targets: |d_auc| <= 0.003 (or better), speedup >= 1.5x, rss_ratio <= 0.5"
