@@ -2,6 +2,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+PLAIN_BUILD ?= build-plain
 JOBS       ?= $(shell nproc)
 CMAKE_OPTS ?=
 
@@ -23,6 +24,10 @@ test: build
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DPT_SANITIZE=ON $(CMAKE_OPTS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+	@echo "== plain build: no OpenMP, plain-loop GEMM (unit, gradient, reference, fuzz-replay tests) =="
+	@cmake -S . -B $(PLAIN_BUILD) -DCMAKE_BUILD_TYPE=Release -DPT_OPENMP=OFF -DPT_BLAS=naive $(CMAKE_OPTS) >/dev/null
+	@cmake --build $(PLAIN_BUILD) -j$(JOBS)
+	@cd $(PLAIN_BUILD) && ctest --output-on-failure -j$(JOBS) -L 'unit|grad|ref|fuzz'
 
 # libFuzzer targets (clang). Run one: build-fuzz/tests/fuzz/fuzz_csv -max_total_time=300 corpus/
 fuzz:
@@ -41,4 +46,4 @@ ref:
 	@for s in tests/ref/gen_*.py; do echo "+ $$s"; /usr/bin/python3 $$s || exit 1; done
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(PLAIN_BUILD)
