@@ -4,7 +4,11 @@
  * Dense slices are updated whole; embedding tables are updated row-sparsely:
  * only the rows a batch touched, with Adam's moments updated lazily (rows not
  * touched keep their moments; bias correction uses the global step), as in
- * TensorFlow's LazyAdam and PyTorch's SparseAdam. After a step the gradient of
+ * TensorFlow's LazyAdam and PyTorch's SparseAdam. One difference from those
+ * two: a touched row takes exactly the dense Adam step (eps added to
+ * sqrt(v_hat)), so a table updated every step matches dense Adam bit for bit;
+ * SparseAdam adds eps to sqrt(v) instead, which only matters for gradients
+ * near eps in size. After a step the gradient of
  * the updated elements is zeroed, ready for the next batch. L2 regularisation
  * adds l2 * w to the gradient of the updated elements. */
 #ifndef PT_OPTIM_H
