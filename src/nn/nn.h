@@ -84,6 +84,27 @@ double nn_mse_forward(const float *pred, const float *y, int B, int ld, int *cou
 /* dpred += scale * 2 * (pred - y) */
 void nn_mse_backward(float *dpred, const float *pred, const float *y, int B, int ld, float scale);
 
+/* ---- gated mixture of experts (MMoE / PLE): out[B,H] = sum_k g[b,k] * e_k[b,:] ----
+ * es[k] points to expert k's output [B,H] at row stride lde (K experts);
+ * g [B,K] are the gate weights (softmax outputs). */
+void nn_mixture_forward(float *out, const float *const *es, int lde, const float *g, int B, int K,
+                        int H);
+/* des[k] += g[b,k] * dout (NULL entries skipped); dg[b,k] += <dout[b,:], e_k[b,:]>. */
+void nn_mixture_backward(float *const *des, float *dg, const float *dout, const float *const *es,
+                         int lde, const float *g, int B, int K, int H);
+
+/* ---- ESMM: pCTCVR = sigmoid(z_ctr) * sigmoid(z_cvr), binary cross-entropy
+ * of pCTCVR against y (click AND conversion), with p clipped to
+ * [1e-7, 1 - 1e-7] as the PyTorch reference does. z_ctr, z_cvr, y and p read
+ * at stride ld; NaN y = row skipped. p (may be NULL) receives pCTCVR.
+ * Returns the SUM of losses; *count the rows used. ---- */
+double nn_ctcvr_forward(float *p, const float *z_ctr, const float *z_cvr, const float *y, int B,
+                        int ld, int *count);
+/* dz_ctr += scale * dL/dz_ctr, dz_cvr += scale * dL/dz_cvr (zero where the
+ * clip is active, as in autograd through clamp). */
+void nn_ctcvr_backward(float *dz_ctr, float *dz_cvr, const float *z_ctr, const float *z_cvr,
+                       const float *y, int B, int ld, float scale);
+
 /* ---- initialisation ---- */
 /* W[O,I] ~ N(0, 2/I) (He, for ReLU layers) or U(+-sqrt(6/(I+O))) (Xavier). */
 void nn_init_he(float *W, int O, int I, struct rng *r);
