@@ -116,6 +116,11 @@ typedef struct pt_train_opts {
     int resume;                 /* continue from checkpoint when it exists */
     pt_progress_fn progress;    /* called during training, or NULL */
     void *progress_user;
+    const char *init_from;      /* model file: warm-start every tensor whose name and shape match */
+    const char *freeze;         /* comma list of groups kept fixed: embeddings, experts, gates,
+                                   towers, loss (NULL: none) */
+    const char *teacher;        /* model file whose predictions are mixed into the labels
+                                   (weight: the config's train.distill_weight), or NULL */
 } pt_train_opts;
 
 PT_API pt_train_opts pt_train_opts_default(void);

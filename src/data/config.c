@@ -203,7 +203,7 @@ static int split_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "valid")) return get_f64(x, v, k, 0, 0.9, &c->valid_fraction);
     if (!strcmp(k, "test")) return get_f64(x, v, k, 0, 0.9, &c->test_fraction);
     if (!strcmp(k, "seed")) {
-        int64_t s;
+        int64_t s = 0;
         int rc = get_i64(x, v, k, 0, INT64_MAX, &s);
         c->split_seed = (uint64_t)s;
         return rc;
@@ -346,8 +346,9 @@ static int task_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "name")) return get_str(x, v, k, &t->name);
     if (!strcmp(k, "label")) return get_str(x, v, k, &t->label);
     if (!strcmp(k, "positive")) return get_str_list(x, v, k, &t->positive, &t->npositive);
+    if (!strcmp(k, "only_when")) return get_str(x, v, k, &t->only_when);
     if (!strcmp(k, "weight")) {
-        double w;
+        double w = 0;
         int rc = get_f64(x, v, k, 0, 1e6, &w);
         t->weight = (float)w;
         return rc;
@@ -394,12 +395,21 @@ static int model_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
         const char *s = scalar(v);
         if (s && !strcmp(s, "lr")) c->model = MODEL_LR;
         else if (s && !strcmp(s, "mlp")) c->model = MODEL_MLP;
-        else return err_at(x, v, "model kind '%s' is not known (lr, mlp)", s ? s : "?", NULL);
+        else if (s && !strcmp(s, "shared_bottom")) c->model = MODEL_SHARED_BOTTOM;
+        else if (s && !strcmp(s, "mmoe")) c->model = MODEL_MMOE;
+        else if (s && !strcmp(s, "ple")) c->model = MODEL_PLE;
+        else if (s && !strcmp(s, "esmm")) c->model = MODEL_ESMM;
+        else return err_at(x, v, "model kind '%s' is not known (lr, mlp, shared_bottom, mmoe, ple, esmm)", s ? s : "?", NULL);
         return PT_OK;
     }
     if (!strcmp(k, "hidden")) return get_int_list(x, v, k, &c->hidden, &c->nhidden);
+    if (!strcmp(k, "expert_dims")) return get_int_list(x, v, k, &c->expert_dims, &c->nexpert_dims);
+    if (!strcmp(k, "tower_dims")) return get_int_list(x, v, k, &c->tower_dims, &c->ntower_dims);
+    if (!strcmp(k, "experts")) return get_int(x, v, k, 1, CONFIG_MAX_EXPERTS, &c->experts);
+    if (!strcmp(k, "shared_experts")) return get_int(x, v, k, 0, CONFIG_MAX_EXPERTS, &c->shared_experts);
+    if (!strcmp(k, "levels")) return get_int(x, v, k, 1, 2, &c->levels);
     if (!strcmp(k, "dropout")) {
-        double d;
+        double d = 0;
         int rc = get_f64(x, v, k, 0, 0.95, &d);
         c->dropout = (float)d;
         return rc;
@@ -410,7 +420,7 @@ static int model_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 static int optimizer_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 {
     struct pt_config *c = x->c;
-    double d;
+    double d = 0;
     int rc;
     if (!strcmp(k, "kind")) {
         const char *s = scalar(v);
@@ -448,13 +458,26 @@ static int train_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "batch")) return get_int(x, v, k, 1, 1 << 20, &c->batch);
     if (!strcmp(k, "threads")) return get_int(x, v, k, 1, 1024, &c->threads);
     if (!strcmp(k, "seed")) {
-        int64_t s;
+        int64_t s = 0;
         int rc = get_i64(x, v, k, 0, INT64_MAX, &s);
         c->seed = (uint64_t)s;
         return rc;
     }
     if (!strcmp(k, "optimizer")) return walk(x, v, "train.optimizer", optimizer_pair, NULL);
     if (!strcmp(k, "early_stopping")) return walk(x, v, "train.early_stopping", es_pair, NULL);
+    if (!strcmp(k, "loss_weighting")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "static")) c->uncertainty = 0;
+        else if (s && !strcmp(s, "uncertainty")) c->uncertainty = 1;
+        else return err_at(x, v, "'loss_weighting' must be static or uncertainty", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "distill_weight")) {
+        double d;
+        int rc = get_f64(x, v, k, 0, 1, &d);
+        c->distill = (float)d;
+        return rc;
+    }
     return 1;
 }
 
@@ -488,6 +511,10 @@ static void config_defaults(struct cx *x)
     c->seed = 1;
     c->threads = 0;
     c->es_patience = 2;
+    c->experts = 4;
+    c->shared_experts = 2;
+    c->levels = 1;
+    c->distill = 0.5f;
     for (int k = 0; k < 3; k++) {
         struct feat_cfg *f = &x->fdef[k];
         memset(f, 0, sizeof *f);
@@ -519,6 +546,35 @@ static int config_check(struct cx *x, struct fy_node *root)
         for (int f = 0; f < c->nfeats; f++)
             if (!strcmp(c->tasks[t].label, c->feats[f].name))
                 return pt_error_at(PT_ECONFIG, x->path, 0, "column '%s' is both a label and a feature (that leaks the label)", c->feats[f].name);
+    if (c->ntasks > CONFIG_MAX_TASKS)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "at most %d tasks", CONFIG_MAX_TASKS);
+    for (int t = 0; t < c->ntasks; t++) {
+        struct task_cfg *tc = &c->tasks[t];
+        tc->only_when_task = -1;
+        if (!tc->only_when) continue;
+        tc->only_when_task = config_task_index(c, tc->only_when);
+        if (tc->only_when_task < 0 || tc->only_when_task == t || c->tasks[tc->only_when_task].type != TASK_BINARY)
+            return pt_error_at(PT_ECONFIG, x->path, 0, "task '%s': only_when must name another binary task, not '%s'",
+                               tc->name, tc->only_when);
+    }
+    if (c->model == MODEL_ESMM) {
+        if (c->ntasks != 2 || c->tasks[0].type != TASK_BINARY || c->tasks[1].type != TASK_BINARY)
+            return pt_error_at(PT_ECONFIG, x->path, 0, "esmm needs exactly two binary tasks: CTR first, then CVR");
+    }
+    if (c->model == MODEL_PLE && c->experts + c->shared_experts < 1)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "ple needs at least one expert");
+    if (!c->nexpert_dims) {
+        c->expert_dims = pt_malloc(2 * sizeof(int));
+        if (!c->expert_dims) return pt_error(PT_ENOMEM, "out of memory");
+        c->expert_dims[0] = 256, c->expert_dims[1] = 128;
+        c->nexpert_dims = 2;
+    }
+    if (!c->ntower_dims && !c->tower_dims) {
+        c->tower_dims = pt_malloc(sizeof(int));
+        if (!c->tower_dims) return pt_error(PT_ENOMEM, "out of memory");
+        c->tower_dims[0] = 64;
+        c->ntower_dims = 1;
+    }
     if (c->model == MODEL_MLP && !c->nhidden) {
         c->hidden = pt_malloc(3 * sizeof(int));
         if (!c->hidden) return pt_error(PT_ENOMEM, "out of memory");
@@ -559,11 +615,57 @@ int config_task_index(const struct pt_config *c, const char *name)
     return -1;
 }
 
-static int yaml_error(const char *path, struct fy_diag *diag)
+/* Offset of the first byte that is not well-formed UTF-8 (overlong forms,
+ * surrogates and code points past U+10FFFF included), or len if none. The
+ * config is UTF-8, and libfyaml 0.7.12 loops forever on malformed UTF-8 in
+ * a directive line ("%k \x80"), so nothing else reaches it. */
+static size_t utf8_bad(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char b = s[i];
+        size_t n;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (b < 0x80) n = 0;
+        else if (b >= 0xc2 && b <= 0xdf) n = 1;
+        else if (b >= 0xe0 && b <= 0xef) {
+            n = 2;
+            if (b == 0xe0) lo = 0xa0;
+            if (b == 0xed) hi = 0x9f;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            n = 3;
+            if (b == 0xf0) lo = 0x90;
+            if (b == 0xf4) hi = 0x8f;
+        } else
+            return i;
+        if (n && (len - i <= n || s[i + 1] < lo || s[i + 1] > hi)) return i;
+        for (size_t k = 2; k <= n; k++)
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* Only blanks and comments: libfyaml builds no document for it. */
+static int blank_yaml(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '#')
+            while (i < n && s[i] != '\n') i++;
+        else if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return 0;
+    }
+    return 1;
+}
+
+/* No document: a syntax error (collected in diag, its line already
+ * 1-based) or a stream with no document at all. */
+static int yaml_error(const char *path, struct fy_diag *diag, const char *text, size_t len)
 {
     void *it = NULL;
     struct fy_diag_error *e = diag ? fy_diag_errors_iterate(diag, &it) : NULL;
-    if (e) return pt_error_at(PT_ECONFIG, path, e->line + 1, "YAML: %s", e->msg);
+    if (e) return pt_error_at(PT_ECONFIG, path, e->line, "YAML: %s", e->msg ? e->msg : "syntax error");
+    if (blank_yaml(text, len)) return pt_error_at(PT_ECONFIG, path, 0, "the config is empty");
     return pt_error_at(PT_ECONFIG, path, 0, "not valid YAML");
 }
 
@@ -581,15 +683,26 @@ int config_parse(const char *text, size_t len, const char *path, struct pt_confi
     if (!(c->path = pt_strdup(path)) || !(c->dir = pt_path_dir(path)) || !(c->yaml = pt_strndup(text, len)))
         goto fail;
 
+    size_t bad = utf8_bad((const unsigned char *)text, len);
+    if (bad < len) {
+        long line = 1;
+        for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
+        rc = pt_error_at(PT_ECONFIG, path, line, "not valid UTF-8 (byte %zu)", bad + 1);
+        goto fail;
+    }
+
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     dcfg.output_fn = NULL;
     diag = fy_diag_create(&dcfg);
+    if (!diag) goto fail;
+    /* keep errors for yaml_error() instead of printing them */
+    fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG, .diag = diag};
     doc = fy_document_build_from_string(&pcfg, c->yaml, len);
     if (!doc) {
-        rc = yaml_error(path, diag);
+        rc = yaml_error(path, diag, c->yaml, len);
         goto fail;
     }
     struct fy_node *root = fy_document_root(doc);
@@ -600,22 +713,21 @@ int config_parse(const char *text, size_t len, const char *path, struct pt_confi
     rc = walk(&x, root, "the config", top_pair, NULL);
     if (rc) goto fail;
     rc = config_check(&x, root);
-    if (rc) goto fail;
-    pt_free(x.fdef[FEAT_MULTI].sep);
-    fy_document_destroy(doc);
-    fy_diag_destroy(diag);
-    *out = c;
-    return PT_OK;
 fail:
     if (rc == PT_ENOMEM) pt_error(PT_ENOMEM, "out of memory");
+    /* the per-kind defaults may hold a name or sep of their own (features.defaults.*) */
     for (int k = 0; k < 3; k++) {
         pt_free(x.fdef[k].sep);
         pt_free(x.fdef[k].name);
     }
     if (doc) fy_document_destroy(doc);
     if (diag) fy_diag_destroy(diag);
-    pt_config_free(c);
-    return rc;
+    if (rc) {
+        pt_config_free(c);
+        return rc;
+    }
+    *out = c;
+    return PT_OK;
 }
 
 int pt_config_load(const char *path, pt_config **out)
@@ -681,9 +793,12 @@ void pt_config_free(pt_config *c)
         pt_free(c->tasks[i].name);
         pt_free(c->tasks[i].label);
         free_strs(c->tasks[i].positive, c->tasks[i].npositive);
+        pt_free(c->tasks[i].only_when);
     }
     pt_free(c->tasks);
     pt_free(c->hidden);
+    pt_free(c->expert_dims);
+    pt_free(c->tower_dims);
     pt_free(c->es_watch);
     pt_free(c);
 }

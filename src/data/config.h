@@ -12,7 +12,10 @@ enum feat_kind { FEAT_CATEGORICAL = 0, FEAT_NUMERIC = 1, FEAT_MULTI = 2 };
 enum num_impute { IMPUTE_NONE = 0, IMPUTE_MEAN = 1, IMPUTE_CONST = 2 };
 enum num_transform { NUM_STANDARDIZE = 0, NUM_BUCKETIZE = 1, NUM_RAW = 2 };
 enum task_type { TASK_BINARY = 0, TASK_REGRESSION = 1 };
-enum model_kind { MODEL_LR = 0, MODEL_MLP = 1 };
+enum model_kind { MODEL_LR = 0, MODEL_MLP = 1, MODEL_SHARED_BOTTOM = 2, MODEL_MMOE = 3, MODEL_PLE = 4, MODEL_ESMM = 5 };
+
+#define CONFIG_MAX_TASKS 64
+#define CONFIG_MAX_EXPERTS 64
 
 struct feat_cfg {
     char *name;              /* column name */
@@ -35,6 +38,8 @@ struct task_cfg {
     char **positive;         /* binary: values mapped to 1 (NULL: "1"/"0") */
     int npositive;
     float weight;
+    char *only_when;         /* label counts only where this task's label is 1 */
+    int only_when_task;      /* its index, or -1 */
 };
 
 struct pt_config {
@@ -58,15 +63,24 @@ struct pt_config {
     int ntasks;
     /* model */
     enum model_kind model;
-    int *hidden;
+    int *hidden;             /* lr/mlp hidden widths */
     int nhidden;
     float dropout;
+    int experts;             /* mmoe: experts; ple: task-specific experts per task */
+    int shared_experts;      /* ple: shared experts per level */
+    int levels;              /* ple: CGC levels (1 or 2) */
+    int *expert_dims;        /* expert / bottom MLP widths */
+    int nexpert_dims;
+    int *tower_dims;         /* tower MLP widths before the 1-unit output */
+    int ntower_dims;
     /* train */
     int epochs, batch;
     enum optim_kind optimizer;
     float lr, l2;
     uint64_t seed;
     int threads;
+    int uncertainty;         /* learned uncertainty loss weights */
+    float distill;           /* weight of teacher predictions with --teacher */
     char *es_watch;          /* "valid.<task|mean>.<metric>" or NULL */
     int es_patience;
 };

@@ -103,7 +103,7 @@ void dataset_clear(struct dataset *d)
             d->keys[i] = NULL;
         }
     d->n = 0;
-    for (int j = 0; j < d->nmulti; j++) d->mlen[j] = 0;
+    for (int j = 0; d->mlen && j < d->nmulti; j++) d->mlen[j] = 0;
 }
 
 void dataset_free(struct dataset *d)
@@ -112,10 +112,8 @@ void dataset_free(struct dataset *d)
     dataset_clear(d);
     for (int j = 0; d->cat && j < d->ncat; j++) pt_free(d->cat[j]);
     for (int j = 0; d->num && j < d->nnum; j++) pt_free(d->num[j]);
-    for (int j = 0; d->moff && j < d->nmulti; j++) {
-        pt_free(d->moff[j]);
-        pt_free(d->mids[j]);
-    }
+    for (int j = 0; d->moff && j < d->nmulti; j++) pt_free(d->moff[j]);
+    for (int j = 0; d->mids && j < d->nmulti; j++) pt_free(d->mids[j]);
     pt_free(d->cat);
     pt_free(d->num);
     pt_free(d->moff);
@@ -218,12 +216,13 @@ void data_reader_close(struct data_reader *r)
 
 const char *data_reader_key_header(const struct data_reader *r) { return r->key_header; }
 
-/* Appends s to *buf as one CSV field (quoted when it needs to be). */
-static int append_csv_field(char **buf, size_t *cap, size_t *len, const char *s)
+/* Appends s to *buf as one CSV field (quoted when it needs to be), after a
+ * comma when comma is set. */
+static int append_csv_field(char **buf, size_t *cap, size_t *len, int comma, const char *s)
 {
     size_t n = strlen(s);
     int quote = strpbrk(s, ",\"\r\n") != NULL;
-    size_t need = *len + 2 * n + 4;
+    size_t need = *len + 2 * n + 5;
     if (need > *cap) {
         size_t nc = *cap ? *cap : 64;
         while (nc < need) nc *= 2;
@@ -233,6 +232,7 @@ static int append_csv_field(char **buf, size_t *cap, size_t *len, const char *s)
         *cap = nc;
     }
     char *p = *buf + *len;
+    if (comma) *p++ = ',';
     if (quote) *p++ = '"';
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"') *p++ = '"';
@@ -258,7 +258,10 @@ int data_reader_open(struct data_reader **out, const struct schema *s, const cha
     char **names = NULL;
     size_t nnames = 0, *lens;
     char **hdr = NULL;
-    if (!(r->path = pt_strdup(path))) goto fail;
+    if (!(r->path = pt_strdup(path))) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto fail;
+    }
     struct csv_opts co = {.delim = c->delim, .quote = '"'};
     rc = csv_reader_open(&r->csv, path, &co);
     if (rc) goto fail;
@@ -323,11 +326,12 @@ int data_reader_open(struct data_reader **out, const struct schema *s, const cha
                 rc = pt_error_at(PT_ESCHEMA, path, 1, "key column '%s' is not in %s", c->keys[k], hint);
                 goto fail;
             }
-            if (k && append_csv_field(&r->key_header, &cap, &len, "")) goto fail;
-            if (k) r->key_header[len - 1] = ',';
-            if (append_csv_field(&r->key_header, &cap, &len, c->keys[k])) goto fail;
+            if ((rc = append_csv_field(&r->key_header, &cap, &len, k > 0, c->keys[k]))) goto fail;
         }
-        if (!r->key_header && !(r->key_header = pt_strdup(""))) goto fail;
+        if (!r->key_header && !(r->key_header = pt_strdup(""))) {
+            rc = pt_error(PT_ENOMEM, "out of memory");
+            goto fail;
+        }
     }
     if (hdr) {
         for (size_t i = 0; i < nnames; i++) pt_free(hdr[i]);
@@ -478,6 +482,11 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
         }
         r->ry[t] = y;
     }
+    /* a task counted only where another task's label is 1 (CVR on clicks) */
+    for (int t = 0; t < s->ntasks; t++) {
+        int w = c->tasks[t].only_when_task;
+        if (w >= 0 && !(r->ry[w] > 0.5f)) r->ry[t] = NAN;
+    }
     return PT_OK;
 }
 
@@ -530,9 +539,7 @@ static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d
     if (r->o.flags & READ_KEYS) {
         size_t len = 0;
         for (int kk = 0; kk < r->nkeys; kk++) {
-            if (kk && append_csv_field(&r->rkey, &r->rkeycap, &len, "")) return PT_ENOMEM;
-            if (kk) r->rkey[len - 1] = ',';
-            if (append_csv_field(&r->rkey, &r->rkeycap, &len, fields[r->kcol[kk]])) return PT_ENOMEM;
+            if (append_csv_field(&r->rkey, &r->rkeycap, &len, kk > 0, fields[r->kcol[kk]])) return PT_ENOMEM;
         }
         if (!(d->keys[i] = pt_strdup(r->nkeys ? r->rkey : ""))) return pt_error(PT_ENOMEM, "out of memory");
     }
@@ -563,7 +570,7 @@ static int bad_row(struct data_reader *r, struct dataset *d0, int rc)
         if (r->o.max_bad_rows > 0) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", pt_errmsg());
-            return pt_error(PT_ETOOMANYBAD, "%s (more than --max-bad-rows %lld bad rows)", msg,
+            return pt_error(PT_ETOOMANYBAD, "%s (more than the %lld bad rows allowed by max_bad_rows)", msg,
                             (long long)r->o.max_bad_rows);
         }
         return rc;
@@ -605,7 +612,7 @@ int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **d
             continue;
         }
         struct dataset *d = dst[0];
-        if (fit && (r->o.valid_fraction > 0 || r->o.test_fraction > 0)) {
+        if ((r->o.valid_fraction > 0 || r->o.test_fraction > 0) && dst[1] && dst[2]) {
             float u = rng_uniform(&r->split);
             if (u < r->o.valid_fraction) d = dst[1];
             else if (u < r->o.valid_fraction + r->o.test_fraction) d = dst[2];

@@ -33,7 +33,7 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
                const char *roc_out, json_t **out)
 {
     const struct pt_config *c = m->cfg;
-    int T = m->ntasks, rc = PT_OK;
+    int T = m->nout, rc = PT_OK;
     size_t n = (size_t)d->n;
     float *yy = pt_malloc((n ? n : 1) * sizeof *yy), *pp = pt_malloc((n ? n : 1) * sizeof *pp);
     int32_t *gg = d->group ? pt_malloc((n ? n : 1) * sizeof *gg) : NULL;
@@ -49,11 +49,13 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
         fprintf(af.f, "task,threshold,fpr,tpr\n");
     }
     for (int t = 0; t < T; t++) {
-        const struct task_cfg *tc = &c->tasks[t];
+        /* output columns past the tasks (ESMM's CTCVR) are binary */
+        const char *name = model_output_name(m, t);
+        int regression = t < c->ntasks && c->tasks[t].type == TASK_REGRESSION;
         size_t k = 0;
         double pos = 0;
         for (size_t i = 0; i < n; i++) {
-            float y = d->y[i * (size_t)T + (size_t)t];
+            float y = model_output_label(m, d, (int64_t)i, t);
             if (isnan(y)) continue;
             yy[k] = y;
             pp[k] = p[i * (size_t)T + (size_t)t];
@@ -63,9 +65,9 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
         }
         json_t *o = json_object();
         if (!o) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
-        json_object_set_new(tasks, tc->name, o);
+        json_object_set_new(tasks, name, o);
         json_object_set_new(o, "rows", json_integer((json_int_t)k));
-        if (tc->type == TASK_REGRESSION) {
+        if (regression) {
             json_object_set_new(o, "rmse", num(k ? metric_rmse(yy, pp, k) : NAN));
             json_object_set_new(o, "mae", num(k ? metric_mae(yy, pp, k) : NAN));
             continue;
@@ -84,7 +86,7 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
         json_object_set_new(o, "precision", num(cl.precision));
         json_object_set_new(o, "recall", num(cl.recall));
         json_object_set_new(o, "f1", num(cl.f1));
-        if (af.f && k && (rc = write_roc(af.f, tc->name, yy, pp, k))) goto done;
+        if (af.f && k && (rc = write_roc(af.f, name, yy, pp, k))) goto done;
     }
     if (af.f && (rc = atomic_file_commit(&af))) goto done;
     *out = tasks;
@@ -104,10 +106,21 @@ double eval_metric(const json_t *tasks, const struct pt_config *c, const char *t
     int cnt = 0;
     for (int t = 0; t < c->ntasks; t++) {
         if (strcmp(task, "mean") && strcmp(task, c->tasks[t].name)) continue;
+        /* a metric the task does not have (AUC of a regression task) falls
+         * back to its loss, so every task is watched by something */
+        int bin = c->tasks[t].type == TASK_BINARY;
         const char *mm = metric;
-        if (!strcmp(metric, "loss")) mm = c->tasks[t].type == TASK_BINARY ? "logloss" : "rmse";
+        if (!strcmp(metric, "loss") || (bin && (!strcmp(metric, "rmse") || !strcmp(metric, "mae"))) ||
+            (!bin && (!strcmp(metric, "auc") || !strcmp(metric, "logloss"))))
+            mm = bin ? "logloss" : "rmse";
         json_t *v = json_object_get(json_object_get(tasks, c->tasks[t].name), mm);
         if (!json_is_number(v)) return NAN;
+        /* mixing directions in a mean: count a lower-is-better value negated */
+        if (eval_higher_is_better(metric) != eval_higher_is_better(mm)) {
+            sum -= json_number_value(v);
+            cnt++;
+            continue;
+        }
         sum += json_number_value(v);
         cnt++;
     }
@@ -134,7 +147,7 @@ int pt_model_eval(pt_model *pm, const char *path, const pt_eval_opts *opts, char
     struct read_opts ro = {.flags = READ_LABELS, .max_bad_rows = o.max_bad_rows, .group_by = o.group_by};
     struct dataset *dst[3] = {d, NULL, NULL};
     if ((rc = data_load(m->schema, path, &ro, dst))) goto done;
-    p = pt_malloc((size_t)d->n * (size_t)m->ntasks * sizeof *p);
+    p = pt_malloc((size_t)d->n * (size_t)m->nout * sizeof *p);
     if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
     if ((rc = model_predict_dataset(m, d, p))) goto done;
     if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, &tasks))) goto done;
@@ -163,7 +176,7 @@ int pt_model_predict_file(pt_model *pm, const char *path, const char *out_path, 
     struct atomic_file af = {0};
     float *p = NULL;
     int64_t total = 0;
-    int T = m->ntasks, eof = 0, chunk = 8192;
+    int T = m->nout, eof = 0, chunk = 8192;
     if (rows) *rows = 0;
     if (o.threads > 0) pt_set_threads(o.threads);
     int rc = dataset_create(&d, m->schema);
@@ -175,7 +188,7 @@ int pt_model_predict_file(pt_model *pm, const char *path, const char *out_path, 
     if ((rc = atomic_file_open(&af, out_path))) goto done;
     const char *kh = data_reader_key_header(r);
     fputs(kh, af.f);
-    for (int t = 0; t < T; t++) fprintf(af.f, "%sp_%s", (t || *kh) ? "," : "", m->cfg->tasks[t].name);
+    for (int t = 0; t < T; t++) fprintf(af.f, "%sp_%s", (t || *kh) ? "," : "", model_output_name(m, t));
     fputc('\n', af.f);
     struct dataset *dst[3] = {d, NULL, NULL};
     while (!eof) {

@@ -1,11 +1,12 @@
-/* model.c: single-task LR and MLP networks over the encoded features, built
- * from the layers in src/nn. See model.h for the architecture.
+/* model.c: single-task (lr, mlp) and multi-task (shared_bottom, esmm, mmoe,
+ * ple) networks over the encoded features, built from the layers in src/nn.
+ * See model.h for the architectures.
  *
- * The forward pass reads top to bottom like the network: embeddings written
- * straight into the input buffer x (their concat), numeric columns after
- * them, then the linear/ReLU/dropout stack. The backward pass mirrors it and
- * ends in the embedding tables' gradient rows; the optimiser then touches
- * only the rows the batch used. */
+ * Forward reads top to bottom like the network: embeddings written straight
+ * into the input buffer x (their concat) with the numeric columns after them;
+ * then the bottom or the expert levels; then one tower per task. Backward
+ * mirrors it and ends in the embedding tables' gradient rows; the optimiser
+ * then touches only the rows the batch used, and every dense parameter. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,77 +17,157 @@
 
 #define EMB_INIT_STD 0.05f
 
-static int add_param(struct model *m, int *cap, const char *name, int64_t rows, int64_t cols,
-                     int sparse)
+const char *const pgroup_names[PG_COUNT] = {"embeddings", "experts", "gates", "towers", "loss"};
+
+const char *model_kind_name(enum model_kind k)
 {
-    if (m->nparams == *cap) {
-        int nc = *cap ? *cap * 2 : 32;
+    static const char *const names[] = {"lr", "mlp", "shared_bottom", "mmoe", "ple", "esmm"};
+    return (unsigned)k < PT_ARRAY_LEN(names) ? names[k] : "?";
+}
+
+/* ---- building ---- */
+
+static int add_param(struct model *m, const char *name, int64_t rows, int64_t cols, int sparse, int group,
+                     int owner)
+{
+    if (m->nparams == m->pcap) {
+        int nc = m->pcap ? m->pcap * 2 : 64;
         struct param *np = pt_realloc(m->p, (size_t)nc * sizeof *np);
         if (!np) return -1;
         m->p = np;
-        *cap = nc;
+        m->pcap = nc;
     }
     struct param *p = &m->p[m->nparams];
-    p->name = pt_strdup(name);
-    if (!p->name) return -1;
+    memset(p, 0, sizeof *p);
+    if (!(p->name = pt_strdup(name))) return -1;
     p->off = m->total;
     p->rows = rows;
     p->cols = cols;
     p->sparse = sparse;
+    p->group = group;
+    p->owner = owner;
+    p->init = sparse ? INIT_NORMAL : rows == 1 ? INIT_ZERO : group == PG_GATES ? INIT_XAVIER : INIT_HE;
     m->total += (size_t)(rows * cols);
     return m->nparams++;
 }
 
-static int build_tower(struct model *m, struct tower *t, int task, int *cap)
+static int build_embed(struct model *m, struct embed *e, const char *prefix, int width1, int owner)
 {
-    const struct pt_config *c = m->cfg;
     const struct schema *s = m->schema;
-    const char *tn = c->tasks[task].name;
     char name[512];
-    t->task = task;
-    t->p_first = m->nparams;
-    t->emb = pt_calloc((size_t)s->ncat + 1, sizeof(int));
-    t->memb = pt_calloc((size_t)s->nmulti + 1, sizeof(int));
-    t->edim = pt_calloc((size_t)(s->ncat + s->nmulti) + 1, sizeof(int));
-    if (!t->emb || !t->memb || !t->edim) return -1;
-    int lr = c->model == MODEL_LR;
-    t->din = 0;
+    e->emb = pt_calloc((size_t)s->ncat + 1, sizeof(int));
+    e->memb = pt_calloc((size_t)s->nmulti + 1, sizeof(int));
+    e->edim = pt_calloc((size_t)(s->ncat + s->nmulti) + 1, sizeof(int));
+    if (!e->emb || !e->memb || !e->edim) return -1;
+    e->din = 0;
     for (int i = 0; i < s->nfeat; i++) {
         const struct feat_state *f = &s->f[i];
         if (!f->is_cat && f->cfg->kind != FEAT_MULTI) continue;
-        int dim = lr ? 1 : f->cfg->dim;
-        snprintf(name, sizeof name, "%s.emb.%s", tn, f->cfg->name);
-        int pi = add_param(m, cap, name, f->rows > 0 ? f->rows : 1, dim, 1);
+        int dim = width1 ? 1 : f->cfg->dim;
+        snprintf(name, sizeof name, "%semb.%s", prefix, f->cfg->name);
+        int pi = add_param(m, name, f->rows > 0 ? f->rows : 1, dim, 1, PG_EMBEDDINGS, owner);
         if (pi < 0) return -1;
         if (f->is_cat) {
-            t->emb[f->slot] = pi;
-            t->edim[f->slot] = dim;
+            e->emb[f->slot] = pi;
+            e->edim[f->slot] = dim;
         } else {
-            t->memb[f->slot] = pi;
-            t->edim[s->ncat + f->slot] = dim;
+            e->memb[f->slot] = pi;
+            e->edim[s->ncat + f->slot] = dim;
         }
-        t->din += dim;
+        e->din += dim;
     }
-    t->din += s->nnum;
-    int nh = lr ? 0 : c->nhidden;
-    t->nlayers = nh + 1;
-    t->dims = pt_calloc((size_t)t->nlayers + 1, sizeof(int));
-    t->W = pt_calloc((size_t)t->nlayers, sizeof(int));
-    t->b = pt_calloc((size_t)t->nlayers, sizeof(int));
-    if (!t->dims || !t->W || !t->b) return -1;
-    t->dims[0] = t->din;
-    for (int l = 0; l < nh; l++) t->dims[l + 1] = c->hidden[l];
-    t->dims[t->nlayers] = 1;
-    for (int l = 0; l < t->nlayers; l++) {
-        snprintf(name, sizeof name, "%s.fc%d.weight", tn, l);
-        if ((t->W[l] = add_param(m, cap, name, t->dims[l + 1], t->dims[l], 0)) < 0) return -1;
-        snprintf(name, sizeof name, "%s.fc%d.bias", tn, l);
-        if ((t->b[l] = add_param(m, cap, name, 1, t->dims[l + 1], 0)) < 0) return -1;
-        if (t->nlayers > m->maxlayers) m->maxlayers = t->nlayers;
-        if (t->dims[l + 1] > m->maxwidth) m->maxwidth = t->dims[l + 1];
+    e->din += s->nnum;
+    return 0;
+}
+
+/* dims[0] = in, then hidden..., then (if out > 0) out. */
+static int build_mlp(struct model *m, struct mlp *n, const char *prefix, int in, const int *hidden, int nh,
+                     int out, int relu_last, int group, int owner)
+{
+    char name[512];
+    n->nl = nh + (out > 0);
+    n->relu_last = relu_last;
+    n->dims = pt_calloc((size_t)n->nl + 1, sizeof(int));
+    n->W = pt_calloc((size_t)n->nl + 1, sizeof(int));
+    n->b = pt_calloc((size_t)n->nl + 1, sizeof(int));
+    if (!n->dims || !n->W || !n->b) return -1;
+    n->dims[0] = in;
+    for (int l = 0; l < nh; l++) n->dims[l + 1] = hidden[l];
+    if (out > 0) n->dims[n->nl] = out;
+    for (int l = 0; l < n->nl; l++) {
+        snprintf(name, sizeof name, "%sfc%d.weight", prefix, l);
+        if ((n->W[l] = add_param(m, name, n->dims[l + 1], n->dims[l], 0, group, owner)) < 0) return -1;
+        snprintf(name, sizeof name, "%sfc%d.bias", prefix, l);
+        if ((n->b[l] = add_param(m, name, 1, n->dims[l + 1], 0, group, owner)) < 0) return -1;
     }
-    if (t->din > m->maxwidth) m->maxwidth = t->din;
-    t->p_end = m->nparams;
+    /* He for layers feeding a ReLU; Xavier for a linear output (the logit) */
+    if (!relu_last) m->p[n->W[n->nl - 1]].init = INIT_XAVIER;
+    return 0;
+}
+
+static int mlp_out(const struct mlp *n) { return n->dims[n->nl]; }
+
+static int build_gate(struct model *m, struct gate *g, const char *name, int D, int K)
+{
+    char buf[512];
+    g->D = D;
+    g->K = K;
+    g->experts = pt_calloc((size_t)K, sizeof(int));
+    g->psum = pt_calloc((size_t)K, sizeof(double));
+    if (!g->experts || !g->psum) return -1;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    if ((g->W = add_param(m, buf, K, D, 0, PG_GATES, -1)) < 0) return -1;
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    if ((g->b = add_param(m, buf, 1, K, 0, PG_GATES, -1)) < 0) return -1;
+    return 0;
+}
+
+static int build_levels(struct model *m, int din)
+{
+    const struct pt_config *c = m->cfg;
+    int T = m->ntasks;
+    char name[512];
+    int mmoe = c->model == MODEL_MMOE;
+    m->nlevels = mmoe ? 1 : c->levels;
+    m->lv = pt_calloc((size_t)m->nlevels, sizeof *m->lv);
+    if (!m->lv) return -1;
+    int in = din;
+    for (int l = 0; l < m->nlevels; l++) {
+        struct cgc *L = &m->lv[l];
+        L->nt = mmoe ? 0 : c->experts;
+        L->ns = mmoe ? c->experts : c->shared_experts;
+        L->H = c->expert_dims[c->nexpert_dims - 1];
+        L->has_sgate = l < m->nlevels - 1;
+        int ne = T * L->nt + L->ns;
+        L->ex = pt_calloc((size_t)ne, sizeof *L->ex);
+        L->tg = pt_calloc((size_t)T, sizeof *L->tg);
+        L->out = pt_calloc((size_t)T, sizeof *L->out);
+        L->dout = pt_calloc((size_t)T, sizeof *L->dout);
+        if (!L->ex || !L->tg || !L->out || !L->dout) return -1;
+        for (int k = 0; k < ne; k++) {
+            if (k < T * L->nt)
+                snprintf(name, sizeof name, mmoe ? "expert%d." : "level%d.%s.expert%d.", l,
+                         c->tasks[k / (L->nt ? L->nt : 1)].name, k % (L->nt ? L->nt : 1));
+            else if (mmoe)
+                snprintf(name, sizeof name, "expert%d.", k);
+            else
+                snprintf(name, sizeof name, "level%d.shared.expert%d.", l, k - T * L->nt);
+            if (build_mlp(m, &L->ex[k], name, in, c->expert_dims, c->nexpert_dims, 0, 1, PG_EXPERTS, -1)) return -1;
+        }
+        for (int t = 0; t < T; t++) {
+            if (mmoe) snprintf(name, sizeof name, "gate.%s", c->tasks[t].name);
+            else snprintf(name, sizeof name, "level%d.gate.%s", l, c->tasks[t].name);
+            if (build_gate(m, &L->tg[t], name, in, L->nt + L->ns)) return -1;
+            for (int k = 0; k < L->nt; k++) L->tg[t].experts[k] = t * L->nt + k;
+            for (int k = 0; k < L->ns; k++) L->tg[t].experts[L->nt + k] = T * L->nt + k;
+        }
+        if (L->has_sgate) {
+            snprintf(name, sizeof name, "level%d.gate.shared", l);
+            if (build_gate(m, &L->sg, name, in, ne)) return -1;
+            for (int k = 0; k < ne; k++) L->sg.experts[k] = k;
+        }
+        in = L->H;
+    }
     return 0;
 }
 
@@ -94,19 +175,14 @@ static void init_params(struct model *m, uint64_t seed)
 {
     struct rng r;
     rng_seed(&r, seed);
-    for (int ti = 0; ti < m->ntowers; ti++) {
-        struct tower *t = &m->t[ti];
-        for (int pi = t->p_first; pi < t->p_end; pi++) {
-            struct param *p = &m->p[pi];
-            float *w = m->w + p->off;
-            if (p->sparse) nn_init_normal(w, (size_t)(p->rows * p->cols), EMB_INIT_STD, &r);
-        }
-        for (int l = 0; l < t->nlayers; l++) {
-            struct param *W = &m->p[t->W[l]];
-            /* He for layers feeding a ReLU, Xavier for the logit layer */
-            if (l < t->nlayers - 1) nn_init_he(m->w + W->off, (int)W->rows, (int)W->cols, &r);
-            else nn_init_xavier(m->w + W->off, (int)W->rows, (int)W->cols, &r);
-            memset(m->w + m->p[t->b[l]].off, 0, (size_t)m->p[t->b[l]].cols * sizeof(float));
+    for (int pi = 0; pi < m->nparams; pi++) {
+        struct param *p = &m->p[pi];
+        float *w = m->w + p->off;
+        switch (p->init) {
+        case INIT_NORMAL: nn_init_normal(w, (size_t)(p->rows * p->cols), EMB_INIT_STD, &r); break;
+        case INIT_ZERO: memset(w, 0, (size_t)(p->rows * p->cols) * sizeof(float)); break;
+        case INIT_XAVIER: nn_init_xavier(w, (int)p->rows, (int)p->cols, &r); break;
+        default: nn_init_he(w, (int)p->rows, (int)p->cols, &r); break;
         }
     }
 }
@@ -118,13 +194,48 @@ int model_create(struct model **out, const struct pt_config *cfg, struct schema 
     if (!m) return pt_error(PT_ENOMEM, "out of memory");
     m->cfg = cfg;
     m->schema = schema;
+    m->kind = cfg->model;
     m->ntasks = cfg->ntasks;
-    m->ntowers = cfg->ntasks;
-    m->t = pt_calloc((size_t)m->ntowers, sizeof *m->t);
-    int cap = 0;
-    if (!m->t) goto nomem;
-    for (int t = 0; t < m->ntowers; t++)
-        if (build_tower(m, &m->t[t], t, &cap)) goto nomem;
+    m->nout = cfg->model == MODEL_ESMM ? 3 : cfg->ntasks;
+    m->logvar = -1;
+    int T = m->ntasks;
+    char prefix[512];
+    m->independent = cfg->model == MODEL_LR || cfg->model == MODEL_MLP;
+    m->nembeds = m->independent ? T : 1;
+    m->E = pt_calloc((size_t)m->nembeds, sizeof *m->E);
+    if (!m->E) goto nomem;
+    if (m->independent) {
+        int lr = cfg->model == MODEL_LR;
+        m->nets = pt_calloc((size_t)T, sizeof *m->nets);
+        if (!m->nets) goto nomem;
+        for (int t = 0; t < T; t++) {
+            snprintf(prefix, sizeof prefix, "%s.", cfg->tasks[t].name);
+            if (build_embed(m, &m->E[t], prefix, lr, t)) goto nomem;
+            if (build_mlp(m, &m->nets[t], prefix, m->E[t].din, cfg->hidden, lr ? 0 : cfg->nhidden, 1, 0,
+                          PG_TOWERS, t))
+                goto nomem;
+        }
+    } else {
+        if (build_embed(m, &m->E[0], "", 0, -1)) goto nomem;
+        int H;
+        if (cfg->model == MODEL_SHARED_BOTTOM || cfg->model == MODEL_ESMM) {
+            if (build_mlp(m, &m->bottom, "bottom.", m->E[0].din, cfg->expert_dims, cfg->nexpert_dims, 0, 1,
+                          PG_EXPERTS, -1))
+                goto nomem;
+            H = mlp_out(&m->bottom);
+        } else {
+            if (build_levels(m, m->E[0].din)) goto nomem;
+            H = m->lv[m->nlevels - 1].H;
+        }
+        m->towers = pt_calloc((size_t)T, sizeof *m->towers);
+        if (!m->towers) goto nomem;
+        for (int t = 0; t < T; t++) {
+            snprintf(prefix, sizeof prefix, "tower.%s.", cfg->tasks[t].name);
+            if (build_mlp(m, &m->towers[t], prefix, H, cfg->tower_dims, cfg->ntower_dims, 1, 0, PG_TOWERS, -1))
+                goto nomem;
+        }
+        if (cfg->uncertainty && (m->logvar = add_param(m, "loss.log_var", 1, T, 0, PG_LOSS, -1)) < 0) goto nomem;
+    }
     m->w = pt_malloc(m->total * sizeof(float));
     if (!m->w) goto nomem;
     init_params(m, seed);
@@ -135,6 +246,37 @@ nomem:
     m->schema = NULL; /* the caller still owns it */
     model_destroy(m);
     return pt_error(PT_ENOMEM, "out of memory");
+}
+
+/* ---- buffers ---- */
+
+static void free_mlp_acts(struct mlp *n)
+{
+    for (int l = 0; l < n->nl; l++) {
+        if (n->h) pt_free(n->h[l]);
+        if (n->dh) pt_free(n->dh[l]);
+        if (n->mask) pt_free(n->mask[l]);
+    }
+    pt_free(n->h);
+    pt_free(n->dh);
+    pt_free(n->mask);
+    n->h = n->dh = n->mask = NULL;
+}
+
+static void free_mlp(struct mlp *n)
+{
+    free_mlp_acts(n);
+    pt_free(n->dims);
+    pt_free(n->W);
+    pt_free(n->b);
+}
+
+static void free_gate_acts(struct gate *g)
+{
+    pt_free(g->p);
+    pt_free(g->dp);
+    pt_free(g->dz);
+    g->p = g->dp = g->dz = NULL;
 }
 
 static void free_batch(struct batch *b, const struct schema *s)
@@ -154,25 +296,39 @@ static void free_batch(struct batch *b, const struct schema *s)
     pt_free(b->mcap);
     pt_free(b->num);
     pt_free(b->y);
+    pt_free(b->soft);
     memset(b, 0, sizeof *b);
 }
 
 static void free_acts(struct model *m)
 {
-    for (int l = 0; l < m->maxlayers; l++) {
-        if (m->h) pt_free(m->h[l]);
-        if (m->dh) pt_free(m->dh[l]);
-        if (m->mask) pt_free(m->mask[l]);
+    int T = m->ntasks;
+    for (int e = 0; m->E && e < m->nembeds; e++) {
+        pt_free(m->E[e].x);
+        pt_free(m->E[e].dx);
+        m->E[e].x = m->E[e].dx = NULL;
     }
-    pt_free(m->h);
-    pt_free(m->dh);
-    pt_free(m->mask);
-    pt_free(m->x);
-    pt_free(m->dx);
+    for (int t = 0; m->nets && t < T; t++) free_mlp_acts(&m->nets[t]);
+    for (int t = 0; m->towers && t < T; t++) free_mlp_acts(&m->towers[t]);
+    free_mlp_acts(&m->bottom);
+    for (int l = 0; m->lv && l < m->nlevels; l++) {
+        struct cgc *L = &m->lv[l];
+        for (int k = 0; L->ex && k < T * L->nt + L->ns; k++) free_mlp_acts(&L->ex[k]);
+        for (int t = 0; L->tg && t < T; t++) free_gate_acts(&L->tg[t]);
+        free_gate_acts(&L->sg);
+        for (int t = 0; L->out && t < T; t++) {
+            pt_free(L->out[t]);
+            pt_free(L->dout[t]);
+            L->out[t] = L->dout[t] = NULL;
+        }
+        pt_free(L->sout);
+        pt_free(L->dsout);
+        L->sout = L->dsout = NULL;
+    }
+    pt_free(m->logits);
+    pt_free(m->dlogits);
     pt_free(m->ycol);
-    m->ycol = NULL;
-    m->h = m->dh = m->mask = NULL;
-    m->x = m->dx = NULL;
+    m->logits = m->dlogits = m->ycol = NULL;
     if (m->schema) free_batch(&m->bt, m->schema);
     m->bmax = 0;
 }
@@ -180,18 +336,36 @@ static void free_acts(struct model *m)
 void model_destroy(struct model *m)
 {
     if (!m) return;
+    int T = m->ntasks;
     free_acts(m);
     for (int i = 0; i < m->nparams; i++) pt_free(m->p[i].name);
     pt_free(m->p);
-    for (int t = 0; m->t && t < m->ntowers; t++) {
-        pt_free(m->t[t].emb);
-        pt_free(m->t[t].memb);
-        pt_free(m->t[t].edim);
-        pt_free(m->t[t].dims);
-        pt_free(m->t[t].W);
-        pt_free(m->t[t].b);
+    for (int e = 0; m->E && e < m->nembeds; e++) {
+        pt_free(m->E[e].emb);
+        pt_free(m->E[e].memb);
+        pt_free(m->E[e].edim);
     }
-    pt_free(m->t);
+    pt_free(m->E);
+    for (int t = 0; m->nets && t < T; t++) free_mlp(&m->nets[t]);
+    for (int t = 0; m->towers && t < T; t++) free_mlp(&m->towers[t]);
+    pt_free(m->nets);
+    pt_free(m->towers);
+    free_mlp(&m->bottom);
+    for (int l = 0; m->lv && l < m->nlevels; l++) {
+        struct cgc *L = &m->lv[l];
+        for (int k = 0; L->ex && k < T * L->nt + L->ns; k++) free_mlp(&L->ex[k]);
+        for (int t = 0; L->tg && t < T; t++) {
+            pt_free(L->tg[t].experts);
+            pt_free(L->tg[t].psum);
+        }
+        pt_free(L->sg.experts);
+        pt_free(L->sg.psum);
+        pt_free(L->ex);
+        pt_free(L->tg);
+        pt_free(L->out);
+        pt_free(L->dout);
+    }
+    pt_free(m->lv);
     pt_free(m->w);
     pt_free(m->g);
     pt_free(m->m);
@@ -215,39 +389,79 @@ int model_alloc_train(struct model *m)
     return PT_OK;
 }
 
+static float *fbuf(size_t n) { return pt_malloc((n ? n : 1) * sizeof(float)); }
+
+static int reserve_mlp(struct mlp *n, size_t B)
+{
+    n->h = pt_calloc((size_t)n->nl, sizeof(float *));
+    n->dh = pt_calloc((size_t)n->nl, sizeof(float *));
+    n->mask = pt_calloc((size_t)n->nl, sizeof(float *));
+    if (!n->h || !n->dh || !n->mask) return -1;
+    for (int l = 0; l < n->nl; l++) {
+        size_t sz = B * (size_t)n->dims[l + 1];
+        if (!(n->h[l] = fbuf(sz)) || !(n->dh[l] = fbuf(sz)) || !(n->mask[l] = fbuf(sz))) return -1;
+    }
+    return 0;
+}
+
+static int reserve_gate(struct gate *g, size_t B)
+{
+    g->p = fbuf(B * (size_t)g->K);
+    g->dp = fbuf(B * (size_t)g->K);
+    g->dz = fbuf(B * (size_t)g->K);
+    return (g->p && g->dp && g->dz) ? 0 : -1;
+}
+
 int model_reserve(struct model *m, int bmax)
 {
     if (bmax <= m->bmax) return PT_OK;
     const struct schema *s = m->schema;
+    int T = m->ntasks;
     free_acts(m);
-    size_t B = (size_t)bmax, W = (size_t)m->maxwidth;
-    m->h = pt_calloc((size_t)m->maxlayers, sizeof(float *));
-    m->dh = pt_calloc((size_t)m->maxlayers, sizeof(float *));
-    m->mask = pt_calloc((size_t)m->maxlayers, sizeof(float *));
-    m->x = pt_malloc(B * W * sizeof(float));
-    m->dx = pt_malloc(B * W * sizeof(float));
-    m->ycol = pt_malloc(B * sizeof(float));
+    size_t B = (size_t)bmax;
+    for (int e = 0; e < m->nembeds; e++) {
+        m->E[e].x = fbuf(B * (size_t)m->E[e].din);
+        m->E[e].dx = fbuf(B * (size_t)m->E[e].din);
+        if (!m->E[e].x || !m->E[e].dx) goto nomem;
+    }
+    for (int t = 0; m->nets && t < T; t++)
+        if (reserve_mlp(&m->nets[t], B)) goto nomem;
+    for (int t = 0; m->towers && t < T; t++)
+        if (reserve_mlp(&m->towers[t], B)) goto nomem;
+    if (m->bottom.nl && reserve_mlp(&m->bottom, B)) goto nomem;
+    for (int l = 0; l < m->nlevels; l++) {
+        struct cgc *L = &m->lv[l];
+        for (int k = 0; k < T * L->nt + L->ns; k++)
+            if (reserve_mlp(&L->ex[k], B)) goto nomem;
+        for (int t = 0; t < T; t++) {
+            if (reserve_gate(&L->tg[t], B)) goto nomem;
+            if (!(L->out[t] = fbuf(B * (size_t)L->H)) || !(L->dout[t] = fbuf(B * (size_t)L->H))) goto nomem;
+        }
+        if (L->has_sgate) {
+            if (reserve_gate(&L->sg, B)) goto nomem;
+            if (!(L->sout = fbuf(B * (size_t)L->H)) || !(L->dsout = fbuf(B * (size_t)L->H))) goto nomem;
+        }
+    }
+    m->logits = fbuf(B * (size_t)T);
+    m->dlogits = fbuf(B * (size_t)T);
+    m->ycol = fbuf(B * (size_t)T);
     struct batch *b = &m->bt;
     b->cat = pt_calloc((size_t)s->ncat + 1, sizeof *b->cat);
     b->moff = pt_calloc((size_t)s->nmulti + 1, sizeof *b->moff);
     b->mids = pt_calloc((size_t)s->nmulti + 1, sizeof *b->mids);
     b->mcap = pt_calloc((size_t)s->nmulti + 1, sizeof *b->mcap);
     b->num = pt_calloc((size_t)s->nnum + 1, sizeof *b->num);
-    b->y = pt_malloc(B * (size_t)m->ntasks * sizeof(float));
-    if (!m->h || !m->dh || !m->mask || !m->x || !m->dx || !m->ycol || !b->cat || !b->moff || !b->mids || !b->mcap || !b->num || !b->y)
+    b->y = fbuf(B * (size_t)T);
+    b->soft = fbuf(B * (size_t)T);
+    if (!m->logits || !m->dlogits || !m->ycol || !b->cat || !b->moff || !b->mids || !b->mcap ||
+        !b->num || !b->y || !b->soft)
         goto nomem;
-    for (int l = 0; l < m->maxlayers; l++) {
-        m->h[l] = pt_malloc(B * W * sizeof(float));
-        m->dh[l] = pt_malloc(B * W * sizeof(float));
-        m->mask[l] = pt_malloc(B * W * sizeof(float));
-        if (!m->h[l] || !m->dh[l] || !m->mask[l]) goto nomem;
-    }
     for (int j = 0; j < s->ncat; j++)
         if (!(b->cat[j] = pt_malloc(B * sizeof(int32_t)))) goto nomem;
     for (int j = 0; j < s->nmulti; j++)
         if (!(b->moff[j] = pt_malloc((B + 1) * sizeof(int32_t)))) goto nomem;
     for (int j = 0; j < s->nnum; j++)
-        if (!(b->num[j] = pt_malloc(B * sizeof(float)))) goto nomem;
+        if (!(b->num[j] = fbuf(B))) goto nomem;
     m->bmax = bmax;
     return PT_OK;
 nomem:
@@ -255,10 +469,11 @@ nomem:
     return pt_error(PT_ENOMEM, "out of memory");
 }
 
-int model_gather(struct model *m, const struct dataset *d, const int64_t *idx, int B)
+int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx, int B)
 {
     const struct schema *s = m->schema;
     struct batch *b = &m->bt;
+    int T = m->ntasks;
     b->B = B;
     for (int j = 0; j < s->ncat; j++) {
         const int32_t *src = d->cat[j];
@@ -288,55 +503,302 @@ int model_gather(struct model *m, const struct dataset *d, const int64_t *idx, i
             b->moff[j][i + 1] = pos;
         }
     }
-    int T = m->ntasks;
     for (int i = 0; i < B; i++) memcpy(b->y + (size_t)i * T, d->y + idx[i] * T, (size_t)T * sizeof(float));
+    if (soft)
+        for (int i = 0; i < B; i++) memcpy(b->soft + (size_t)i * T, soft + idx[i] * T, (size_t)T * sizeof(float));
     return PT_OK;
 }
 
-/* Input row block of tower t: embeddings then numerics, [B, din]. */
-static void tower_input(struct model *m, const struct tower *t, int B)
+/* ---- forward ---- */
+
+static int multi_pool_mean(const struct schema *s, int slot)
+{
+    for (int i = 0; i < s->nfeat; i++)
+        if (s->f[i].cfg->kind == FEAT_MULTI && s->f[i].slot == slot) return s->f[i].cfg->pool_mean;
+    return 1;
+}
+
+static void embed_forward(struct model *m, struct embed *e, int B)
 {
     const struct schema *s = m->schema;
     const struct batch *b = &m->bt;
-    int D = t->din, col = 0;
+    int D = e->din, col = 0;
     for (int j = 0; j < s->ncat; j++) {
-        const struct param *p = &m->p[t->emb[j]];
-        nn_embedding_forward(m->x + col, D, m->w + p->off, b->cat[j], B, t->edim[j]);
-        col += t->edim[j];
+        nn_embedding_forward(e->x + col, D, m->w + m->p[e->emb[j]].off, b->cat[j], B, e->edim[j]);
+        col += e->edim[j];
     }
     for (int j = 0; j < s->nmulti; j++) {
-        const struct param *p = &m->p[t->memb[j]];
-        int dim = t->edim[s->ncat + j];
-        int mean = 1;
-        for (int i = 0; i < s->nfeat; i++)
-            if (s->f[i].cfg->kind == FEAT_MULTI && s->f[i].slot == j) mean = s->f[i].cfg->pool_mean;
-        nn_embedding_bag_forward(m->x + col, D, m->w + p->off, b->moff[j], b->mids[j], B, dim, mean);
+        int dim = e->edim[s->ncat + j];
+        nn_embedding_bag_forward(e->x + col, D, m->w + m->p[e->memb[j]].off, b->moff[j], b->mids[j], B, dim,
+                                 multi_pool_mean(s, j));
         col += dim;
     }
     for (int j = 0; j < s->nnum; j++) {
         const float *src = b->num[j];
-        for (int i = 0; i < B; i++) m->x[(size_t)i * D + col] = src[i];
+        for (int i = 0; i < B; i++) e->x[(size_t)i * D + col] = src[i];
         col++;
     }
 }
 
-/* Forward through the tower's layers; returns the logit column [B, 1]. */
-static float *tower_forward(struct model *m, const struct tower *t, int B, int train)
+/* Returns the output [B, dims[nl]]. */
+static const float *mlp_forward(struct model *m, struct mlp *n, const float *in, int B, int train)
 {
-    const float *in = m->x;
     float drop = train ? m->cfg->dropout : 0.0f;
-    for (int l = 0; l < t->nlayers; l++) {
-        int I = t->dims[l], O = t->dims[l + 1];
-        float *y = m->h[l];
-        nn_linear_forward(y, O, in, m->w + m->p[t->W[l]].off, m->w + m->p[t->b[l]].off, B, I, O);
-        if (l < t->nlayers - 1) {
+    for (int l = 0; l < n->nl; l++) {
+        int I = n->dims[l], O = n->dims[l + 1];
+        float *y = n->h[l];
+        nn_linear_forward(y, O, in, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O);
+        if (l < n->nl - 1 || n->relu_last) {
             nn_relu_forward(y, y, (size_t)B * O);
-            if (drop > 0) nn_dropout_forward(y, m->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
+            if (drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
         }
         in = y;
     }
-    return m->h[t->nlayers - 1];
+    return n->h[n->nl - 1];
 }
+
+static void gate_forward(struct model *m, struct gate *g, const float *in, int B)
+{
+    nn_linear_forward(g->p, g->K, in, m->w + m->p[g->W].off, m->w + m->p[g->b].off, B, g->D, g->K);
+    nn_softmax_forward(g->p, g->p, B, g->K);
+    if (m->gate_stats)
+        for (int i = 0; i < B; i++)
+            for (int k = 0; k < g->K; k++) g->psum[k] += g->p[(size_t)i * g->K + k];
+}
+
+static const float *mix_forward(struct cgc *L, struct gate *g, float *out, int B)
+{
+    const float *es[256];
+    for (int k = 0; k < g->K; k++) es[k] = L->ex[g->experts[k]].h[L->ex[g->experts[k]].nl - 1];
+    nn_mixture_forward(out, es, L->H, g->p, B, g->K, L->H);
+    return out;
+}
+
+/* Shared part: fills m->logits [B, T]. */
+static void forward(struct model *m, int B, int train)
+{
+    int T = m->ntasks;
+    if (m->independent) {
+        for (int t = 0; t < T; t++) {
+            embed_forward(m, &m->E[t], B);
+            const float *z = mlp_forward(m, &m->nets[t], m->E[t].x, B, train);
+            for (int i = 0; i < B; i++) m->logits[(size_t)i * T + t] = z[i];
+        }
+        return;
+    }
+    embed_forward(m, &m->E[0], B);
+    const float *x = m->E[0].x;
+    const float *hs[64];
+    if (m->nlevels == 0) {
+        const float *h = mlp_forward(m, &m->bottom, x, B, train);
+        for (int t = 0; t < T; t++) hs[t] = h;
+    } else {
+        const float *sin = x;
+        for (int t = 0; t < T; t++) hs[t] = x;
+        for (int l = 0; l < m->nlevels; l++) {
+            struct cgc *L = &m->lv[l];
+            for (int k = 0; k < T * L->nt + L->ns; k++)
+                mlp_forward(m, &L->ex[k], k < T * L->nt ? hs[k / L->nt] : sin, B, train);
+            for (int t = 0; t < T; t++) gate_forward(m, &L->tg[t], hs[t], B);
+            if (L->has_sgate) gate_forward(m, &L->sg, sin, B);
+            for (int t = 0; t < T; t++) hs[t] = mix_forward(L, &L->tg[t], L->out[t], B);
+            if (L->has_sgate) sin = mix_forward(L, &L->sg, L->sout, B);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        const float *z = mlp_forward(m, &m->towers[t], hs[t], B, train);
+        for (int i = 0; i < B; i++) m->logits[(size_t)i * T + t] = z[i];
+    }
+    if (m->gate_stats) m->gate_rows += B;
+}
+
+/* ---- backward ---- */
+
+/* n->dh[nl-1] holds dL/d(output); adds dL/d(input) into din (NULL: skip). */
+static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, int B)
+{
+    int drop = m->cfg->dropout > 0;
+    for (int l = n->nl - 1; l >= 0; l--) {
+        int I = n->dims[l], O = n->dims[l + 1];
+        float *dy = n->dh[l];
+        if (l < n->nl - 1 || n->relu_last) {
+            /* ReLU then dropout ran in place, so h holds the output after
+             * both: nn_dropout_backward then nn_relu_backward, fused in place
+             * (h > 0 iff the unit was active and kept). */
+            const float *h = n->h[l], *mask = n->mask[l];
+            size_t cnt = (size_t)B * O;
+            if (drop)
+                for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] * mask[k] : 0.0f;
+            else
+                for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] : 0.0f;
+        }
+        const float *x = l ? n->h[l - 1] : in;
+        float *dx = l ? n->dh[l - 1] : din;
+        if (l) memset(dx, 0, (size_t)B * I * sizeof(float));
+        const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
+        nn_linear_backward(dx, m->g + W->off, m->g + b->off, dy, O, x, m->w + W->off, B, I, O);
+    }
+}
+
+/* dout [B, H] of the gate's mixture → expert output grads and the gate's
+ * input grad (added into din). */
+static void gate_backward(struct model *m, struct cgc *L, struct gate *g, const float *dout, const float *in,
+                          float *din, int B)
+{
+    const float *es[256];
+    float *des[256];
+    for (int k = 0; k < g->K; k++) {
+        struct mlp *e = &L->ex[g->experts[k]];
+        es[k] = e->h[e->nl - 1];
+        des[k] = e->dh[e->nl - 1];
+    }
+    size_t n = (size_t)B * g->K;
+    memset(g->dp, 0, n * sizeof(float));
+    nn_mixture_backward(des, g->dp, dout, es, L->H, g->p, B, g->K, L->H);
+    memset(g->dz, 0, n * sizeof(float));
+    nn_softmax_backward(g->dz, g->dp, g->p, B, g->K);
+    const struct param *W = &m->p[g->W], *b = &m->p[g->b];
+    nn_linear_backward(din, m->g + W->off, m->g + b->off, g->dz, g->K, in, m->w + W->off, B, g->D, g->K);
+}
+
+/* m->dlogits [B, T] → every parameter's gradient. */
+static void backward(struct model *m, const int *active, int B)
+{
+    int T = m->ntasks;
+    if (m->independent) {
+        for (int t = 0; t < T; t++) {
+            if (active && !active[t]) continue;
+            struct mlp *n = &m->nets[t];
+            float *dz = n->dh[n->nl - 1];
+            for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
+            memset(m->E[t].dx, 0, (size_t)B * m->E[t].din * sizeof(float));
+            mlp_backward(m, n, m->E[t].x, m->E[t].dx, B);
+        }
+        return;
+    }
+    struct embed *E = &m->E[0];
+    memset(E->dx, 0, (size_t)B * E->din * sizeof(float));
+    /* towers: inputs are the bottom's output or the last level's outputs */
+    const float *hin[64];
+    float *dhin[64];
+    if (m->nlevels == 0) {
+        struct mlp *bt = &m->bottom;
+        float *dh = bt->dh[bt->nl - 1];
+        memset(dh, 0, (size_t)B * mlp_out(bt) * sizeof(float));
+        for (int t = 0; t < T; t++) hin[t] = bt->h[bt->nl - 1], dhin[t] = dh;
+    } else {
+        struct cgc *L = &m->lv[m->nlevels - 1];
+        for (int t = 0; t < T; t++) {
+            hin[t] = L->out[t];
+            dhin[t] = L->dout[t];
+            memset(dhin[t], 0, (size_t)B * L->H * sizeof(float));
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        struct mlp *n = &m->towers[t];
+        float *dz = n->dh[n->nl - 1];
+        for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
+        mlp_backward(m, n, hin[t], dhin[t], B);
+    }
+    if (m->nlevels == 0) {
+        mlp_backward(m, &m->bottom, E->x, E->dx, B);
+        return;
+    }
+    for (int l = m->nlevels - 1; l >= 0; l--) {
+        struct cgc *L = &m->lv[l];
+        int ne = T * L->nt + L->ns;
+        /* this level's inputs and where their gradients go */
+        const float *tin[64], *sin;
+        float *dtin[64], *dsin;
+        if (l == 0) {
+            for (int t = 0; t < T; t++) tin[t] = E->x, dtin[t] = E->dx;
+            sin = E->x;
+            dsin = E->dx;
+        } else {
+            struct cgc *P = &m->lv[l - 1];
+            for (int t = 0; t < T; t++) {
+                tin[t] = P->out[t];
+                dtin[t] = P->dout[t];
+                memset(dtin[t], 0, (size_t)B * P->H * sizeof(float));
+            }
+            sin = P->sout;
+            dsin = P->dsout;
+            memset(dsin, 0, (size_t)B * P->H * sizeof(float));
+        }
+        for (int k = 0; k < ne; k++) {
+            struct mlp *e = &L->ex[k];
+            memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
+        }
+        for (int t = 0; t < T; t++) gate_backward(m, L, &L->tg[t], L->dout[t], tin[t], dtin[t], B);
+        if (L->has_sgate) gate_backward(m, L, &L->sg, L->dsout, sin, dsin, B);
+        for (int k = 0; k < ne; k++) {
+            int own = k < T * L->nt ? k / L->nt : -1;
+            mlp_backward(m, &L->ex[k], own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, B);
+        }
+    }
+}
+
+/* ---- losses ---- */
+
+/* Mean loss per task into loss[t]; dlogits filled. Uncertainty weighting
+ * (Kendall et al. 2018): total = sum_t w_t (exp(-s_t) L_t + s_t) with a
+ * learned s_t per task. */
+static void losses(struct model *m, const struct train_ctx *ctx, double *loss, int B)
+{
+    const struct pt_config *c = m->cfg;
+    const struct batch *b = &m->bt;
+    int T = m->ntasks;
+    memset(m->dlogits, 0, (size_t)B * T * sizeof(float));
+    float *lv = m->logvar >= 0 ? m->w + m->p[m->logvar].off : NULL;
+    float *dlv = m->logvar >= 0 ? m->g + m->p[m->logvar].off : NULL;
+    for (int t = 0; t < T; t++) {
+        const struct task_cfg *tc = &c->tasks[t];
+        loss[t] = NAN;
+        if (ctx->active && !ctx->active[t]) continue;
+        /* logits, their gradients and labels are all read at stride T */
+        const float *z = m->logits + t, *y = b->y + t;
+        float *dz = m->dlogits + t, *ys = m->ycol + t;
+        int count = 0, esmm = m->kind == MODEL_ESMM && t == 1;
+        double sum;
+        if (esmm) {
+            /* CTCVR = pCTR * pCVR against click AND conversion, on every exposure */
+            for (int i = 0; i < B; i++) {
+                float y0 = b->y[(size_t)i * T], y1 = b->y[(size_t)i * T + 1];
+                ys[(size_t)i * T] = isnan(y0) || (y0 > 0.5f && isnan(y1)) ? NAN : (y0 > 0.5f && y1 > 0.5f) ? 1.0f : 0.0f;
+            }
+            sum = nn_ctcvr_forward(NULL, m->logits, z, ys, B, T, &count);
+        } else if (tc->type == TASK_BINARY) {
+            sum = nn_bce_forward(NULL, z, y, B, T, &count);
+        } else {
+            sum = nn_mse_forward(z, y, B, T, &count);
+        }
+        if (!count) continue;
+        loss[t] = sum / count;
+        float scale = tc->weight / (float)count;
+        if (lv) {
+            float e = expf(-lv[t]);
+            dlv[t] += tc->weight * (1.0f - e * (float)loss[t]);
+            scale *= e;
+        }
+        if (esmm) {
+            nn_ctcvr_backward(m->dlogits, dz, m->logits, z, ys, B, T, scale);
+        } else if (tc->type == TASK_REGRESSION) {
+            nn_mse_backward(dz, z, y, B, T, scale);
+        } else if (ctx->distill > 0) {
+            /* (1 - a) * hard labels + a * the teacher's probabilities, on the
+             * rows that have a hard label */
+            float a = ctx->distill;
+            for (int i = 0; i < B; i++)
+                ys[(size_t)i * T] = isnan(y[(size_t)i * T]) ? NAN : b->soft[(size_t)i * T + t];
+            nn_bce_backward(dz, z, y, B, T, scale * (1.0f - a));
+            nn_bce_backward(dz, z, ys, B, T, scale * a);
+        } else {
+            nn_bce_backward(dz, z, y, B, T, scale);
+        }
+    }
+}
+
+/* ---- optimiser ---- */
 
 static int ensure_uniq(struct model *m, size_t n)
 {
@@ -349,67 +811,30 @@ static int ensure_uniq(struct model *m, size_t n)
     return m->uniq_cap ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
 }
 
-static int tower_step(struct model *m, const struct tower *t, struct optim *o, double *loss)
+/* Embedding gradient rows from dx, then the lazy row update. */
+static int embed_backward_update(struct model *m, struct embed *e, struct optim *o, int B)
 {
     const struct schema *s = m->schema;
-    const struct task_cfg *tc = &m->cfg->tasks[t->task];
     const struct batch *b = &m->bt;
-    int B = b->B, T = m->ntasks, D = t->din;
-    tower_input(m, t, B);
-    float *logit = tower_forward(m, t, B, 1);
-    const float *y = b->y + t->task;
-    /* labels are [B, T]; the loss reads logit and label at one stride */
-    float *yc = m->ycol;
-    for (int i = 0; i < B; i++) yc[i] = y[(size_t)i * T];
-    int count = 0;
-    double sum;
-    if (tc->type == TASK_BINARY) sum = nn_bce_forward(NULL, logit, yc, B, 1, &count);
-    else sum = nn_mse_forward(logit, yc, B, 1, &count);
-    *loss = count ? sum / count : NAN;
-    if (!count) return PT_OK;
-    float *dlogit = m->dh[t->nlayers - 1];
-    memset(dlogit, 0, (size_t)B * sizeof(float));
-    float scale = tc->weight / (float)count;
-    if (tc->type == TASK_BINARY) nn_bce_backward(dlogit, logit, yc, B, 1, scale);
-    else nn_mse_backward(dlogit, logit, yc, B, 1, scale);
-
-    for (int l = t->nlayers - 1; l >= 0; l--) {
-        int I = t->dims[l], O = t->dims[l + 1];
-        const struct param *W = &m->p[t->W[l]], *bb = &m->p[t->b[l]];
-        const float *in = l ? m->h[l - 1] : m->x;
-        float *din = l ? m->dh[l - 1] : m->dx;
-        memset(din, 0, (size_t)B * I * sizeof(float));
-        nn_linear_backward(din, m->g + W->off, m->g + bb->off, m->dh[l], O, in, m->w + W->off, B, I, O);
-        if (l > 0) {
-            /* ReLU then dropout were applied in place, so h holds the output
-             * after both: this is nn_dropout_backward followed by
-             * nn_relu_backward, fused in place (h > 0 iff kept and active). */
-            const float *h = m->h[l - 1], *mask = m->mask[l - 1];
-            size_t n = (size_t)B * I;
-            if (m->cfg->dropout > 0)
-                for (size_t k = 0; k < n; k++) din[k] = h[k] > 0 ? din[k] * mask[k] : 0.0f;
-            else
-                for (size_t k = 0; k < n; k++) din[k] = h[k] > 0 ? din[k] : 0.0f;
-        }
-    }
-    /* embeddings: gradient rows from the input gradient, then sparse update */
-    int col = 0;
+    int D = e->din, col = 0;
     for (int j = 0; j < s->ncat + s->nmulti; j++) {
-        int dim = t->edim[j];
-        const struct param *p = &m->p[j < s->ncat ? t->emb[j] : t->memb[j - s->ncat]];
+        int dim = e->edim[j];
+        const struct param *p = &m->p[j < s->ncat ? e->emb[j] : e->memb[j - s->ncat]];
         const int32_t *ids;
         int n;
+        if (p->frozen) {
+            col += dim;
+            continue;
+        }
         if (j < s->ncat) {
             ids = b->cat[j];
             n = B;
-            nn_embedding_backward(m->g + p->off, m->dx + col, D, ids, B, dim);
+            nn_embedding_backward(m->g + p->off, e->dx + col, D, ids, B, dim);
         } else {
-            int k = j - s->ncat, mean = 1;
-            for (int i = 0; i < s->nfeat; i++)
-                if (s->f[i].cfg->kind == FEAT_MULTI && s->f[i].slot == k) mean = s->f[i].cfg->pool_mean;
+            int k = j - s->ncat;
             ids = b->mids[k];
             n = b->moff[k][B];
-            nn_embedding_bag_backward(m->g + p->off, m->dx + col, D, b->moff[k], ids, B, dim, mean);
+            nn_embedding_bag_backward(m->g + p->off, e->dx + col, D, b->moff[k], ids, B, dim, multi_pool_mean(s, k));
         }
         if (n > 0) {
             if (ensure_uniq(m, (size_t)n)) return PT_ENOMEM;
@@ -418,39 +843,45 @@ static int tower_step(struct model *m, const struct tower *t, struct optim *o, d
         }
         col += dim;
     }
-    /* dense layers: one contiguous block after the tower's tables */
-    const struct param *first = &m->p[t->W[0]];
-    const struct param *last = &m->p[t->b[t->nlayers - 1]];
-    size_t off = first->off, n = last->off + (size_t)(last->rows * last->cols) - off;
-    optim_update_dense(o, m->w + off, m->g + off, m->m + off, m->v + off, n);
     return PT_OK;
 }
 
-int model_train_step(struct model *m, struct optim *o, const int *active, double *loss)
+int model_train_step(struct model *m, const struct train_ctx *ctx, double *loss)
 {
+    int B = m->bt.B, rc;
+    struct optim *o = ctx->opt;
     optim_begin_step(o);
-    for (int ti = 0; ti < m->ntowers; ti++) {
-        const struct tower *t = &m->t[ti];
-        loss[t->task] = NAN;
-        if (active && !active[t->task]) continue;
-        int rc = tower_step(m, t, o, &loss[t->task]);
-        if (rc) return rc;
+    forward(m, B, 1);
+    losses(m, ctx, loss, B);
+    backward(m, ctx->active, B);
+    for (int e = 0; e < m->nembeds; e++)
+        if (!ctx->active || !m->independent || ctx->active[e])
+            if ((rc = embed_backward_update(m, &m->E[e], o, B))) return rc;
+    for (int i = 0; i < m->nparams; i++) {
+        const struct param *p = &m->p[i];
+        if (p->sparse) continue;
+        size_t n = (size_t)(p->rows * p->cols);
+        if (p->frozen || (ctx->active && p->owner >= 0 && !ctx->active[p->owner])) {
+            memset(m->g + p->off, 0, n * sizeof(float));
+            continue;
+        }
+        optim_update_dense(o, m->w + p->off, m->g + p->off, m->m + p->off, m->v + p->off, n);
     }
     return PT_OK;
 }
 
+/* ---- prediction ---- */
+
 void model_predict_batch(struct model *m, float *p)
 {
-    int B = m->bt.B, T = m->ntasks;
-    for (int ti = 0; ti < m->ntowers; ti++) {
-        const struct tower *t = &m->t[ti];
-        tower_input(m, t, B);
-        const float *logit = tower_forward(m, t, B, 0);
-        int binary = m->cfg->tasks[t->task].type == TASK_BINARY;
-        for (int i = 0; i < B; i++) {
-            float z = logit[i];
-            p[(size_t)i * T + t->task] = binary ? 1.0f / (1.0f + expf(-z)) : z;
+    int B = m->bt.B, T = m->ntasks, O = m->nout;
+    forward(m, B, 0);
+    for (int i = 0; i < B; i++) {
+        for (int t = 0; t < T; t++) {
+            float z = m->logits[(size_t)i * T + t];
+            p[(size_t)i * O + t] = m->cfg->tasks[t].type == TASK_BINARY ? 1.0f / (1.0f + expf(-z)) : z;
         }
+        if (m->kind == MODEL_ESMM) p[(size_t)i * O + 2] = p[(size_t)i * O] * p[(size_t)i * O + 1];
     }
 }
 
@@ -464,9 +895,47 @@ int model_predict_dataset(struct model *m, const struct dataset *d, float *p)
     for (int64_t s = 0; s < d->n; s += bs) {
         int B = (int)(d->n - s < bs ? d->n - s : bs);
         for (int i = 0; i < B; i++) idx[i] = s + i;
-        if ((rc = model_gather(m, d, idx, B))) break;
-        model_predict_batch(m, p + s * m->ntasks);
+        if ((rc = model_gather(m, d, NULL, idx, B))) break;
+        model_predict_batch(m, p + s * m->nout);
     }
     pt_free(idx);
     return rc;
+}
+
+const char *model_output_name(const struct model *m, int j)
+{
+    if (j < m->ntasks) return m->cfg->tasks[j].name;
+    return "ctcvr";
+}
+
+float model_output_label(const struct model *m, const struct dataset *d, int64_t i, int j)
+{
+    int T = m->ntasks;
+    const float *y = d->y + i * T;
+    if (m->kind != MODEL_ESMM || j == 0) return y[j];
+    float click = y[0];
+    if (isnan(click)) return NAN;
+    if (j == 1) return click > 0.5f ? y[1] : NAN; /* CVR on clicked rows */
+    if (click < 0.5f) return 0.0f;                 /* CTCVR over all exposures */
+    return isnan(y[1]) ? NAN : (y[1] > 0.5f ? 1.0f : 0.0f);
+}
+
+int model_freeze(struct model *m, const char *groups)
+{
+    const char *s = groups;
+    while (*s) {
+        const char *e = strchr(s, ',');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        int g = -1;
+        for (int k = 0; k < PG_COUNT; k++)
+            if (strlen(pgroup_names[k]) == n && !strncmp(s, pgroup_names[k], n)) g = k;
+        if (g < 0)
+            return pt_error(PT_EINVAL, "--freeze: unknown group '%.*s' (embeddings, experts, gates, towers, loss)",
+                            (int)n, s);
+        for (int i = 0; i < m->nparams; i++)
+            if (m->p[i].group == g) m->p[i].frozen = 1;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return PT_OK;
 }

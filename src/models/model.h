@@ -1,15 +1,24 @@
 /* model.h: the internal model object behind pt_model.
  *
- * Single-task models: one independent network ("tower") per task, each with
- * its own embedding tables, trained side by side on the same batches:
- *   lr:  embeddings of width 1 + numeric inputs → one linear unit
- *        (logistic regression on one-hot features);
- *   mlp: embeddings (dim per feature) + numeric inputs → [Linear → ReLU →
- *        dropout] per hidden width → Linear → 1 logit.
+ * Kinds (config model.kind):
+ *   lr, mlp          single-task: one independent network per task, each with
+ *                    its own embedding tables (the single-task baseline);
+ *                    lr = width-1 embeddings + numerics → one linear unit,
+ *                    mlp = embeddings + numerics → ReLU layers → 1 logit.
+ *   shared_bottom    shared embeddings → bottom MLP → one tower per task.
+ *   esmm             shared_bottom with two tasks (CTR, CVR) trained on CTR
+ *                    and CTCVR = pCTR × pCVR over all exposures.
+ *   mmoe, ple        shared embeddings → CGC levels of MLP experts mixed by
+ *                    one softmax gate per task → one tower per task. MMoE is
+ *                    one level of shared experts only; PLE adds task-specific
+ *                    experts and, with two levels, a shared gate between them.
+ * Every MLP here applies ReLU (then dropout) after each layer, except a
+ * tower's final 1-unit layer, as the PyTorch reference does.
+ *
  * All parameters live in one arena `w`; gradients `g` and optimiser moments
  * `m`, `v` mirror it, so update, checkpoint and save are loops over it.
- *
- * Dims: B batch rows, D input width of a tower, T tasks. */
+ * Dims: B batch rows, D input width, H expert width, K experts in a gate,
+ * T tasks. */
 #ifndef PT_MODEL_H
 #define PT_MODEL_H
 
@@ -17,26 +26,61 @@
 
 #include "data/config.h"
 #include "data/schema.h"
-#include "util/util.h"
 #include "train/optim.h"
+#include "util/util.h"
+
+/* Parameter groups, for --freeze. */
+enum pgroup { PG_EMBEDDINGS = 0, PG_EXPERTS = 1, PG_GATES = 2, PG_TOWERS = 3, PG_LOSS = 4, PG_COUNT };
+extern const char *const pgroup_names[PG_COUNT];
+enum pinit { INIT_HE = 0, INIT_XAVIER = 1, INIT_ZERO = 2, INIT_NORMAL = 3 };
 
 struct param {
     char *name;
     size_t off;          /* into the arena */
     int64_t rows, cols;  /* 2-D shape; a vector has rows 1 */
     int sparse;          /* embedding table: row-sparse updates */
+    int group;           /* enum pgroup */
+    int frozen;          /* not updated by the optimiser */
+    int owner;           /* task index for single-task models' params, else -1 */
+    int init;            /* enum pinit */
 };
 
-struct tower {
-    int task;
-    int *emb;            /* param index per cat slot */
-    int *memb;           /* param index per multi slot */
-    int *edim;           /* width of each cat slot's embedding, then each multi slot's */
-    int din;             /* input width */
-    int nlayers;         /* linear layers, the last gives the logit */
-    int *dims;           /* [nlayers + 1] widths, dims[0] = din, dims[nlayers] = 1 */
+/* A stack of linear layers; activations sized for bmax rows. */
+struct mlp {
+    int nl;
+    int *dims;           /* [nl + 1] */
     int *W, *b;          /* param indices per layer */
-    int p_first, p_end;  /* this tower's params are [p_first, p_end) */
+    int relu_last;       /* ReLU after the last layer too */
+    float **h, **dh, **mask;
+};
+
+/* Embedding lookup + numeric columns → x [B, din]. */
+struct embed {
+    int *emb;            /* param per cat slot */
+    int *memb;           /* param per multi slot */
+    int *edim;           /* widths: cat slots, then multi slots */
+    int din;
+    float *x, *dx;
+};
+
+/* Softmax gate over K experts from an input of width D. */
+struct gate {
+    int W, b, K, D;
+    int *experts;        /* indices into the level's expert list */
+    float *p, *dp, *dz;  /* [bmax, K] */
+    double *psum;        /* [K] running sum of p (inspect --gates) */
+};
+
+/* One CGC level: T*nt task-specific experts (task t owns [t*nt, (t+1)*nt))
+ * then ns shared ones; a gate per task over its own and the shared experts;
+ * a shared gate over all experts when another level follows. */
+struct cgc {
+    int nt, ns, H, has_sgate;
+    struct mlp *ex;      /* [T*nt + ns] */
+    struct gate *tg;     /* [T] */
+    struct gate sg;
+    float **out, **dout; /* [T] task outputs [bmax, H] */
+    float *sout, *dsout; /* shared output */
 };
 
 struct batch {
@@ -47,28 +91,37 @@ struct batch {
     int64_t *mcap;
     float **num;         /* [nnum][B] */
     float *y;            /* [B, T] */
+    float *soft;         /* [B, T] teacher predictions when distilling, else NULL */
 };
 
 struct model {
     const struct pt_config *cfg;   /* owned when owns_cfg */
     int owns_cfg;
     struct schema *schema;
+    enum model_kind kind;
     int ntasks;
-    int nparams;
+    int nout;                       /* output columns: T, or 3 for esmm (ctr, cvr, ctcvr) */
+    int nparams, pcap;
     struct param *p;
     size_t total;                   /* floats in the arena */
     float *w, *g, *m, *v;           /* g, m, v NULL until training */
-    int ntowers;
-    struct tower *t;
-    /* activations, sized for bmax rows; towers run one after another */
+    int independent;                /* single-task kinds: one network per task */
+    int nembeds;
+    struct embed *E;                /* [T] when independent, else [1] */
+    struct mlp *nets;               /* independent: [T] whole networks */
+    struct mlp bottom;              /* shared_bottom, esmm */
+    int nlevels;
+    struct cgc *lv;                 /* mmoe, ple */
+    struct mlp *towers;             /* [T] multi-task heads */
+    int logvar;                     /* uncertainty weighting param, or -1 */
+    float *logits, *dlogits, *ycol; /* [bmax, T] */
     int bmax;
-    float *x, *dx, *ycol;
-    float **h, **dh, **mask;        /* per layer output, [bmax, dims[l+1]] */
-    int maxlayers, maxwidth;
     int32_t *uniq, *scratch;        /* nn_unique_rows buffers */
     size_t uniq_cap;
     struct batch bt;
     struct rng drop_rng;
+    int gate_stats;                 /* accumulate gate means in predict */
+    int64_t gate_rows;
     char *train_report;             /* JSON text of the last training run */
     char *metrics_json;             /* test/valid metrics stored in the file */
 };
@@ -85,21 +138,38 @@ int model_alloc_train(struct model *m);
 /* Activation buffers for batches of up to bmax rows. */
 int model_reserve(struct model *m, int bmax);
 
-/* Copies rows idx[0..B) of d into the model's batch buffers. */
-int model_gather(struct model *m, const struct dataset *d, const int64_t *idx, int B);
+/* Copies rows idx[0..B) of d into the model's batch buffers (and teacher
+ * predictions soft[n, T] when not NULL). */
+int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx,
+                 int B);
+
+struct train_ctx {
+    struct optim *opt;
+    const int *active;   /* single-task: which tasks still train (NULL: all) */
+    float distill;       /* weight of the teacher's soft labels (0: none) */
+};
 
 /* One training step on the gathered batch: forward, loss, backward and
- * optimiser update for every tower whose active[t] is set (NULL: all).
- * loss[t] receives the batch's mean loss per task (NaN if no label). */
-int model_train_step(struct model *m, struct optim *o, const int *active, double *loss);
+ * optimiser update. loss[t] receives the batch's mean loss per task (NaN if
+ * no label). */
+int model_train_step(struct model *m, const struct train_ctx *ctx, double *loss);
 
-/* Scores the gathered batch: p[B, T] probabilities (binary) or values. */
+/* Scores the gathered batch: p[B, nout] probabilities (binary) or values. */
 void model_predict_batch(struct model *m, float *p);
 
-/* Scores rows [0, d->n) of a data set into p[n, T]. */
+/* Scores rows [0, d->n) of a data set into p[n, nout]. */
 int model_predict_dataset(struct model *m, const struct dataset *d, float *p);
 
-/* Parameter count of the whole model. */
-static inline size_t model_param_count(const struct model *m) { return m->total; }
+/* Name of output column j (a task name, or "ctcvr"). */
+const char *model_output_name(const struct model *m, int j);
+
+/* Labels of output column j for row i of d (ESMM: CVR only on clicked rows,
+ * CTCVR = click AND conversion); NaN = missing. */
+float model_output_label(const struct model *m, const struct dataset *d, int64_t i, int j);
+
+const char *model_kind_name(enum model_kind k);
+
+/* Marks params of the named groups ("embeddings,experts,...") frozen. */
+int model_freeze(struct model *m, const char *groups);
 
 #endif

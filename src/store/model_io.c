@@ -27,7 +27,7 @@ static json_t *meta_json(const struct model *m, const struct checkpoint *ck)
     }
     json_object_set_new(meta, "schema", schema);
     json_t *model = json_object(), *tasks = json_array();
-    json_object_set_new(model, "kind", json_string(c->model == MODEL_LR ? "lr" : "mlp"));
+    json_object_set_new(model, "kind", json_string(model_kind_name(c->model)));
     json_object_set_new(model, "params", json_integer((json_int_t)m->total));
     for (int t = 0; t < c->ntasks; t++) {
         json_t *o = json_object();
@@ -68,8 +68,11 @@ int model_write(const struct model *m, const char *path, const struct checkpoint
             }
             snprintf(t[k].name, len, "%s%s", prefix[c], p->name);
             t[k].data = (float *)(src[c] + p->off);
-            t[k].ndim = p->rows == 1 ? 1 : 2;
-            t[k].shape[0] = p->rows == 1 ? p->cols : p->rows;
+            /* biases and other vectors are 1-D; weight matrices stay 2-D even
+             * with one row (a logit layer), as PyTorch stores them */
+            int vec = p->init == INIT_ZERO;
+            t[k].ndim = vec ? 1 : 2;
+            t[k].shape[0] = vec ? p->cols : p->rows;
             t[k].shape[1] = p->cols;
         }
     }
@@ -202,7 +205,7 @@ int pt_model_info(const pt_model *pm, char **json)
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(m->p[k].name));
         json_t *shape = json_array();
-        if (m->p[k].rows != 1) json_array_append_new(shape, json_integer(m->p[k].rows));
+        if (m->p[k].init != INIT_ZERO) json_array_append_new(shape, json_integer(m->p[k].rows));
         json_array_append_new(shape, json_integer(m->p[k].cols));
         json_object_set_new(o, "shape", shape);
         json_array_append_new(params, o);

@@ -31,8 +31,10 @@ struct run {
     uint64_t seed;
     struct schema *schema;
     struct dataset *ds[3];      /* train, valid, test */
+    float *soft;                /* teacher predictions on train rows [n, T], or NULL */
     struct model *m;
     struct optim opt;
+    int units;                  /* early-stopping units: T independent networks, or 1 model */
     float *best;                /* best weights per tower, arena-shaped */
     int *active, *bad_epochs, *best_epoch;
     double *best_score;
@@ -87,20 +89,20 @@ static int parse_watch(struct run *r)
     return (r->watch_task && r->watch_metric) ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
 }
 
-static void copy_tower(const struct model *m, int task, float *dst, const float *src)
+/* Copies the params of early-stopping unit u (task u's own network for
+ * single-task kinds, the whole model otherwise). */
+static void copy_unit(const struct model *m, int u, float *dst, const float *src)
 {
-    for (int ti = 0; ti < m->ntowers; ti++) {
-        const struct tower *t = &m->t[ti];
-        if (t->task != task) continue;
-        const struct param *a = &m->p[t->p_first], *b = &m->p[t->p_end - 1];
-        size_t off = a->off, n = b->off + (size_t)(b->rows * b->cols) - off;
-        memcpy(dst + off, src + off, n * sizeof(float));
+    for (int i = 0; i < m->nparams; i++) {
+        const struct param *p = &m->p[i];
+        if (m->independent && p->owner != u) continue;
+        memcpy(dst + p->off, src + p->off, (size_t)(p->rows * p->cols) * sizeof(float));
     }
 }
 
 static json_t *state_json(const struct run *r, int epoch)
 {
-    int T = r->cfg->ntasks;
+    int T = r->units;
     json_t *s = json_object(), *a = json_array(), *be = json_array(), *bs = json_array(), *bb = json_array();
     json_object_set_new(s, "epoch", json_integer(epoch));
     json_object_set_new(s, "step", json_integer(r->opt.step));
@@ -143,7 +145,7 @@ static int try_resume(struct run *r)
     json_t *meta = json_loads(f->meta_json, 0, NULL);
     json_t *st = json_object_get(meta, "checkpoint");
     const char *yaml = json_string_value(json_object_get(meta, "config_yaml"));
-    int T = r->cfg->ntasks;
+    int T = r->units;
     if (!st || !yaml || strcmp(yaml, r->cfg->yaml) ||
         json_integer_value(json_object_get(st, "seed")) != (json_int_t)r->seed) {
         rc = pt_error_at(PT_EINVAL, r->o.checkpoint, 0,
@@ -178,6 +180,88 @@ done:
     return rc;
 }
 
+/* --init-from: every tensor of the file whose name and shape match one of
+ * the model's is copied over its initial value (transfer learning: the
+ * shared embeddings and experts of a trained model, and the towers of the
+ * tasks it already had). */
+static int warm_start(struct run *r)
+{
+    struct mf_file *f = NULL;
+    int rc = modelfile_read(r->o.init_from, &f);
+    if (rc) return rc;
+    int copied = 0;
+    for (int i = 0; i < r->m->nparams; i++) {
+        const struct param *p = &r->m->p[i];
+        const struct mf_tensor *t = modelfile_find(f, p->name);
+        if (!t) continue;
+        int64_t rows = t->ndim == 1 ? 1 : t->shape[0], cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
+        if (t->ndim > 2 || rows != p->rows || cols != p->cols) {
+            pt_log(PT_LOG_WARN, "%s: tensor '%s' has another shape; left at its initial value", r->o.init_from,
+                   p->name);
+            continue;
+        }
+        memcpy(r->m->w + p->off, t->data, (size_t)(rows * cols) * sizeof(float));
+        copied++;
+    }
+    modelfile_free(f);
+    if (!copied)
+        return pt_error_at(PT_ESCHEMA, r->o.init_from, 0, "no tensor matches this model by name and shape");
+    pt_log(PT_LOG_INFO, "warm start: %d of %d tensors from %s", copied, r->m->nparams, r->o.init_from);
+    return PT_OK;
+}
+
+/* --teacher: the teacher scores the same training rows (read with its own
+ * schema, routed by the same split), and its probability for each task of
+ * the same name becomes that task's soft label. */
+static int load_teacher(struct run *r)
+{
+    const struct pt_config *c = r->cfg;
+    struct model *t = NULL;
+    struct dataset *tds[3] = {NULL, NULL, NULL};
+    float *tp = NULL;
+    int T = c->ntasks;
+    int rc = model_read(r->o.teacher, &t, NULL);
+    if (rc) return rc;
+    for (int k = 0; k < 3 && !rc; k++) rc = dataset_create(&tds[k], t->schema);
+    if (rc) goto done;
+    struct read_opts ro = {.flags = 0, .max_bad_rows = r->o.max_bad_rows >= 0 ? r->o.max_bad_rows : c->max_bad_rows,
+                           .valid_fraction = c->valid_fraction, .test_fraction = c->test_fraction,
+                           .split_seed = c->split_seed};
+    if ((rc = data_load(t->schema, c->train, &ro, tds))) goto done;
+    if (tds[0]->n != r->ds[0]->n) {
+        rc = pt_error_at(PT_ESCHEMA, r->o.teacher, 0, "the teacher reads %lld training rows, the student %lld",
+                         (long long)tds[0]->n, (long long)r->ds[0]->n);
+        goto done;
+    }
+    size_t n = (size_t)tds[0]->n;
+    tp = pt_malloc(n * (size_t)t->nout * sizeof *tp);
+    r->soft = pt_malloc(n * (size_t)T * sizeof *r->soft);
+    if (!tp || !r->soft) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = model_predict_dataset(t, tds[0], tp))) goto done;
+    int matched = 0;
+    for (int j = 0; j < T; j++) {
+        int col = -1;
+        for (int k = 0; k < t->nout; k++)
+            if (!strcmp(model_output_name(t, k), c->tasks[j].name)) col = k;
+        matched += col >= 0;
+        for (size_t i = 0; i < n; i++) r->soft[i * (size_t)T + (size_t)j] = col >= 0 ? tp[i * (size_t)t->nout + (size_t)col] : NAN;
+    }
+    if (!matched) rc = pt_error_at(PT_ESCHEMA, r->o.teacher, 0, "the teacher has none of the student's tasks");
+    else pt_log(PT_LOG_INFO, "distilling %d task(s) from %s with weight %g", matched, r->o.teacher, (double)c->distill);
+done:
+    pt_free(tp);
+    for (int k = 0; k < 3; k++) dataset_free(tds[k]);
+    model_destroy(t);
+    if (rc) {
+        pt_free(r->soft);
+        r->soft = NULL;
+    }
+    return rc;
+}
+
 static void progress(struct run *r, int epoch, int64_t done, int64_t total, double t0, double loss,
                      int end, const char *valid_json)
 {
@@ -196,21 +280,23 @@ static int run_epochs(struct run *r)
     const struct pt_config *c = r->cfg;
     struct model *m = r->m;
     struct dataset *tr = r->ds[0], *va = r->ds[1];
-    int T = c->ntasks, B = c->batch, rc = PT_OK;
+    int T = c->ntasks, U = r->units, B = c->batch, rc = PT_OK;
     int64_t n = tr->n;
     int64_t *perm = pt_malloc((size_t)n * sizeof *perm);
     int32_t *perm32 = pt_malloc((size_t)n * sizeof *perm32);
     double *loss = pt_malloc((size_t)T * sizeof *loss), *lsum = pt_malloc((size_t)T * sizeof *lsum);
-    float *pv = va->n ? pt_malloc((size_t)va->n * (size_t)T * sizeof *pv) : NULL;
+    float *pv = va->n ? pt_malloc((size_t)va->n * (size_t)m->nout * sizeof *pv) : NULL;
     int64_t *lcnt = pt_malloc((size_t)T * sizeof *lcnt);
     if (!perm || !perm32 || !loss || !lsum || !lcnt || (va->n && !pv)) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
     }
+    struct train_ctx ctx = {.opt = &r->opt, .active = m->independent ? r->active : NULL,
+                            .distill = r->soft ? c->distill : 0.0f};
     int higher = eval_higher_is_better(r->watch_metric);
     for (int epoch = r->epoch0; epoch < c->epochs; epoch++) {
         int any = 0;
-        for (int t = 0; t < T; t++) any |= r->active[t];
+        for (int u = 0; u < U; u++) any |= r->active[u];
         if (!any) break;
         struct rng sh;
         rng_seed(&sh, r->seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
@@ -223,8 +309,8 @@ static int run_epochs(struct run *r)
         double t0 = pt_now(), last = t0;
         for (int64_t s = 0; s < n; s += B) {
             int bs = (int)(n - s < B ? n - s : B);
-            if ((rc = model_gather(m, tr, perm + s, bs))) goto done;
-            if ((rc = model_train_step(m, &r->opt, r->active, loss))) goto done;
+            if ((rc = model_gather(m, tr, r->soft, perm + s, bs))) goto done;
+            if ((rc = model_train_step(m, &ctx, loss))) goto done;
             for (int t = 0; t < T; t++)
                 if (isfinite(loss[t])) lsum[t] += loss[t] * bs, lcnt[t] += bs;
             double now = pt_now();
@@ -247,27 +333,28 @@ static int run_epochs(struct run *r)
         if (va->n) {
             json_t *tasks = NULL;
             if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, &tasks))) goto done;
-            for (int t = 0; t < T; t++) {
-                if (!r->active[t]) continue;
-                /* each independent model watches its own task */
-                const char *wt = strcmp(r->watch_task, "mean") ? r->watch_task : c->tasks[t].name;
+            for (int u = 0; u < U; u++) {
+                if (!r->active[u]) continue;
+                /* an independent network watches its own task */
+                const char *wt = m->independent ? c->tasks[u].name : r->watch_task;
                 double v = eval_metric(tasks, c, wt, r->watch_metric);
-                int better = isnan(r->best_score[t]) || (higher ? v > r->best_score[t] : v < r->best_score[t]);
+                int better = isnan(r->best_score[u]) || (higher ? v > r->best_score[u] : v < r->best_score[u]);
                 if (better && !isnan(v)) {
-                    r->best_score[t] = v;
-                    r->best_epoch[t] = epoch + 1;
-                    r->bad_epochs[t] = 0;
-                    copy_tower(m, t, r->best, m->w);
-                } else if (++r->bad_epochs[t] >= c->es_patience) {
-                    r->active[t] = 0;
-                    pt_log(PT_LOG_INFO, "task %s: early stop after epoch %d (best epoch %d)", c->tasks[t].name,
-                           epoch + 1, r->best_epoch[t]);
+                    r->best_score[u] = v;
+                    r->best_epoch[u] = epoch + 1;
+                    r->bad_epochs[u] = 0;
+                    copy_unit(m, u, r->best, m->w);
+                } else if (++r->bad_epochs[u] >= c->es_patience) {
+                    r->active[u] = 0;
+                    pt_log(PT_LOG_INFO, "%s%s: early stop after epoch %d (best epoch %d)",
+                           m->independent ? "task " : "", m->independent ? c->tasks[u].name : "model", epoch + 1,
+                           r->best_epoch[u]);
                 }
             }
             vj = json_dumps(tasks, JSON_COMPACT);
             json_decref(tasks);
         } else {
-            for (int t = 0; t < T; t++) copy_tower(m, t, r->best, m->w), r->best_epoch[t] = epoch + 1;
+            for (int u = 0; u < U; u++) copy_unit(m, u, r->best, m->w), r->best_epoch[u] = epoch + 1;
         }
         progress(r, epoch + 1, n, n, t0, k ? ml / k : NAN, 1, vj);
         free(vj);
@@ -292,7 +379,7 @@ static int final_report(struct run *r)
     for (int k = 1; k < 3; k++) {
         struct dataset *d = r->ds[k];
         if (!d->n) continue;
-        float *p = pt_malloc((size_t)d->n * (size_t)T * sizeof *p);
+        float *p = pt_malloc((size_t)d->n * (size_t)m->nout * sizeof *p);
         json_t *tasks = NULL;
         if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
         rc = model_predict_dataset(m, d, p);
@@ -306,7 +393,7 @@ static int final_report(struct run *r)
     json_object_set(report, "tasks", tasks ? tasks : json_object());
     json_object_set_new(report, "evaluated_on", json_string(eval ? "test" : valid ? "valid" : "none"));
     if (valid) json_object_set(report, "valid", valid);
-    json_object_set_new(report, "model", json_string(c->model == MODEL_LR ? "lr" : "mlp"));
+    json_object_set_new(report, "model", json_string(model_kind_name(c->model)));
     json_object_set_new(report, "params", json_integer((json_int_t)m->total));
     json_object_set_new(report, "train_rows", json_integer(r->ds[0]->n));
     json_object_set_new(report, "valid_rows", json_integer(r->ds[1]->n));
@@ -316,9 +403,19 @@ static int final_report(struct run *r)
     json_object_set_new(report, "train_samples_per_second", json_real(r->train_s > 0 ? (double)r->samples / r->train_s : 0));
     json_object_set_new(report, "threads", json_integer(pt_get_threads()));
     json_object_set_new(report, "gemm", json_string(nn_gemm_backend()));
-    json_t *be = json_object();
-    for (int t = 0; t < T; t++) json_object_set_new(be, c->tasks[t].name, json_integer(r->best_epoch[t]));
-    json_object_set_new(report, "best_epoch", be);
+    if (m->independent) {
+        json_t *be = json_object();
+        for (int t = 0; t < T; t++) json_object_set_new(be, c->tasks[t].name, json_integer(r->best_epoch[t]));
+        json_object_set_new(report, "best_epoch", be);
+    } else {
+        json_object_set_new(report, "best_epoch", json_integer(r->best_epoch[0]));
+    }
+    if (m->logvar >= 0) {
+        json_t *lw = json_object();
+        for (int t = 0; t < T; t++)
+            json_object_set_new(lw, c->tasks[t].name, json_real(exp(-m->w[m->p[m->logvar].off + (size_t)t])));
+        json_object_set_new(report, "uncertainty_weights", lw);
+    }
     char *s1 = json_dumps(report, JSON_COMPACT), *s2 = json_dumps(tasks ? tasks : json_object(), JSON_COMPACT);
     m->train_report = s1 ? pt_strdup(s1) : NULL;
     m->metrics_json = s2 ? pt_strdup(s2) : NULL;
@@ -353,6 +450,10 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     r.schema = NULL; /* the model owns it and the config now */
     r.m->owns_cfg = 1;
     own = NULL;
+    r.units = r.m->independent ? T : 1;
+    if (r.o.init_from && (rc = warm_start(&r))) goto done;
+    if (r.o.freeze && (rc = model_freeze(r.m, r.o.freeze))) goto done;
+    if (r.o.teacher && (rc = load_teacher(&r))) goto done;
     if ((rc = model_alloc_train(r.m)) || (rc = model_reserve(r.m, cfg->batch))) goto done;
     optim_init(&r.opt, cfg->optimizer, cfg->lr);
     r.opt.l2 = cfg->l2;
@@ -387,6 +488,7 @@ done:
     pt_free(r.best_score);
     pt_free(r.watch_task);
     pt_free(r.watch_metric);
+    pt_free(r.soft);
     pt_config_free(own);
     return rc;
 }
