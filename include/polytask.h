@@ -165,6 +165,13 @@ PT_API int pt_model_eval(pt_model *m, const char *data_path, const pt_eval_opts 
 PT_API int pt_model_predict_file(pt_model *m, const char *data_path, const char *out_path,
                                  const pt_eval_opts *opts, int64_t *rows);
 
+/* Mean gate weight of each expert, per task gate (MMoE, PLE), over the rows
+ * of a file: {"rows": N, "gates": [{"gate": "<name>", "experts": ["<name>",
+ * ...], "mean": [...]}, ...]}. PT_EINVAL for a model without gates.
+ * [out] *json. */
+PT_API int pt_model_gate_stats(pt_model *m, const char *data_path, const pt_eval_opts *opts,
+                               char **json);
+
 /* Metadata, schema, parameter counts and metrics as JSON. [out] *json. */
 PT_API int pt_model_info(const pt_model *m, char **json);
 

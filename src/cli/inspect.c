@@ -10,7 +10,7 @@
 #include "cli.h"
 
 static const char HELP[] =
-    "usage: polytask inspect MODEL [--json]\n"
+    "usage: polytask inspect MODEL [--json] [--gates --data FILE]\n"
     "\n"
     "Prints a model file's metadata (engine version, config), schema (features,\n"
     "vocabulary sizes, numeric statistics), parameter tensors and counts, and the\n"
@@ -18,25 +18,56 @@ static const char HELP[] =
     "\n"
     "options:\n"
     "  --json                everything as one JSON object\n"
+    "  --gates --data FILE   mean gate weight of each expert per task over FILE's rows\n"
+    "                        (MMoE, PLE): how to check that experts are not collapsed\n"
     "  -h, --help            this help\n";
 
 int cmd_inspect(int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int json = 0, c;
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+                                         {"gates", no_argument, 0, 'g'}, {"data", required_argument, 0, 'd'},
+                                         {0, 0, 0, 0}};
+    int json = 0, gates = 0, c;
+    const char *data = NULL;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         if (c == 'j') json = 1;
+        else if (c == 'g') gates = 1;
+        else if (c == 'd') data = optarg;
+        else if (c == ':') return cli_usage_error("inspect", "%s needs a value", argv[optind - 1]);
         else if (c == 'h') { fputs(HELP, stdout); return EXIT_OK; }
         else return cli_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
     }
     if (optind != argc - 1) return cli_usage_error("inspect", "give exactly one MODEL file");
     const char *path = argv[optind];
+    if (gates != (data != NULL)) return cli_usage_error("inspect", "--gates and --data FILE go together");
     pt_model *m = NULL;
     char *info = NULL;
     int rc = pt_model_load(path, &m);
     if (rc) return cli_fail(rc);
+    if (gates) {
+        rc = pt_model_gate_stats(m, data, NULL, &info);
+        pt_model_free(m);
+        if (rc) return cli_fail(rc);
+        if (json) {
+            printf("%s\n", info);
+        } else {
+            json_t *r = json_loads(info, 0, NULL);
+            size_t i, k;
+            json_t *g, *v;
+            printf("mean gate weights over %lld rows of %s:\n", (long long)json_integer_value(json_object_get(r, "rows")), data);
+            json_array_foreach(json_object_get(r, "gates"), i, g) {
+                printf("  gate %s\n", json_string_value(json_object_get(g, "gate")));
+                json_array_foreach(json_object_get(g, "mean"), k, v)
+                    printf("    %-36s %.4f\n", json_string_value(json_array_get(json_object_get(g, "experts"), k)),
+                           json_number_value(v));
+            }
+            json_decref(r);
+        }
+        pt_string_free(info);
+        return EXIT_OK;
+    }
     rc = pt_model_info(m, &info);
     pt_model_free(m);
     if (rc) return cli_fail(rc);

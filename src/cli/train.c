@@ -26,6 +26,12 @@ static const char HELP[] =
     "  --max-bad-rows N      skip up to N malformed rows, counted and reported\n"
     "  --checkpoint FILE     write the training state after each epoch (atomically)\n"
     "  --resume              continue from --checkpoint FILE when it exists\n"
+    "  --init-from MODEL     warm-start every tensor whose name and shape match MODEL's\n"
+    "                        (transfer learning; a config with one more task trains its new tower)\n"
+    "  --freeze GROUPS       keep these parameter groups fixed (comma list of embeddings,\n"
+    "                        experts, gates, towers, loss); use with --init-from\n"
+    "  --teacher MODEL       distil: mix MODEL's predictions into the labels with weight\n"
+    "                        train.distill_weight (default 0.5)\n"
     "  --json                print the summary as JSON on stdout\n"
     "  -h, --help            this help\n";
 
@@ -64,6 +70,8 @@ int cmd_train(int argc, char **argv)
         {"threads", required_argument, 0, 't'}, {"seed", required_argument, 0, 's'},
         {"max-bad-rows", required_argument, 0, 'b'}, {"checkpoint", required_argument, 0, 'k'},
         {"resume", no_argument, 0, 'r'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"init-from", required_argument, 0, 'i'}, {"freeze", required_argument, 0, 'f'},
+        {"teacher", required_argument, 0, 'T'},
         {0, 0, 0, 0}};
     const char *config = NULL, *out = NULL;
     pt_train_opts o = pt_train_opts_default();
@@ -91,6 +99,9 @@ int cmd_train(int argc, char **argv)
             break;
         case 'k': o.checkpoint = optarg; break;
         case 'r': o.resume = 1; break;
+        case 'i': o.init_from = optarg; break;
+        case 'f': o.freeze = optarg; break;
+        case 'T': o.teacher = optarg; break;
         case 'j': pr.json = 1; break;
         case 'h': fputs(HELP, stdout); return EXIT_OK;
         case ':': return cli_usage_error("train", "%s needs a value", argv[optind - 1]);

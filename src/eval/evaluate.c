@@ -212,3 +212,73 @@ done:
     pt_free(p);
     return rc;
 }
+
+/* Name of expert k of level l, as its parameters are named. */
+static void expert_name(const struct model *m, int l, int k, char *buf, size_t n)
+{
+    const struct cgc *L = &m->lv[l];
+    if (m->kind == MODEL_MMOE) snprintf(buf, n, "expert%d", k);
+    else if (k < m->ntasks * L->nt)
+        snprintf(buf, n, "level%d.%s.expert%d", l, m->cfg->tasks[k / L->nt].name, k % L->nt);
+    else snprintf(buf, n, "level%d.shared.expert%d", l, k - m->ntasks * L->nt);
+}
+
+int pt_model_gate_stats(pt_model *pm, const char *path, const pt_eval_opts *opts, char **json)
+{
+    struct model *m = (struct model *)pm;
+    pt_eval_opts o = opts ? *opts : pt_eval_opts_default();
+    struct dataset *d = NULL;
+    float *p = NULL;
+    json_t *root = NULL;
+    *json = NULL;
+    if (!m->nlevels) return pt_error(PT_EINVAL, "model kind %s has no gates (mmoe and ple have)", model_kind_name(m->kind));
+    if (o.threads > 0) pt_set_threads(o.threads);
+    int rc = dataset_create(&d, m->schema);
+    if (rc) return rc;
+    struct read_opts ro = {.flags = 0, .max_bad_rows = o.max_bad_rows};
+    struct dataset *dst[3] = {d, NULL, NULL};
+    if ((rc = data_load(m->schema, path, &ro, dst))) goto done;
+    p = pt_malloc((size_t)d->n * (size_t)m->nout * sizeof *p);
+    if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+    for (int l = 0; l < m->nlevels; l++) {
+        for (int t = 0; t < m->ntasks; t++) memset(m->lv[l].tg[t].psum, 0, (size_t)m->lv[l].tg[t].K * sizeof(double));
+        if (m->lv[l].has_sgate) memset(m->lv[l].sg.psum, 0, (size_t)m->lv[l].sg.K * sizeof(double));
+    }
+    m->gate_stats = 1;
+    m->gate_rows = 0;
+    rc = model_predict_dataset(m, d, p);
+    m->gate_stats = 0;
+    if (rc) goto done;
+    root = json_object();
+    json_t *gates = json_array();
+    json_object_set_new(root, "rows", json_integer(d->n));
+    json_object_set_new(root, "gates", gates);
+    char name[512];
+    for (int l = 0; l < m->nlevels; l++) {
+        struct cgc *L = &m->lv[l];
+        for (int t = 0; t <= m->ntasks; t++) {
+            struct gate *g = t < m->ntasks ? &L->tg[t] : &L->sg;
+            if (t == m->ntasks && !L->has_sgate) break;
+            json_t *o1 = json_object(), *ex = json_array(), *mean = json_array();
+            if (m->nlevels > 1) snprintf(name, sizeof name, "level%d.%s", l, t < m->ntasks ? m->cfg->tasks[t].name : "shared");
+            else snprintf(name, sizeof name, "%s", t < m->ntasks ? m->cfg->tasks[t].name : "shared");
+            json_object_set_new(o1, "gate", json_string(name));
+            for (int k = 0; k < g->K; k++) {
+                expert_name(m, l, g->experts[k], name, sizeof name);
+                json_array_append_new(ex, json_string(name));
+                json_array_append_new(mean, json_real(m->gate_rows ? g->psum[k] / (double)m->gate_rows : 0.0));
+            }
+            json_object_set_new(o1, "experts", ex);
+            json_object_set_new(o1, "mean", mean);
+            json_array_append_new(gates, o1);
+        }
+    }
+    char *s = json_dumps(root, JSON_COMPACT);
+    if (!s || !(*json = pt_strdup(s))) rc = pt_error(PT_ENOMEM, "out of memory");
+    free(s);
+done:
+    json_decref(root);
+    pt_free(p);
+    dataset_free(d);
+    return rc;
+}
