@@ -12,7 +12,7 @@ struct vocab {
     size_t arena_len, arena_cap;
     size_t *off;           /* id → offset in arena */
     int32_t n, cap;        /* ids used, id capacity */
-    int32_t *slots;        /* hash table of ids, -1 empty */
+    uint64_t *slots;       /* hash table: hash tag << 32 | id, UINT64_MAX empty */
     size_t nslots;         /* power of two */
 };
 

@@ -238,6 +238,7 @@ int model_create(struct model **out, const struct pt_config *cfg, struct schema 
     }
     m->w = pt_malloc(m->total * sizeof(float));
     if (!m->w) goto nomem;
+    pt_advise_huge(m->w, m->total * sizeof(float));
     init_params(m, seed);
     rng_seed(&m->drop_rng, seed ^ 0xD50Full);
     *out = m;
@@ -386,6 +387,9 @@ int model_alloc_train(struct model *m)
     m->m = pt_calloc(m->total, sizeof(float));
     m->v = pt_calloc(m->total, sizeof(float));
     if (!m->g || !m->m || !m->v) return pt_error(PT_ENOMEM, "out of memory");
+    pt_advise_huge(m->g, m->total * sizeof(float));
+    pt_advise_huge(m->m, m->total * sizeof(float));
+    pt_advise_huge(m->v, m->total * sizeof(float));
     return PT_OK;
 }
 
@@ -475,15 +479,23 @@ int model_gather(struct model *m, const struct dataset *d, const float *soft, co
     struct batch *b = &m->bt;
     int T = m->ntasks;
     b->B = B;
+    /* idx is a shuffled order, so every column read is a cache miss on a
+     * big data set: prefetch a few rows ahead */
     for (int j = 0; j < s->ncat; j++) {
         const int32_t *src = d->cat[j];
         int32_t *dst = b->cat[j];
-        for (int i = 0; i < B; i++) dst[i] = src[idx[i]];
+        for (int i = 0; i < B; i++) {
+            if (i + 16 < B) PT_PREFETCH(src + idx[i + 16], 0);
+            dst[i] = src[idx[i]];
+        }
     }
     for (int j = 0; j < s->nnum; j++) {
         const float *src = d->num[j];
         float *dst = b->num[j];
-        for (int i = 0; i < B; i++) dst[i] = src[idx[i]];
+        for (int i = 0; i < B; i++) {
+            if (i + 16 < B) PT_PREFETCH(src + idx[i + 16], 0);
+            dst[i] = src[idx[i]];
+        }
     }
     for (int j = 0; j < s->nmulti; j++) {
         int64_t total = 0;

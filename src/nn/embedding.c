@@ -13,8 +13,10 @@
 /* out[b, 0:D] (row stride ldo >= D) = table[ids[b], :]; table[rows, D]. */
 void nn_embedding_forward(float *out, int ldo, const float *table, const int32_t *ids, int B, int D)
 {
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B; b++) {
+        if (b + 8 < B) PT_PREFETCH(table + (size_t)ids[b + 8] * D, 0); /* scattered rows */
         memcpy(out + (size_t)b * ldo, table + (size_t)ids[b] * D, (size_t)D * sizeof(float));
+    }
 }
 
 /* dtable[ids[b], :] += dout[b, 0:D] (row stride lddo); repeated ids add up. */
@@ -22,6 +24,7 @@ void nn_embedding_backward(float *dtable, const float *dout, int lddo, const int
                            int D)
 {
     for (int b = 0; b < B; b++) {
+        if (b + 8 < B) PT_PREFETCH(dtable + (size_t)ids[b + 8] * D, 1);
         float *dt = dtable + (size_t)ids[b] * D;
         const float *g = dout + (size_t)b * lddo;
         for (int d = 0; d < D; d++) dt[d] += g[d];

@@ -40,7 +40,7 @@ struct run {
     double *best_score;
     char *watch_task, *watch_metric;
     int epoch0;                 /* first epoch to run (resume) */
-    double train_s;
+    double train_s, load_s;
     int64_t samples;
 };
 
@@ -399,6 +399,7 @@ static int final_report(struct run *r)
     json_object_set_new(report, "valid_rows", json_integer(r->ds[1]->n));
     json_object_set_new(report, "test_rows", json_integer(r->ds[2]->n));
     json_object_set_new(report, "bad_rows", json_integer(r->ds[0]->bad_rows + r->ds[1]->bad_rows + r->ds[2]->bad_rows));
+    json_object_set_new(report, "load_seconds", json_real(r->load_s));
     json_object_set_new(report, "train_seconds", json_real(r->train_s));
     json_object_set_new(report, "train_samples_per_second", json_real(r->train_s > 0 ? (double)r->samples / r->train_s : 0));
     json_object_set_new(report, "threads", json_integer(pt_get_threads()));
@@ -444,7 +445,9 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     r.seed = r.o.has_seed ? (uint64_t)r.o.seed : cfg->seed;
     pt_set_threads(r.o.threads > 0 ? r.o.threads : cfg->threads > 0 ? cfg->threads : 1);
     int T = cfg->ntasks;
+    double t_load = pt_now();
     rc = load_data(&r);
+    r.load_s = pt_now() - t_load;
     if (rc) goto done;
     if ((rc = model_create(&r.m, cfg, r.schema, r.seed))) goto done;
     r.schema = NULL; /* the model owns it and the config now */

@@ -18,6 +18,8 @@ void *pt_realloc(void *p, size_t n);
 void pt_free(void *p);
 char *pt_strdup(const char *s);
 char *pt_strndup(const char *s, size_t n);
+/* Hints that [p, p+n) be backed by huge pages (no-op where unsupported). */
+void pt_advise_huge(void *p, size_t n);
 /* Tests: make the k-th allocation from now fail (k >= 1), 0 to disarm.
  * pt_alloc_count() counts allocations since the last arming. */
 void pt_alloc_fail_at(long k);
@@ -71,6 +73,14 @@ double pt_now(void); /* monotonic seconds */
 char *pt_path_join(const char *dir, const char *rel);
 /* Folder part of path ("." if none); pt_malloc'd. */
 char *pt_path_dir(const char *path);
+
+/* Prefetch for the random row accesses of embedding tables (no-op where the
+ * compiler lacks it). rw: 0 read, 1 write. */
+#if defined(__GNUC__)
+#define PT_PREFETCH(p, rw) __builtin_prefetch((p), (rw), 1)
+#else
+#define PT_PREFETCH(p, rw) ((void)(p))
+#endif
 
 #define PT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
