@@ -473,7 +473,7 @@ static int train_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
         return PT_OK;
     }
     if (!strcmp(k, "distill_weight")) {
-        double d;
+        double d = 0;
         int rc = get_f64(x, v, k, 0, 1, &d);
         c->distill = (float)d;
         return rc;
@@ -575,7 +575,7 @@ static int config_check(struct cx *x, struct fy_node *root)
         c->tower_dims[0] = 64;
         c->ntower_dims = 1;
     }
-    if (c->model == MODEL_MLP && !c->nhidden) {
+    if (c->model == MODEL_MLP && !c->hidden) {
         c->hidden = pt_malloc(3 * sizeof(int));
         if (!c->hidden) return pt_error(PT_ENOMEM, "out of memory");
         c->hidden[0] = 256, c->hidden[1] = 128, c->hidden[2] = 64;
@@ -596,7 +596,7 @@ static int config_check(struct cx *x, struct fy_node *root)
                 ok = !strcmp(task, "mean") || config_task_index(c, task) >= 0;
             }
             const char *m = d2 + 1;
-            ok = ok && (!strcmp(m, "auc") || !strcmp(m, "logloss") || !strcmp(m, "gauc") ||
+            ok = ok && (!strcmp(m, "auc") || !strcmp(m, "logloss") ||
                         !strcmp(m, "rmse") || !strcmp(m, "mae") || !strcmp(m, "loss"));
         }
         if (!ok)
@@ -616,16 +616,18 @@ int config_task_index(const struct pt_config *c, const char *name)
 }
 
 /* Offset of the first byte that is not well-formed UTF-8 (overlong forms,
- * surrogates and code points past U+10FFFF included), or len if none. The
- * config is UTF-8, and libfyaml 0.7.12 loops forever on malformed UTF-8 in
- * a directive line ("%k \x80"), so nothing else reaches it. */
-static size_t utf8_bad(const unsigned char *s, size_t len)
+ * surrogates and code points past U+10FFFF included) or is a C0 control
+ * other than tab, LF and CR (YAML allows none), or len if none. Checked
+ * before libfyaml 0.7.12 sees the text: it loops forever on malformed UTF-8
+ * in a directive line ("%k \x80") and crashes on some NUL bytes. */
+static size_t text_bad(const unsigned char *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
         unsigned char b = s[i];
         size_t n;
         unsigned lo = 0x80, hi = 0xbf;
+        if (b < 0x20 && b != '\t' && b != '\n' && b != '\r') return i;
         if (b < 0x80) n = 0;
         else if (b >= 0xc2 && b <= 0xdf) n = 1;
         else if (b >= 0xe0 && b <= 0xef) {
@@ -683,11 +685,15 @@ int config_parse(const char *text, size_t len, const char *path, struct pt_confi
     if (!(c->path = pt_strdup(path)) || !(c->dir = pt_path_dir(path)) || !(c->yaml = pt_strndup(text, len)))
         goto fail;
 
-    size_t bad = utf8_bad((const unsigned char *)text, len);
+    size_t bad = text_bad((const unsigned char *)text, len);
     if (bad < len) {
         long line = 1;
         for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
-        rc = pt_error_at(PT_ECONFIG, path, line, "not valid UTF-8 (byte %zu)", bad + 1);
+        unsigned char b = (unsigned char)text[bad];
+        if (b < 0x20)
+            rc = pt_error_at(PT_ECONFIG, path, line, "control character 0x%02x (byte %zu) is not allowed", b, bad + 1);
+        else
+            rc = pt_error_at(PT_ECONFIG, path, line, "not valid UTF-8 (byte %zu)", bad + 1);
         goto fail;
     }
 
