@@ -33,9 +33,13 @@ field() { # field FILE KEY... : a value from a JSON file
 for k in sys.argv[2:]: v=v[k]
 print(v)' "$@"
 }
-timed() { # timed NAME CMD...: runs CMD, stdout to out/NAME.json, wall and RSS to out/NAME.time
+timed() { # timed NAME CMD...: stdout to out/NAME.json, stderr to out/NAME.err, wall s and peak KiB to out/NAME.time
     name=$1; shift
-    /usr/bin/time -f '%e %M' -o "$out/$name.time" "$@" > "$out/$name.json"
+    rc=0
+    /usr/bin/time -f '%e %M' -o "$out/$name.time.tmp" "$@" > "$out/$name.json" 2> "$out/$name.err" || rc=$?
+    # time(1) prepends "Command exited with non-zero status N" to its output then
+    tail -n 1 "$out/$name.time.tmp" > "$out/$name.time" && rm -f "$out/$name.time.tmp"
+    [ $rc = 0 ] || { echo "run.sh: $name exited with status $rc (see $out/$name.err)" >&2; exit 1; }
 }
 
 echo "census-income, $(date -u +%Y-%m-%d), $(nproc) cores, $threads thread(s) per engine"

@@ -823,32 +823,29 @@ static int ensure_uniq(struct model *m, size_t n)
     return m->uniq_cap ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
 }
 
-/* Embedding gradient rows from dx, then the lazy row update. */
-static int embed_backward_update(struct model *m, struct embed *e, struct optim *o, int B)
+/* Embedding tables' gradient rows from dx (apply = 0), or the lazy update
+ * of the rows the batch touched (apply = 1). */
+static int embed_rows(struct model *m, struct embed *e, struct optim *o, int B, int apply)
 {
     const struct schema *s = m->schema;
     const struct batch *b = &m->bt;
     int D = e->din, col = 0;
     for (int j = 0; j < s->ncat + s->nmulti; j++) {
-        int dim = e->edim[j];
-        const struct param *p = &m->p[j < s->ncat ? e->emb[j] : e->memb[j - s->ncat]];
-        const int32_t *ids;
-        int n;
+        int dim = e->edim[j], k = j - s->ncat;
+        const struct param *p = &m->p[j < s->ncat ? e->emb[j] : e->memb[k]];
+        const int32_t *ids = j < s->ncat ? b->cat[j] : b->mids[k];
+        int n = j < s->ncat ? B : b->moff[k][B];
         if (p->frozen) {
             col += dim;
             continue;
         }
-        if (j < s->ncat) {
-            ids = b->cat[j];
-            n = B;
-            nn_embedding_backward(m->g + p->off, e->dx + col, D, ids, B, dim);
-        } else {
-            int k = j - s->ncat;
-            ids = b->mids[k];
-            n = b->moff[k][B];
-            nn_embedding_bag_backward(m->g + p->off, e->dx + col, D, b->moff[k], ids, B, dim, multi_pool_mean(s, k));
-        }
-        if (n > 0) {
+        if (!apply) {
+            if (j < s->ncat)
+                nn_embedding_backward(m->g + p->off, e->dx + col, D, ids, B, dim);
+            else
+                nn_embedding_bag_backward(m->g + p->off, e->dx + col, D, b->moff[k], ids, B, dim,
+                                          multi_pool_mean(s, k));
+        } else if (n > 0) {
             if (ensure_uniq(m, (size_t)n)) return PT_ENOMEM;
             int nr = nn_unique_rows(m->uniq, ids, n, m->scratch);
             optim_update_rows(o, m->w + p->off, m->g + p->off, m->m + p->off, m->v + p->off, m->uniq, nr, dim);
@@ -858,17 +855,30 @@ static int embed_backward_update(struct model *m, struct embed *e, struct optim 
     return PT_OK;
 }
 
+static int embed_active(const struct model *m, const struct train_ctx *ctx, int e)
+{
+    return !ctx->active || !m->independent || ctx->active[e];
+}
+
+int model_grad(struct model *m, const struct train_ctx *ctx, double *loss)
+{
+    int B = m->bt.B, rc;
+    forward(m, B, 1);
+    losses(m, ctx, loss, B);
+    backward(m, ctx->active, B);
+    for (int e = 0; e < m->nembeds; e++)
+        if (embed_active(m, ctx, e) && (rc = embed_rows(m, &m->E[e], NULL, B, 0))) return rc;
+    return PT_OK;
+}
+
 int model_train_step(struct model *m, const struct train_ctx *ctx, double *loss)
 {
     int B = m->bt.B, rc;
     struct optim *o = ctx->opt;
     optim_begin_step(o);
-    forward(m, B, 1);
-    losses(m, ctx, loss, B);
-    backward(m, ctx->active, B);
+    if ((rc = model_grad(m, ctx, loss))) return rc;
     for (int e = 0; e < m->nembeds; e++)
-        if (!ctx->active || !m->independent || ctx->active[e])
-            if ((rc = embed_backward_update(m, &m->E[e], o, B))) return rc;
+        if (embed_active(m, ctx, e) && (rc = embed_rows(m, &m->E[e], o, B, 1))) return rc;
     for (int i = 0; i < m->nparams; i++) {
         const struct param *p = &m->p[i];
         if (p->sparse) continue;

@@ -149,6 +149,11 @@ struct train_ctx {
     float distill;       /* weight of the teacher's soft labels (0: none) */
 };
 
+/* Forward, loss and backward on the gathered batch: adds every parameter's
+ * gradient into m->g (embedding tables: the rows the batch used) without
+ * updating anything; loss[t] as below. For gradient checks. */
+int model_grad(struct model *m, const struct train_ctx *ctx, double *loss);
+
 /* One training step on the gathered batch: forward, loss, backward and
  * optimiser update. loss[t] receives the batch's mean loss per task (NaN if
  * no label). */
