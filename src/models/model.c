@@ -81,8 +81,8 @@ static int build_embed(struct model *m, struct embed *e, const char *prefix, int
 }
 
 /* dims[0] = in, then hidden..., then (if out > 0) out. */
-static int build_mlp(struct model *m, struct mlp *n, const char *prefix, int in, const int *hidden, int nh,
-                     int out, int relu_last, int group, int owner)
+static int build_mlp_ext(struct model *m, struct mlp *n, const char *prefix, int in, const int *hidden, int nh,
+                         int out, int relu_last, int group, int owner, int W0, int b0)
 {
     char name[512];
     n->nl = nh + (out > 0);
@@ -94,7 +94,13 @@ static int build_mlp(struct model *m, struct mlp *n, const char *prefix, int in,
     n->dims[0] = in;
     for (int l = 0; l < nh; l++) n->dims[l + 1] = hidden[l];
     if (out > 0) n->dims[n->nl] = out;
-    for (int l = 0; l < n->nl; l++) {
+    n->ld0 = n->dims[1];
+    if (W0 >= 0) {
+        n->ext0 = 1;
+        n->W[0] = W0;
+        n->b[0] = b0;
+    }
+    for (int l = n->ext0; l < n->nl; l++) {
         snprintf(name, sizeof name, "%sfc%d.weight", prefix, l);
         if ((n->W[l] = add_param(m, name, n->dims[l + 1], n->dims[l], 0, group, owner)) < 0) return -1;
         snprintf(name, sizeof name, "%sfc%d.bias", prefix, l);
@@ -105,7 +111,16 @@ static int build_mlp(struct model *m, struct mlp *n, const char *prefix, int in,
     return 0;
 }
 
+static int build_mlp(struct model *m, struct mlp *n, const char *prefix, int in, const int *hidden, int nh,
+                     int out, int relu_last, int group, int owner)
+{
+    return build_mlp_ext(m, n, prefix, in, hidden, nh, out, relu_last, group, owner, -1, -1);
+}
+
 static int mlp_out(const struct mlp *n) { return n->dims[n->nl]; }
+
+/* Row stride of layer l's output buffers. */
+static int ldh(const struct mlp *n, int l) { return l == 0 ? n->ld0 : n->dims[l + 1]; }
 
 static int build_gate(struct model *m, struct gate *g, const char *name, int D, int K)
 {
@@ -144,16 +159,38 @@ static int build_levels(struct model *m, int din)
         L->out = pt_calloc((size_t)T, sizeof *L->out);
         L->dout = pt_calloc((size_t)T, sizeof *L->dout);
         if (!L->ex || !L->tg || !L->out || !L->dout) return -1;
+        char (*prefix)[256] = pt_calloc((size_t)ne, sizeof *prefix);
+        if (!prefix) return -1;
         for (int k = 0; k < ne; k++) {
             if (k < T * L->nt)
-                snprintf(name, sizeof name, mmoe ? "expert%d." : "level%d.%s.expert%d.", l,
-                         c->tasks[k / (L->nt ? L->nt : 1)].name, k % (L->nt ? L->nt : 1));
+                snprintf(prefix[k], sizeof prefix[k], "level%d.%s.expert%d.", l, c->tasks[k / L->nt].name, k % L->nt);
             else if (mmoe)
-                snprintf(name, sizeof name, "expert%d.", k);
+                snprintf(prefix[k], sizeof prefix[k], "expert%d.", k);
             else
-                snprintf(name, sizeof name, "level%d.shared.expert%d.", l, k - T * L->nt);
-            if (build_mlp(m, &L->ex[k], name, in, c->expert_dims, c->nexpert_dims, 0, 1, PG_EXPERTS, -1)) return -1;
+                snprintf(prefix[k], sizeof prefix[k], "level%d.shared.expert%d.", l, k - T * L->nt);
         }
+        /* level 0: all experts read x, so their first layers are allocated
+         * side by side (weights, then biases) and run as one product */
+        L->fused = l == 0 && ne > 1;
+        L->H1 = c->expert_dims[0];
+        int rc = 0;
+        for (int k = 0; L->fused && k < ne && !rc; k++) {
+            snprintf(name, sizeof name, "%sfc0.weight", prefix[k]);
+            int pi = add_param(m, name, L->H1, in, 0, PG_EXPERTS, -1);
+            if (k == 0) L->W0 = pi;
+            rc = pi < 0;
+        }
+        for (int k = 0; L->fused && k < ne && !rc; k++) {
+            snprintf(name, sizeof name, "%sfc0.bias", prefix[k]);
+            int pi = add_param(m, name, 1, L->H1, 0, PG_EXPERTS, -1);
+            if (k == 0) L->b0 = pi;
+            rc = pi < 0;
+        }
+        for (int k = 0; k < ne && !rc; k++)
+            rc = build_mlp_ext(m, &L->ex[k], prefix[k], in, c->expert_dims, c->nexpert_dims, 0, 1, PG_EXPERTS, -1,
+                               L->fused ? L->W0 + k : -1, L->fused ? L->b0 + k : -1);
+        pt_free(prefix);
+        if (rc) return -1;
         for (int t = 0; t < T; t++) {
             if (mmoe) snprintf(name, sizeof name, "gate.%s", c->tasks[t].name);
             else snprintf(name, sizeof name, "level%d.gate.%s", l, c->tasks[t].name);
@@ -253,7 +290,7 @@ nomem:
 
 static void free_mlp_acts(struct mlp *n)
 {
-    for (int l = 0; l < n->nl; l++) {
+    for (int l = n->ext0; l < n->nl; l++) { /* layer 0 of a fused expert is a view */
         if (n->h) pt_free(n->h[l]);
         if (n->dh) pt_free(n->dh[l]);
         if (n->mask) pt_free(n->mask[l]);
@@ -324,7 +361,10 @@ static void free_acts(struct model *m)
         }
         pt_free(L->sout);
         pt_free(L->dsout);
-        L->sout = L->dsout = NULL;
+        pt_free(L->h0);
+        pt_free(L->dh0);
+        pt_free(L->mask0);
+        L->sout = L->dsout = L->h0 = L->dh0 = L->mask0 = NULL;
     }
     pt_free(m->logits);
     pt_free(m->dlogits);
@@ -401,7 +441,7 @@ static int reserve_mlp(struct mlp *n, size_t B)
     n->dh = pt_calloc((size_t)n->nl, sizeof(float *));
     n->mask = pt_calloc((size_t)n->nl, sizeof(float *));
     if (!n->h || !n->dh || !n->mask) return -1;
-    for (int l = 0; l < n->nl; l++) {
+    for (int l = n->ext0; l < n->nl; l++) {
         size_t sz = B * (size_t)n->dims[l + 1];
         if (!(n->h[l] = fbuf(sz)) || !(n->dh[l] = fbuf(sz)) || !(n->mask[l] = fbuf(sz))) return -1;
     }
@@ -435,8 +475,20 @@ int model_reserve(struct model *m, int bmax)
     if (m->bottom.nl && reserve_mlp(&m->bottom, B)) goto nomem;
     for (int l = 0; l < m->nlevels; l++) {
         struct cgc *L = &m->lv[l];
-        for (int k = 0; k < T * L->nt + L->ns; k++)
+        int ne = T * L->nt + L->ns;
+        for (int k = 0; k < ne; k++)
             if (reserve_mlp(&L->ex[k], B)) goto nomem;
+        if (L->fused) {
+            size_t w = (size_t)ne * (size_t)L->H1;
+            if (!(L->h0 = fbuf(B * w)) || !(L->dh0 = fbuf(B * w)) || !(L->mask0 = fbuf(B * w))) goto nomem;
+            for (int k = 0; k < ne; k++) {
+                struct mlp *e = &L->ex[k];
+                e->h[0] = L->h0 + (size_t)k * L->H1;
+                e->dh[0] = L->dh0 + (size_t)k * L->H1;
+                e->mask[0] = L->mask0 + (size_t)k * L->H1;
+                e->ld0 = (int)w;
+            }
+        }
         for (int t = 0; t < T; t++) {
             if (reserve_gate(&L->tg[t], B)) goto nomem;
             if (!(L->out[t] = fbuf(B * (size_t)L->H)) || !(L->dout[t] = fbuf(B * (size_t)L->H))) goto nomem;
@@ -553,21 +605,39 @@ static void embed_forward(struct model *m, struct embed *e, int B)
 }
 
 /* Returns the output [B, dims[nl]]. */
+/* Returns the output [B, dims[nl]] (row stride ldh(n, nl - 1)). Layer 0 of
+ * a fused expert has already run (level_fused_forward). */
 static const float *mlp_forward(struct model *m, struct mlp *n, const float *in, int B, int train)
 {
     float drop = train ? m->cfg->dropout : 0.0f;
+    int ldin = n->dims[0];
     for (int l = 0; l < n->nl; l++) {
         int I = n->dims[l], O = n->dims[l + 1];
         float *y = n->h[l];
-        nn_linear_forward(y, O, in, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O);
-        if (l < n->nl - 1 || n->relu_last) {
-            nn_relu_forward(y, y, (size_t)B * O);
-            if (drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
+        if (!(l == 0 && n->ext0)) {
+            nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O);
+            if (l < n->nl - 1 || n->relu_last) {
+                nn_relu_forward(y, y, (size_t)B * O);
+                if (drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
+            }
         }
         in = y;
+        ldin = ldh(n, l);
     }
     return n->h[n->nl - 1];
 }
+
+/* The first layers of all of a level's experts as one product on x. */
+static void level_fused_forward(struct model *m, struct cgc *L, const float *x, int D, int B, int train)
+{
+    int O = L->ex[0].ld0;
+    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O);
+    nn_relu_forward(L->h0, L->h0, (size_t)B * O);
+    if (train && m->cfg->dropout > 0)
+        nn_dropout_forward(L->h0, L->mask0, L->h0, (size_t)B * O, m->cfg->dropout, &m->drop_rng);
+}
+
+static int expert_ld(const struct cgc *L, int k) { return ldh(&L->ex[k], L->ex[k].nl - 1); }
 
 static void gate_forward(struct model *m, struct gate *g, const float *in, int B)
 {
@@ -582,7 +652,7 @@ static const float *mix_forward(struct cgc *L, struct gate *g, float *out, int B
 {
     const float *es[256];
     for (int k = 0; k < g->K; k++) es[k] = L->ex[g->experts[k]].h[L->ex[g->experts[k]].nl - 1];
-    nn_mixture_forward(out, es, L->H, g->p, B, g->K, L->H);
+    nn_mixture_forward(out, es, expert_ld(L, 0), g->p, B, g->K, L->H);
     return out;
 }
 
@@ -609,6 +679,7 @@ static void forward(struct model *m, int B, int train)
         for (int t = 0; t < T; t++) hs[t] = x;
         for (int l = 0; l < m->nlevels; l++) {
             struct cgc *L = &m->lv[l];
+            if (L->fused) level_fused_forward(m, L, x, m->E[0].din, B, train);
             for (int k = 0; k < T * L->nt + L->ns; k++)
                 mlp_forward(m, &L->ex[k], k < T * L->nt ? hs[k / L->nt] : sin, B, train);
             for (int t = 0; t < T; t++) gate_forward(m, &L->tg[t], hs[t], B);
@@ -626,30 +697,42 @@ static void forward(struct model *m, int B, int train)
 
 /* ---- backward ---- */
 
-/* n->dh[nl-1] holds dL/d(output); adds dL/d(input) into din (NULL: skip). */
+/* Backward through ReLU then dropout applied in place: h holds the output
+ * after both, so this is nn_dropout_backward then nn_relu_backward fused in
+ * place (h > 0 iff the unit was active and kept). */
+static void act_backward(float *dy, const float *h, const float *mask, size_t cnt, int drop)
+{
+    if (drop)
+        for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] * mask[k] : 0.0f;
+    else
+        for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] : 0.0f;
+}
+
+/* n->dh[nl-1] holds dL/d(output); adds dL/d(input) into din (NULL: skip).
+ * A fused expert stops at layer 1: its layer-1 input gradient lands in the
+ * level's dh0 (zeroed by the caller), which level_fused_backward finishes. */
 static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, int B)
 {
     int drop = m->cfg->dropout > 0;
-    for (int l = n->nl - 1; l >= 0; l--) {
+    for (int l = n->nl - 1; l >= n->ext0; l--) {
         int I = n->dims[l], O = n->dims[l + 1];
         float *dy = n->dh[l];
-        if (l < n->nl - 1 || n->relu_last) {
-            /* ReLU then dropout ran in place, so h holds the output after
-             * both: nn_dropout_backward then nn_relu_backward, fused in place
-             * (h > 0 iff the unit was active and kept). */
-            const float *h = n->h[l], *mask = n->mask[l];
-            size_t cnt = (size_t)B * O;
-            if (drop)
-                for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] * mask[k] : 0.0f;
-            else
-                for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] : 0.0f;
-        }
+        if (l < n->nl - 1 || n->relu_last) act_backward(dy, n->h[l], n->mask[l], (size_t)B * O, drop);
         const float *x = l ? n->h[l - 1] : in;
         float *dx = l ? n->dh[l - 1] : din;
-        if (l) memset(dx, 0, (size_t)B * I * sizeof(float));
+        int ldx = l ? ldh(n, l - 1) : I;
+        if (l && !(l == 1 && n->ext0)) memset(dx, 0, (size_t)B * I * sizeof(float));
         const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
-        nn_linear_backward(dx, m->g + W->off, m->g + b->off, dy, O, x, m->w + W->off, B, I, O);
+        nn_linear_backward_ld(dx, ldx, m->g + W->off, m->g + b->off, dy, O, x, ldx, m->w + W->off, B, I, O);
     }
+}
+
+static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, int D, int B)
+{
+    int O = L->ex[0].ld0;
+    act_backward(L->dh0, L->h0, L->mask0, (size_t)B * O, m->cfg->dropout > 0);
+    const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
+    nn_linear_backward_ld(dx, D, m->g + W->off, m->g + b->off, L->dh0, O, x, D, m->w + W->off, B, D, O);
 }
 
 /* dout [B, H] of the gate's mixture → expert output grads and the gate's
@@ -666,7 +749,7 @@ static void gate_backward(struct model *m, struct cgc *L, struct gate *g, const 
     }
     size_t n = (size_t)B * g->K;
     memset(g->dp, 0, n * sizeof(float));
-    nn_mixture_backward(des, g->dp, dout, es, L->H, g->p, B, g->K, L->H);
+    nn_mixture_backward(des, g->dp, dout, es, expert_ld(L, 0), g->p, B, g->K, L->H);
     memset(g->dz, 0, n * sizeof(float));
     nn_softmax_backward(g->dz, g->dp, g->p, B, g->K);
     const struct param *W = &m->p[g->W], *b = &m->p[g->b];
@@ -737,9 +820,10 @@ static void backward(struct model *m, const int *active, int B)
             dsin = P->dsout;
             memset(dsin, 0, (size_t)B * P->H * sizeof(float));
         }
+        if (L->fused) memset(L->dh0, 0, (size_t)B * L->ex[0].ld0 * sizeof(float));
         for (int k = 0; k < ne; k++) {
             struct mlp *e = &L->ex[k];
-            memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
+            if (!(e->ext0 && e->nl == 1)) memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
         }
         for (int t = 0; t < T; t++) gate_backward(m, L, &L->tg[t], L->dout[t], tin[t], dtin[t], B);
         if (L->has_sgate) gate_backward(m, L, &L->sg, L->dsout, sin, dsin, B);
@@ -747,6 +831,7 @@ static void backward(struct model *m, const int *active, int B)
             int own = k < T * L->nt ? k / L->nt : -1;
             mlp_backward(m, &L->ex[k], own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, B);
         }
+        if (L->fused) level_fused_backward(m, L, E->x, E->dx, E->din, B);
     }
 }
 

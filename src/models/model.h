@@ -51,6 +51,10 @@ struct mlp {
     int *dims;           /* [nl + 1] */
     int *W, *b;          /* param indices per layer */
     int relu_last;       /* ReLU after the last layer too */
+    int ext0;            /* layer 0 is computed by the level, fused with its
+                            siblings': h/dh/mask[0] are views into the
+                            level's buffers at row stride ld0 */
+    int ld0;
     float **h, **dh, **mask;
 };
 
@@ -81,6 +85,11 @@ struct cgc {
     struct gate sg;
     float **out, **dout; /* [T] task outputs [bmax, H] */
     float *sout, *dsout; /* shared output */
+    /* level 0: every expert reads the same input, so their first layers run
+     * as one product: weights [ne*H1, D] (contiguous in the arena), outputs
+     * [bmax, ne*H1] */
+    int fused, W0, b0, H1;
+    float *h0, *dh0, *mask0;
 };
 
 struct batch {

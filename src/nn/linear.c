@@ -13,7 +13,13 @@
 void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,
                        int I, int O)
 {
-    nn_sgemm('N', 'T', B, O, I, 1.0f, x, I, W, I, 0.0f, y, ldy);
+    nn_linear_forward_ld(y, ldy, x, I, W, b, B, I, O);
+}
+
+void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
+                          int B, int I, int O)
+{
+    nn_sgemm('N', 'T', B, O, I, 1.0f, x, ldx, W, I, 0.0f, y, ldy);
     if (!b) return;
     for (int r = 0; r < B; r++) {
         float *yr = y + (size_t)r * ldy;
@@ -28,8 +34,14 @@ void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const 
 void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int lddy, const float *x,
                         const float *W, int B, int I, int O)
 {
-    if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, 1.0f, dx, I);
-    if (dW) nn_sgemm('T', 'N', O, I, B, 1.0f, dy, lddy, x, I, 1.0f, dW, I);
+    nn_linear_backward_ld(dx, I, dW, db, dy, lddy, x, I, W, B, I, O);
+}
+
+void nn_linear_backward_ld(float *dx, int lddx, float *dW, float *db, const float *dy, int lddy,
+                           const float *x, int ldx, const float *W, int B, int I, int O)
+{
+    if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, 1.0f, dx, lddx);
+    if (dW) nn_sgemm('T', 'N', O, I, B, 1.0f, dy, lddy, x, ldx, 1.0f, dW, I);
     if (!db) return;
     /* Row-outer so dy is read in storage order; db stays in cache. */
     for (int r = 0; r < B; r++) {

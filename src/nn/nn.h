@@ -31,6 +31,13 @@ void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const 
 /* dx[B,I] += dy . W (skipped if dx NULL); dW[O,I] += dy^T . x; db[O] += sum_b dy. */
 void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int lddy, const float *x,
                         const float *W, int B, int I, int O);
+/* The same with every row stride explicit (x at ldx >= I, dx at lddx >= I):
+ * for layers that read or write a column block of a wider buffer, as the
+ * fused first layers of several experts do. */
+void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
+                          int B, int I, int O);
+void nn_linear_backward_ld(float *dx, int lddx, float *dW, float *db, const float *dy, int lddy,
+                           const float *x, int ldx, const float *W, int B, int I, int O);
 
 /* ---- embedding: out[b, 0:D] = table[ids[b], :] written at row stride ldo ---- */
 void nn_embedding_forward(float *out, int ldo, const float *table, const int32_t *ids, int B, int D);
