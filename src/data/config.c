@@ -563,6 +563,10 @@ static int config_check(struct cx *x, struct fy_node *root)
     }
     if (c->model == MODEL_PLE && c->experts + c->shared_experts < 1)
         return pt_error_at(PT_ECONFIG, x->path, 0, "ple needs at least one expert");
+    /* a level's shared gate mixes every expert of the level */
+    if (c->model == MODEL_PLE && c->ntasks * c->experts + c->shared_experts > CONFIG_MAX_GATE)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "ple with %d tasks has %d experts per level, at most %d",
+                           c->ntasks, c->ntasks * c->experts + c->shared_experts, CONFIG_MAX_GATE);
     if (!c->nexpert_dims) {
         c->expert_dims = pt_malloc(2 * sizeof(int));
         if (!c->expert_dims) return pt_error(PT_ENOMEM, "out of memory");

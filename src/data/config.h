@@ -16,6 +16,7 @@ enum model_kind { MODEL_LR = 0, MODEL_MLP = 1, MODEL_SHARED_BOTTOM = 2, MODEL_MM
 
 #define CONFIG_MAX_TASKS 64
 #define CONFIG_MAX_EXPERTS 64
+#define CONFIG_MAX_GATE 256       /* experts one gate may mix */
 
 struct feat_cfg {
     char *name;              /* column name */

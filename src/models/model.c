@@ -650,7 +650,7 @@ static void gate_forward(struct model *m, struct gate *g, const float *in, int B
 
 static const float *mix_forward(struct cgc *L, struct gate *g, float *out, int B)
 {
-    const float *es[256];
+    const float *es[CONFIG_MAX_GATE];
     for (int k = 0; k < g->K; k++) es[k] = L->ex[g->experts[k]].h[L->ex[g->experts[k]].nl - 1];
     nn_mixture_forward(out, es, expert_ld(L, 0), g->p, B, g->K, L->H);
     return out;
@@ -670,7 +670,7 @@ static void forward(struct model *m, int B, int train)
     }
     embed_forward(m, &m->E[0], B);
     const float *x = m->E[0].x;
-    const float *hs[64];
+    const float *hs[CONFIG_MAX_TASKS];
     if (m->nlevels == 0) {
         const float *h = mlp_forward(m, &m->bottom, x, B, train);
         for (int t = 0; t < T; t++) hs[t] = h;
@@ -740,8 +740,8 @@ static void level_fused_backward(struct model *m, struct cgc *L, const float *x,
 static void gate_backward(struct model *m, struct cgc *L, struct gate *g, const float *dout, const float *in,
                           float *din, int B)
 {
-    const float *es[256];
-    float *des[256];
+    const float *es[CONFIG_MAX_GATE];
+    float *des[CONFIG_MAX_GATE];
     for (int k = 0; k < g->K; k++) {
         struct mlp *e = &L->ex[g->experts[k]];
         es[k] = e->h[e->nl - 1];
@@ -774,8 +774,8 @@ static void backward(struct model *m, const int *active, int B)
     struct embed *E = &m->E[0];
     memset(E->dx, 0, (size_t)B * E->din * sizeof(float));
     /* towers: inputs are the bottom's output or the last level's outputs */
-    const float *hin[64];
-    float *dhin[64];
+    const float *hin[CONFIG_MAX_TASKS];
+    float *dhin[CONFIG_MAX_TASKS];
     if (m->nlevels == 0) {
         struct mlp *bt = &m->bottom;
         float *dh = bt->dh[bt->nl - 1];
@@ -803,8 +803,8 @@ static void backward(struct model *m, const int *active, int B)
         struct cgc *L = &m->lv[l];
         int ne = T * L->nt + L->ns;
         /* this level's inputs and where their gradients go */
-        const float *tin[64], *sin;
-        float *dtin[64], *dsin;
+        const float *tin[CONFIG_MAX_TASKS], *sin;
+        float *dtin[CONFIG_MAX_TASKS], *dsin;
         if (l == 0) {
             for (int t = 0; t < T; t++) tin[t] = E->x, dtin[t] = E->dx;
             sin = E->x;
