@@ -62,7 +62,7 @@ for m in $models; do
         [ "$kind" = esmm ] && [ $t = never_married ] && pt=ctcvr && qt="income&never_married"
         pa=$(field "$out/polytask-$m-t$threads.json" tasks "$pt" auc)
         qa=$(field "$out/peer-$m-t$threads.json" tasks "$qt" auc)
-        awk -v m="$m" -v t="$t" -v pa="$pa" -v qa="$qa" -v pw="$pw" -v qw="$qw" -v pr="$pr" -v qr="$qr" 'BEGIN {
+        awk -v m="$m" -v t="$pt" -v pa="$pa" -v qa="$qa" -v pw="$pw" -v qw="$qw" -v pr="$pr" -v qr="$qr" 'BEGIN {
             printf "%-14s %-16s %9.5f %9.5f %+8.5f %9.2f %9.2f %8.2fx %8.1f %9.1f %9.3f\n",
                    m, t, pa, qa, pa - qa, pw, qw, qw / pw, pr / 1024, qr / 1024, pr / qr }'
     done

@@ -180,14 +180,44 @@ done:
     return rc;
 }
 
+/* Schema feature of this name, or NULL. */
+static const struct feat_state *feature_named(const struct schema *s, const char *name)
+{
+    for (int i = 0; i < s->nfeat; i++)
+        if (!strcmp(s->f[i].cfg->name, name)) return &s->f[i];
+    return NULL;
+}
+
+/* Copies an embedding table row by row through the two vocabularies: the
+ * value a row stands for decides where it comes from, since ids are given in
+ * first-seen order and differ between data sets. Rows of values the source
+ * never saw keep their initial values. Returns the rows copied. */
+static int64_t copy_table_by_value(float *dst, const struct feat_state *fd, const float *src,
+                                   const struct feat_state *fs, int64_t D)
+{
+    int64_t n = 0;
+    memcpy(dst, src, (size_t)D * sizeof(float)); /* the unknown bucket */
+    for (int32_t k = 0; k < fd->vocab.n; k++) {
+        const char *v = vocab_str(&fd->vocab, k);
+        int32_t j = vocab_find(&fs->vocab, v, strlen(v));
+        if (j < 0) continue;
+        memcpy(dst + (size_t)(k + 1) * (size_t)D, src + (size_t)(j + 1) * (size_t)D, (size_t)D * sizeof(float));
+        n++;
+    }
+    return n;
+}
+
 /* --init-from: every tensor of the file whose name and shape match one of
  * the model's is copied over its initial value (transfer learning: the
  * shared embeddings and experts of a trained model, and the towers of the
- * tasks it already had). */
+ * tasks it already had). Embedding tables of vocabulary features are matched
+ * by value instead, so a model trained on last month's data warm-starts one
+ * on this month's. */
 static int warm_start(struct run *r)
 {
+    struct model *src = NULL;
     struct mf_file *f = NULL;
-    int rc = modelfile_read(r->o.init_from, &f);
+    int rc = model_read(r->o.init_from, &src, &f);
     if (rc) return rc;
     int copied = 0;
     for (int i = 0; i < r->m->nparams; i++) {
@@ -195,15 +225,25 @@ static int warm_start(struct run *r)
         const struct mf_tensor *t = modelfile_find(f, p->name);
         if (!t) continue;
         int64_t rows = t->ndim == 1 ? 1 : t->shape[0], cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
-        if (t->ndim > 2 || rows != p->rows || cols != p->cols) {
+        const char *fe = p->sparse ? strstr(p->name, "emb.") : NULL;
+        const struct feat_state *fd = fe ? feature_named(r->m->schema, fe + 4) : NULL;
+        const struct feat_state *fs = fe ? feature_named(src->schema, fe + 4) : NULL;
+        int by_value = fd && fs && t->ndim == 2 && cols == p->cols && fd->cfg->kind != FEAT_NUMERIC &&
+                       fs->cfg->kind != FEAT_NUMERIC && fd->cfg->hash_buckets <= 0 && fs->cfg->hash_buckets <= 0;
+        if (by_value) {
+            int64_t n = copy_table_by_value(r->m->w + p->off, fd, t->data, fs, cols);
+            pt_log(PT_LOG_DEBUG, "%s: %lld of %d values found", p->name, (long long)n, fd->vocab.n);
+        } else if (t->ndim > 2 || rows != p->rows || cols != p->cols) {
             pt_log(PT_LOG_WARN, "%s: tensor '%s' has another shape; left at its initial value", r->o.init_from,
                    p->name);
             continue;
+        } else {
+            memcpy(r->m->w + p->off, t->data, (size_t)(rows * cols) * sizeof(float));
         }
-        memcpy(r->m->w + p->off, t->data, (size_t)(rows * cols) * sizeof(float));
         copied++;
     }
     modelfile_free(f);
+    model_destroy(src);
     if (!copied)
         return pt_error_at(PT_ESCHEMA, r->o.init_from, 0, "no tensor matches this model by name and shape");
     pt_log(PT_LOG_INFO, "warm start: %d of %d tensors from %s", copied, r->m->nparams, r->o.init_from);
