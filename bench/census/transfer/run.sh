@@ -4,7 +4,9 @@
 #  2. pretrain: MMoE on never_married alone;
 #  3. warm: the two-task MMoE with --init-from the pretrained model (the new
 #     income task gets a fresh tower and gate; embeddings and experts are reused);
-#  4. distillation: a small shared-bottom student with and without
+#  4. new data: the train rows cut in two halves (as two months of data); the
+#     MMoE on half b cold, and warm-started from the MMoE of half a;
+#  5. distillation: a small shared-bottom student with and without
 #     --teacher (the MMoE of bench/census/mmoe.yaml), AUC and size.
 #   sh bench/census/transfer/run.sh     (after make build; about 2 minutes)
 set -eu
@@ -30,6 +32,22 @@ for r in warm warm_frozen; do
     e=$(sed -n 's/.*valid income auc \([0-9.]*\).*/\1/p' "$out/$r.log" | awk -v c="$cold" '$1 >= c { print NR; exit }')
     echo "$r reaches the cold run's final valid income AUC ($cold) at epoch ${e:-never (in 5)}"
 done
+echo
+shared=$(cd "$root/../shared" && pwd)
+zcat "$shared/bench/data/census/train.csv.gz" | head -n 39905 | gzip -1 > "$out/half_a.csv.gz"
+zcat "$shared/bench/data/census/train.csv.gz" | { head -n 1; tail -n +39906; } | gzip -1 > "$out/half_b.csv.gz"
+run month_a --config "$here/month_a.yaml" --out "$out/month_a.ptm"
+run cold_b --config "$here/month_b.yaml"
+run warm_b --config "$here/month_b.yaml" --init-from "$out/month_a.ptm"
+echo "new data: MMoE on the second half of the train rows, valid AUC per epoch (income / never_married):"
+for r in cold_b warm_b; do
+    printf '%-12s' "$r"
+    sed -n 's/.*valid income auc \([0-9.]*\)  valid never_married auc \([0-9.]*\).*/\1\/\2/p' "$out/$r.log" | tr '\n' ' '
+    echo
+done
+cold=$(sed -n 's/.*valid income auc \([0-9.]*\).*/\1/p' "$out/cold_b.log" | tail -n 1)
+e=$(sed -n 's/.*valid income auc \([0-9.]*\).*/\1/p' "$out/warm_b.log" | awk -v c="$cold" '$1 >= c { print NR; exit }')
+echo "warm_b reaches the cold run's final valid income AUC ($cold) at epoch ${e:-never (in 5)}"
 echo
 run teacher --config "$root/bench/census/mmoe.yaml" --out "$out/teacher.ptm" --json
 run student --config "$here/student.yaml" --out "$out/student.ptm" --json
