@@ -429,9 +429,11 @@ static int final_report(struct run *r)
         if (k == 1) valid = tasks;
         else eval = tasks;
     }
-    json_t *tasks = eval ? eval : valid;
-    json_object_set(report, "tasks", tasks ? tasks : json_object());
+    json_t *tasks = eval ? eval : valid, *none = json_object();
+    if (!tasks) tasks = none; /* no valid or test set: an empty tasks object */
+    json_object_set(report, "tasks", tasks);
     json_object_set_new(report, "evaluated_on", json_string(eval ? "test" : valid ? "valid" : "none"));
+    json_decref(none);
     if (valid) json_object_set(report, "valid", valid);
     json_object_set_new(report, "model", json_string(model_kind_name(c->model)));
     json_object_set_new(report, "params", json_integer((json_int_t)m->total));
@@ -457,7 +459,7 @@ static int final_report(struct run *r)
             json_object_set_new(lw, c->tasks[t].name, json_real(exp(-m->w[m->p[m->logvar].off + (size_t)t])));
         json_object_set_new(report, "uncertainty_weights", lw);
     }
-    char *s1 = json_dumps(report, JSON_COMPACT), *s2 = json_dumps(tasks ? tasks : json_object(), JSON_COMPACT);
+    char *s1 = json_dumps(report, JSON_COMPACT), *s2 = json_dumps(tasks, JSON_COMPACT);
     m->train_report = s1 ? pt_strdup(s1) : NULL;
     m->metrics_json = s2 ? pt_strdup(s2) : NULL;
     free(s1);
