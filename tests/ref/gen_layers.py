@@ -11,7 +11,7 @@ It REGENERATES the committed fixtures under tests/ref/fixtures/layers/
 test_ref_layers.c compares our C code against them. Output is deterministic
 for a given torch build (fixed seed); commit the files after regenerating.
 
-Fixture format (parsed by tests/ref/fixture.h):
+Fixture format (written by tests/ref/refio.py, parsed by tests/ref/fixture.h):
     polytask-ref v1 <name>          first line: magic, format version, name
     # ...                           comment lines
     <array> <ndim> <dim0> ... <dimN-1>
@@ -32,57 +32,11 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from refio import F64, Fixture, leaf, rnd  # noqa: E402
+
 OUT = os.path.join(HERE, "fixtures", "layers")
-VERSION = "v1"
-
 torch.manual_seed(20240611)
-F64 = torch.float64
-
-
-def rnd(*shape, scale=1.0):
-    """float32 normal draws, returned as float64 (exactly representable)."""
-    return (torch.randn(*shape, dtype=torch.float32) * scale).to(F64)
-
-
-def f32(t):
-    return t.detach().to(torch.float32)
-
-
-class Fixture:
-    def __init__(self, name, comment):
-        self.name = name
-        self.lines = ["polytask-ref %s %s" % (VERSION, name)]
-        for c in comment.strip().splitlines():
-            self.lines.append("# " + c.strip())
-
-    def add(self, name, t):
-        if not isinstance(t, torch.Tensor):
-            t = torch.tensor(t)
-        t = f32(t)
-        dims = list(t.shape)
-        self.lines.append(" ".join([name, str(len(dims))] + [str(d) for d in dims]))
-        flat = t.reshape(-1).tolist()
-        row = dims[-1] if dims and dims[-1] > 0 else 1  # one line per row
-        for i in range(0, len(flat), row):
-            self.lines.append(" ".join(fmt(v) for v in flat[i:i + row]))
-
-    def write(self):
-        os.makedirs(OUT, exist_ok=True)
-        path = os.path.join(OUT, self.name + ".txt")
-        with open(path, "w") as f:
-            f.write("\n".join(self.lines) + "\n")
-        return path
-
-
-def fmt(v):
-    if v != v:
-        return "nan"
-    s = "%.9g" % v
-    return s
-
-
-def leaf(t):
-    return t.clone().requires_grad_(True)
 
 
 # ---------------------------------------------------------------- layers
@@ -369,7 +323,7 @@ def main():
     ]
     total = 0
     for fx in fixtures:
-        path = fx.write()
+        path = fx.write(OUT)
         total += os.path.getsize(path)
         print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
     print("total %d bytes (torch %s)" % (total, torch.__version__))

@@ -61,9 +61,10 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from refio import F64, Fixture, rnd  # noqa: E402
+
 OUT = os.path.join(HERE, "fixtures", "models")
-VERSION = "v1"
-F64 = torch.float64
 
 KIND_CODE = {"shared_bottom": 2, "mmoe": 3, "ple": 4, "esmm": 5}
 VOCAB = [5, 4]
@@ -75,49 +76,6 @@ TASKS = ["a", "b"]
 TASK_WEIGHTS = [1.0, 0.5]
 EXPERTS, SHARED_EXPERTS = 2, 1
 B, STEPS, LR = 8, 5, 1e-2
-
-
-def rnd(*shape, scale=1.0):
-    """float32 normal draws, returned as float64 (exactly representable)."""
-    return (torch.randn(*shape, dtype=torch.float32) * scale).to(F64)
-
-
-def f32(t):
-    return t.detach().to(torch.float32)
-
-
-# Copied from tests/ref/gen_layers.py (OUT differs).
-class Fixture:
-    def __init__(self, name, comment):
-        self.name = name
-        self.lines = ["polytask-ref %s %s" % (VERSION, name)]
-        for c in comment.strip().splitlines():
-            self.lines.append("# " + c.strip())
-
-    def add(self, name, t):
-        if not isinstance(t, torch.Tensor):
-            t = torch.tensor(t)
-        t = f32(t)
-        dims = list(t.shape)
-        self.lines.append(" ".join([name, str(len(dims))] + [str(d) for d in dims]))
-        flat = t.reshape(-1).tolist()
-        row = dims[-1] if dims and dims[-1] > 0 else 1  # one line per row
-        for i in range(0, len(flat), row):
-            self.lines.append(" ".join(fmt(v) for v in flat[i:i + row]))
-
-    def write(self):
-        os.makedirs(OUT, exist_ok=True)
-        path = os.path.join(OUT, self.name + ".txt")
-        with open(path, "w") as f:
-            f.write("\n".join(self.lines) + "\n")
-        return path
-
-
-def fmt(v):
-    if v != v:
-        return "nan"
-    s = "%.9g" % v
-    return s
 
 
 # ---------------------------------------------------------------- the networks
@@ -306,7 +264,7 @@ def main():
                 gen("ple", 2, "ple_l2"), gen("esmm", 1, "esmm")]
     total = 0
     for fx in fixtures:
-        path = fx.write()
+        path = fx.write(OUT)
         total += os.path.getsize(path)
         print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
     print("total %d bytes (torch %s)" % (total, torch.__version__))

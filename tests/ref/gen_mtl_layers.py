@@ -12,8 +12,8 @@ tests/ref/test_ref_mtl_layers.c compares our C code against them. Output is
 deterministic for a given torch build (fixed seed); commit the files after
 regenerating.
 
-Same fixture format and conventions as gen_layers.py (the small writer is
-copied here rather than imported, so each script stands alone):
+Same fixture format and conventions as gen_layers.py (the writer is
+tests/ref/refio.py, shared by the gen_*.py scripts):
     polytask-ref v1 <name>          first line: magic, format version, name
     # ...                           comment lines
     <array> <ndim> <dim0> ... <dimN-1>
@@ -28,61 +28,16 @@ import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from refio import F64, Fixture, leaf, rnd  # noqa: E402
+
 OUT = os.path.join(HERE, "fixtures", "layers")
-VERSION = "v1"
-
 torch.manual_seed(20240612)
-F64 = torch.float64
-
-
-def rnd(*shape, scale=1.0):
-    """float32 normal draws, returned as float64 (exactly representable)."""
-    return (torch.randn(*shape, dtype=torch.float32) * scale).to(F64)
-
-
-def f32(t):
-    return t.detach().to(torch.float32)
 
 
 def as_f32_exact(t):
     """Round to float32 and back, so what the fixture stores is what was used."""
     return t.detach().to(torch.float32).to(F64)
-
-
-class Fixture:
-    def __init__(self, name, comment):
-        self.name = name
-        self.lines = ["polytask-ref %s %s" % (VERSION, name)]
-        for c in comment.strip().splitlines():
-            self.lines.append("# " + c.strip())
-
-    def add(self, name, t):
-        if not isinstance(t, torch.Tensor):
-            t = torch.tensor(t)
-        t = f32(t)
-        dims = list(t.shape)
-        self.lines.append(" ".join([name, str(len(dims))] + [str(d) for d in dims]))
-        flat = t.reshape(-1).tolist()
-        row = dims[-1] if dims and dims[-1] > 0 else 1  # one line per row
-        for i in range(0, len(flat), row):
-            self.lines.append(" ".join(fmt(v) for v in flat[i:i + row]))
-
-    def write(self):
-        os.makedirs(OUT, exist_ok=True)
-        path = os.path.join(OUT, self.name + ".txt")
-        with open(path, "w") as f:
-            f.write("\n".join(self.lines) + "\n")
-        return path
-
-
-def fmt(v):
-    if v != v:
-        return "nan"
-    return "%.9g" % v
-
-
-def leaf(t):
-    return t.clone().requires_grad_(True)
 
 
 # ---------------------------------------------------------------- layers
@@ -205,7 +160,7 @@ def main():
     fixtures = [gen_mixture(), gen_ctcvr(), gen_tiny_mmoe()]
     total = 0
     for fx in fixtures:
-        path = fx.write()
+        path = fx.write(OUT)
         total += os.path.getsize(path)
         print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
     print("total %d bytes (torch %s)" % (total, torch.__version__))

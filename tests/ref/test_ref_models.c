@@ -38,6 +38,8 @@
 #include "train/optim.h"
 
 #define FIXTURE_DIR PT_SOURCE_DIR "/tests/ref/fixtures/models/"
+#include "ref/ref_test.h"
+
 #define LOSS_RTOL 1e-4
 #define P_ATOL 1e-4
 #define P_RTOL 1e-3
@@ -45,20 +47,6 @@
 enum { T = 2 };
 
 static const char *const KIND_NAMES[] = {"lr", "mlp", "shared_bottom", "mmoe", "ple", "esmm"};
-
-static int scalar_int(const struct fixture *fx, const char *name)
-{
-    float v = fixture_scalar(fx, name);
-    assert_false(isnan(v));
-    return (int)v;
-}
-
-static const struct fx_array *arr(const struct fixture *fx, const char *name)
-{
-    const struct fx_array *a = fixture_find(fx, name);
-    assert_non_null(a);
-    return a;
-}
 
 /* "[v0, v1, ...]" of an integer array into buf. */
 static const char *int_list(char *buf, size_t cap, const struct fx_array *a)
@@ -73,10 +61,8 @@ static const char *int_list(char *buf, size_t cap, const struct fx_array *a)
 
 static void check_model(const char *name)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s%s.txt", FIXTURE_DIR, name);
     struct fixture fx;
-    assert_int_equal(fixture_load(&fx, path, name), 0);
+    load(&fx, name);
 
     int kind = scalar_int(&fx, "kind"), B = scalar_int(&fx, "B"), steps = scalar_int(&fx, "steps");
     assert_true(kind >= 2 && kind <= 5);
