@@ -19,11 +19,27 @@ struct cx {
     struct feat_cfg fdef[3]; /* defaults per feature kind */
 };
 
+/* Line of a node: a scalar's own; a mapping's or a list's is taken from its
+ * first scalar, so errors about a whole section still point at it. */
 static long node_line(struct fy_node *n)
 {
-    struct fy_token *t = n ? fy_node_get_scalar_token(n) : NULL;
-    const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
-    return m ? m->line + 1 : 0;
+    for (int depth = 0; n && depth < 64; depth++) {
+        if (fy_node_is_scalar(n)) {
+            struct fy_token *t = fy_node_get_scalar_token(n);
+            const struct fy_mark *m = t ? fy_token_start_mark(t) : NULL;
+            return m ? m->line + 1 : 0;
+        }
+        void *it = NULL;
+        if (fy_node_is_mapping(n)) {
+            struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
+            n = p ? fy_node_pair_key(p) : NULL;
+        } else if (fy_node_is_sequence(n)) {
+            n = fy_node_sequence_iterate(n, &it);
+        } else {
+            return 0;
+        }
+    }
+    return 0;
 }
 
 static int err_at(struct cx *x, struct fy_node *n, const char *fmt, const char *a, const char *b)
