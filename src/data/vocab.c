@@ -1,11 +1,15 @@
 /* vocab.c: see vocab.h. Linear probing over a power-of-two table kept at
- * most half full; the hash is pt_hash64. A slot holds the id in its low 32
- * bits and 32 bits of the hash above, so a probe compares strings only when
- * the hashes agree (the lookup is on the hot path of reading big files). */
+ * most half full; the hash is pt_hash64. Lookups are on the hot path of
+ * reading big files, where each table access is a cache miss, so a slot
+ * carries enough to decide a match by itself: the string's first 8 bytes,
+ * its length and 24 bits of its hash. Strings of up to 8 bytes (most ids)
+ * are then compared without touching the arena. */
 #include <string.h>
 
 #include "data/vocab.h"
 #include "util/util.h"
+
+#define NO_ID UINT32_MAX
 
 void vocab_init(struct vocab *v) { memset(v, 0, sizeof *v); }
 
@@ -18,18 +22,28 @@ void vocab_free(struct vocab *v)
     memset(v, 0, sizeof *v);
 }
 
-#define SLOT_EMPTY UINT64_MAX
+static uint64_t head8(const char *s, size_t len)
+{
+    uint64_t k = 0;
+    memcpy(&k, s, len < 8 ? len : 8);
+    return k;
+}
+
+/* hash bits above the ones that pick the slot, and the length (255: longer) */
+static uint32_t meta_of(uint64_t h, size_t len) { return (uint32_t)(h >> 40) << 8 | (uint32_t)(len < 255 ? len : 255); }
 
 static size_t slot_of(const struct vocab *v, const char *s, size_t len, uint64_t h)
 {
     size_t mask = v->nslots - 1;
     size_t i = (size_t)h & mask;
-    uint64_t tag = h >> 32;
+    uint64_t key = head8(s, len);
+    uint32_t meta = meta_of(h, len);
     for (;;) {
-        uint64_t e = v->slots[i];
-        if (e == SLOT_EMPTY) return i;
-        if ((e >> 32) == tag) {
-            const char *t = v->arena + v->off[(int32_t)(e & 0xffffffffu)];
+        const struct vocab_slot *e = &v->slots[i];
+        if (e->id == NO_ID) return i;
+        if (e->meta == meta && e->key == key) {
+            if (len <= 8) return i;
+            const char *t = v->arena + v->off[e->id];
             if (memcmp(t, s, len) == 0 && t[len] == 0) return i;
         }
         i = (i + 1) & mask;
@@ -39,33 +53,34 @@ static size_t slot_of(const struct vocab *v, const char *s, size_t len, uint64_t
 int32_t vocab_find(const struct vocab *v, const char *s, size_t len)
 {
     if (!v->nslots) return -1;
-    uint64_t e = v->slots[slot_of(v, s, len, pt_hash64(s, len, 0))];
-    return e == SLOT_EMPTY ? -1 : (int32_t)(e & 0xffffffffu);
+    uint32_t id = v->slots[slot_of(v, s, len, pt_hash64(s, len, 0))].id;
+    return id == NO_ID ? -1 : (int32_t)id;
+}
+
+static void slot_put(struct vocab_slot *slots, size_t ns, const char *s, size_t len, uint64_t h, uint32_t id)
+{
+    size_t i = (size_t)h & (ns - 1);
+    while (slots[i].id != NO_ID) i = (i + 1) & (ns - 1);
+    slots[i].key = head8(s, len);
+    slots[i].meta = meta_of(h, len);
+    slots[i].id = id;
 }
 
 static int grow_table(struct vocab *v)
 {
     size_t ns = v->nslots ? v->nslots * 2 : 64;
-    uint64_t *slots = pt_malloc(ns * sizeof *slots);
+    struct vocab_slot *slots = pt_malloc(ns * sizeof *slots);
     if (!slots) return pt_error(PT_ENOMEM, "out of memory");
-    memset(slots, 0xff, ns * sizeof *slots);
-    uint64_t *old = v->slots;
-    size_t nold = v->nslots;
-    v->slots = slots;
-    v->nslots = ns;
-    /* rehash from the stored tags: the low bits of the hash are lost, so
-     * recompute them (the strings are in the arena) */
-    for (size_t k = 0; k < nold; k++) {
-        if (old[k] == SLOT_EMPTY) continue;
-        int32_t id = (int32_t)(old[k] & 0xffffffffu);
+    for (size_t k = 0; k < ns; k++) slots[k].id = NO_ID;
+    /* rehash from the arena: the slot keeps too few hash bits to move */
+    for (int32_t id = 0; id < v->n; id++) {
         const char *t = v->arena + v->off[id];
         size_t tl = strlen(t);
-        uint64_t h = pt_hash64(t, tl, 0);
-        size_t i = (size_t)h & (ns - 1);
-        while (slots[i] != SLOT_EMPTY) i = (i + 1) & (ns - 1);
-        slots[i] = old[k];
+        slot_put(slots, ns, t, tl, pt_hash64(t, tl, 0), (uint32_t)id);
     }
-    pt_free(old);
+    pt_free(v->slots);
+    v->slots = slots;
+    v->nslots = ns;
     return PT_OK;
 }
 
@@ -73,9 +88,9 @@ int vocab_add(struct vocab *v, const char *s, size_t len, int32_t *id)
 {
     uint64_t h = pt_hash64(s, len, 0);
     if (v->nslots) {
-        uint64_t e = v->slots[slot_of(v, s, len, h)];
-        if (e != SLOT_EMPTY) {
-            *id = (int32_t)(e & 0xffffffffu);
+        uint32_t e = v->slots[slot_of(v, s, len, h)].id;
+        if (e != NO_ID) {
+            *id = (int32_t)e;
             return PT_OK;
         }
     }
@@ -100,7 +115,7 @@ int vocab_add(struct vocab *v, const char *s, size_t len, int32_t *id)
     v->arena[v->arena_len + len] = 0;
     v->off[v->n] = v->arena_len;
     v->arena_len += len + 1;
-    v->slots[slot_of(v, s, len, h)] = (h & 0xffffffff00000000ull) | (uint64_t)(uint32_t)v->n;
+    slot_put(v->slots, v->nslots, s, len, h, (uint32_t)v->n);
     *id = v->n++;
     return PT_OK;
 }

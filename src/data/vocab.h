@@ -7,12 +7,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct vocab_slot {
+    uint64_t key;          /* the string's first 8 bytes, zero-padded */
+    uint32_t id;           /* UINT32_MAX: empty */
+    uint32_t meta;         /* 24 hash bits << 8 | length (255: longer) */
+};
+
 struct vocab {
     char *arena;           /* NUL-terminated strings back to back */
     size_t arena_len, arena_cap;
     size_t *off;           /* id → offset in arena */
     int32_t n, cap;        /* ids used, id capacity */
-    uint64_t *slots;       /* hash table: hash tag << 32 | id, UINT64_MAX empty */
+    struct vocab_slot *slots; /* hash table, nslots entries */
     size_t nslots;         /* power of two */
 };
 
