@@ -171,6 +171,7 @@ struct data_reader {
     struct rng split;
     /* one row's encoding, committed only when the whole row is good */
     int32_t *rcat;
+    uint64_t *rhash;       /* per feature: hash of its value in this row */
     float *rnum, *ry;
     int32_t *rmcount, *rmids;
     size_t rmcap;
@@ -206,6 +207,7 @@ void data_reader_close(struct data_reader *r)
     pt_free(r->kcol);
     pt_free(r->key_header);
     pt_free(r->rcat);
+    pt_free(r->rhash);
     pt_free(r->rnum);
     pt_free(r->ry);
     pt_free(r->rmcount);
@@ -287,10 +289,11 @@ int data_reader_open(struct data_reader **out, const struct schema *s, const cha
     r->tcol = pt_calloc((size_t)s->ntasks + 1, sizeof(int));
     r->kcol = pt_calloc((size_t)c->nkeys + 1, sizeof(int));
     r->rcat = pt_calloc((size_t)s->ncat + 1, sizeof(int32_t));
+    r->rhash = pt_calloc((size_t)s->nfeat + 1, sizeof(uint64_t));
     r->rnum = pt_calloc((size_t)s->nnum + 1, sizeof(float));
     r->ry = pt_calloc((size_t)s->ntasks + 1, sizeof(float));
     r->rmcount = pt_calloc((size_t)s->nmulti + 1, sizeof(int32_t));
-    if (!r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rnum || !r->ry || !r->rmcount) {
+    if (!r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rhash || !r->rnum || !r->ry || !r->rmcount) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -367,16 +370,21 @@ static int32_t hash_id(const struct feat_cfg *f, const char *s, size_t len)
 }
 
 /* Encodes one categorical value: provisional id when fitting, final otherwise. */
-static int cat_id(struct feat_state *f, int fit, const char *s, size_t len, int32_t *id)
+static int cat_id_h(struct feat_state *f, int fit, const char *s, size_t len, uint64_t h, int32_t *id)
 {
     if (f->cfg->hash_buckets > 0) {
         *id = hash_id(f->cfg, s, len);
         return PT_OK;
     }
-    if (fit) return vocab_add(&f->fit, s, len, id);
-    int32_t k = vocab_find(&f->vocab, s, len);
+    if (fit) return vocab_add_h(&f->fit, s, len, h, id);
+    int32_t k = vocab_find_h(&f->vocab, s, len, h);
     *id = k < 0 ? 0 : k + 1;
     return PT_OK;
+}
+
+static int cat_id(struct feat_state *f, int fit, const char *s, size_t len, int32_t *id)
+{
+    return cat_id_h(f, fit, s, len, vocab_hash(s, len), id);
 }
 
 static int push_mid(struct data_reader *r, size_t *n, int32_t id)
@@ -401,13 +409,22 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
     int fit = (r->o.flags & READ_FIT) != 0;
     int rc;
     *nmids = 0;
+    /* hash the row's categorical values and prefetch their table slots
+     * first, so the misses of all its lookups overlap */
+    for (int i = 0; i < s->nfeat; i++) {
+        struct feat_state *f = &s->f[i];
+        if (f->cfg->kind != FEAT_CATEGORICAL || f->cfg->hash_buckets > 0) continue;
+        uint64_t h = vocab_hash(fields[r->fcol[i]], lens[r->fcol[i]]);
+        r->rhash[i] = h;
+        vocab_prefetch(fit ? &f->fit : &f->vocab, h);
+    }
     for (int i = 0; i < s->nfeat; i++) {
         struct feat_state *f = &s->f[i];
         const struct feat_cfg *fc = f->cfg;
         const char *v = fields[r->fcol[i]];
         size_t vl = lens[r->fcol[i]];
         if (fc->kind == FEAT_CATEGORICAL) {
-            if ((rc = cat_id(f, fit, v, vl, &r->rcat[f->slot]))) return rc;
+            if ((rc = cat_id_h(f, fit, v, vl, r->rhash[i], &r->rcat[f->slot]))) return rc;
         } else if (fc->kind == FEAT_MULTI) {
             size_t sl = strlen(fc->sep);
             int32_t cnt = 0;

@@ -50,11 +50,16 @@ static size_t slot_of(const struct vocab *v, const char *s, size_t len, uint64_t
     }
 }
 
-int32_t vocab_find(const struct vocab *v, const char *s, size_t len)
+int32_t vocab_find_h(const struct vocab *v, const char *s, size_t len, uint64_t h)
 {
     if (!v->nslots) return -1;
-    uint32_t id = v->slots[slot_of(v, s, len, pt_hash64(s, len, 0))].id;
+    uint32_t id = v->slots[slot_of(v, s, len, h)].id;
     return id == NO_ID ? -1 : (int32_t)id;
+}
+
+int32_t vocab_find(const struct vocab *v, const char *s, size_t len)
+{
+    return vocab_find_h(v, s, len, vocab_hash(s, len));
 }
 
 static void slot_put(struct vocab_slot *slots, size_t ns, const char *s, size_t len, uint64_t h, uint32_t id)
@@ -86,7 +91,11 @@ static int grow_table(struct vocab *v)
 
 int vocab_add(struct vocab *v, const char *s, size_t len, int32_t *id)
 {
-    uint64_t h = pt_hash64(s, len, 0);
+    return vocab_add_h(v, s, len, vocab_hash(s, len), id);
+}
+
+int vocab_add_h(struct vocab *v, const char *s, size_t len, uint64_t h, int32_t *id)
+{
     if (v->nslots) {
         uint32_t e = v->slots[slot_of(v, s, len, h)].id;
         if (e != NO_ID) {
