@@ -180,8 +180,8 @@ void optim_update_rows(const struct optim *o, float *w, float *g, float *m, floa
     for (int k = 0; k < nrows; k++) {
         /* rows of a big table are scattered: fetch a few rows ahead, since
          * each row costs a cache miss in each of the four arrays */
-        if (k + 8 < nrows) {
-            size_t pf = (size_t)rows[k + 8] * (size_t)D;
+        if (k + 16 < nrows) {
+            size_t pf = (size_t)rows[k + 16] * (size_t)D;
             PT_PREFETCH(w + pf, 1);
             PT_PREFETCH(g + pf, 1);
             if (m) PT_PREFETCH(m + pf, 1);
