@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from refio import F64, Fixture, leaf, rnd  # noqa: E402
+from refio import F64, Fixture, leaf, rnd, write_all  # noqa: E402
 
 OUT = os.path.join(HERE, "fixtures", "layers")
 torch.manual_seed(20240611)
@@ -321,14 +321,7 @@ def main():
         gen_sparse_adam(),
         gen_tiny_model(),
     ]
-    total = 0
-    for fx in fixtures:
-        path = fx.write(OUT)
-        total += os.path.getsize(path)
-        print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
-    print("total %d bytes (torch %s)" % (total, torch.__version__))
-    if total > 300 * 1024:
-        sys.exit("fixtures too large")
+    write_all(fixtures, OUT, 300, torch.__version__)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from refio import F64, Fixture, rnd  # noqa: E402
+from refio import F64, Fixture, rnd, write_all  # noqa: E402
 
 OUT = os.path.join(HERE, "fixtures", "models")
 
@@ -262,14 +262,7 @@ def main():
     torch.set_default_dtype(F64)
     fixtures = [gen("shared_bottom", 1, "shared_bottom"), gen("mmoe", 1, "mmoe"), gen("ple", 1, "ple_l1"),
                 gen("ple", 2, "ple_l2"), gen("esmm", 1, "esmm")]
-    total = 0
-    for fx in fixtures:
-        path = fx.write(OUT)
-        total += os.path.getsize(path)
-        print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
-    print("total %d bytes (torch %s)" % (total, torch.__version__))
-    if total > 200 * 1024:
-        sys.exit("fixtures too large")
+    write_all(fixtures, OUT, 200, torch.__version__)
 
 
 if __name__ == "__main__":

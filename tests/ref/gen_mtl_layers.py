@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from refio import F64, Fixture, leaf, rnd  # noqa: E402
+from refio import F64, Fixture, leaf, rnd, write_all  # noqa: E402
 
 OUT = os.path.join(HERE, "fixtures", "layers")
 torch.manual_seed(20240612)
@@ -158,14 +158,7 @@ def gen_tiny_mmoe():
 def main():
     torch.set_default_dtype(F64)
     fixtures = [gen_mixture(), gen_ctcvr(), gen_tiny_mmoe()]
-    total = 0
-    for fx in fixtures:
-        path = fx.write(OUT)
-        total += os.path.getsize(path)
-        print("wrote", os.path.relpath(path, os.path.dirname(os.path.dirname(HERE))))
-    print("total %d bytes (torch %s)" % (total, torch.__version__))
-    if total > 100 * 1024:
-        sys.exit("fixtures too large")
+    write_all(fixtures, OUT, 100, torch.__version__)
 
 
 if __name__ == "__main__":

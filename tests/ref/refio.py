@@ -15,6 +15,7 @@ Scalars have ndim 0 and one value; NaN is written "nan". Values are rounded
 to float32 once, when added.
 """
 import os
+import sys
 
 import torch
 
@@ -67,3 +68,18 @@ class Fixture:
         with open(path, "w") as f:
             f.write("\n".join(self.lines) + "\n")
         return path
+
+
+def write_all(fixtures, out, limit_kib, version):
+    """Writes every fixture to out, prints their paths (relative to the repo)
+    and the total, and stops with an error past limit_kib: fixtures are
+    committed, so they must stay small."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    total = 0
+    for fx in fixtures:
+        path = fx.write(out)
+        total += os.path.getsize(path)
+        print("wrote", os.path.relpath(path, root))
+    print("total %d bytes (torch %s)" % (total, version))
+    if total > limit_kib * 1024:
+        sys.exit("fixtures too large")

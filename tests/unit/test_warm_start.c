@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "polytask.h"
 #include "data/config.h"
 #include "data/schema.h"
@@ -194,17 +196,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(tmpdir);
-    if (!d) return 0;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(tmpdir);
+    tmpdir_remove(tmpdir);
     return 0;
 }
 
