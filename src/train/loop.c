@@ -35,7 +35,8 @@ struct run {
     struct model *m;
     struct optim opt;
     int units;                  /* early-stopping units: T independent networks, or 1 model */
-    float *best;                /* best weights per tower, arena-shaped */
+    float *best;                /* best weights per tower, arena-shaped; NULL without a
+                                 * validation set, where the last epoch is the best */
     int *active, *bad_epochs, *best_epoch;
     double *best_score;
     char *watch_task, *watch_metric;
@@ -159,7 +160,7 @@ static int try_resume(struct run *r)
     if ((rc = model_copy_tensors(r->m, f, "", r->m->w, r->o.checkpoint)) ||
         (rc = model_copy_tensors(r->m, f, "opt.m.", r->m->m, r->o.checkpoint)) ||
         (rc = model_copy_tensors(r->m, f, "opt.v.", r->m->v, r->o.checkpoint)) ||
-        (rc = model_copy_tensors(r->m, f, "best.", r->best, r->o.checkpoint)))
+        (r->best && (rc = model_copy_tensors(r->m, f, "best.", r->best, r->o.checkpoint))))
         goto done;
     r->epoch0 = (int)json_integer_value(json_object_get(st, "epoch"));
     r->opt.step = json_integer_value(json_object_get(st, "step"));
@@ -394,7 +395,7 @@ static int run_epochs(struct run *r)
             vj = json_dumps(tasks, JSON_COMPACT);
             json_decref(tasks);
         } else {
-            for (int u = 0; u < U; u++) copy_unit(m, u, r->best, m->w), r->best_epoch[u] = epoch + 1;
+            for (int u = 0; u < U; u++) r->best_epoch[u] = epoch + 1;
         }
         progress(r, epoch + 1, n, n, t0, k ? ml / k : NAN, 1, vj);
         free(vj);
@@ -502,20 +503,20 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     if ((rc = model_alloc_train(r.m)) || (rc = model_reserve(r.m, cfg->batch))) goto done;
     optim_init(&r.opt, cfg->optimizer, cfg->lr);
     r.opt.l2 = cfg->l2;
-    r.best = pt_malloc(r.m->total * sizeof *r.best);
+    if (r.ds[1]->n) r.best = pt_malloc(r.m->total * sizeof *r.best);
     r.active = pt_malloc((size_t)T * sizeof(int));
     r.bad_epochs = pt_calloc((size_t)T, sizeof(int));
     r.best_epoch = pt_calloc((size_t)T, sizeof(int));
     r.best_score = pt_malloc((size_t)T * sizeof(double));
-    if (!r.best || !r.active || !r.bad_epochs || !r.best_epoch || !r.best_score) {
+    if ((r.ds[1]->n && !r.best) || !r.active || !r.bad_epochs || !r.best_epoch || !r.best_score) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
     }
-    memcpy(r.best, r.m->w, r.m->total * sizeof(float));
+    if (r.best) memcpy(r.best, r.m->w, r.m->total * sizeof(float));
     for (int t = 0; t < T; t++) r.active[t] = 1, r.best_score[t] = NAN;
     if ((rc = parse_watch(&r)) || (rc = try_resume(&r))) goto done;
     if ((rc = run_epochs(&r))) goto done;
-    memcpy(r.m->w, r.best, r.m->total * sizeof(float));
+    if (r.best) memcpy(r.m->w, r.best, r.m->total * sizeof(float));
     if ((rc = final_report(&r))) goto done;
     /* training state is not needed by a finished model */
     pt_free(r.m->g), pt_free(r.m->m), pt_free(r.m->v);
