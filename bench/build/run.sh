@@ -1,0 +1,56 @@
+#!/bin/sh
+# Sample-building benchmark: `polytask build` on a synthetic e-commerce event
+# log of 20M events (view, cart, purchase; ~1M users, 500k items, 30 days),
+# one thread. Prints events, whole-process wall time, events/s (events / wall),
+# peak RSS and the samples written per split, against the targets.
+#
+#   sh bench/build/run.sh     (from anywhere; POLYTASK=path/to/polytask to pick the binary)
+#
+# The data (about 660 MB) is generated into data/events.csv on the first run
+# with gen_events.py (seed 1, about 25 s and 800 MB of memory); build.yaml
+# reads it. Raw outputs go to out/ (out/samples is the command's output).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${POLYTASK:-$root/build/polytask}
+out=$here/out
+mkdir -p "$out"
+[ -x "$bin" ] || { echo "run.sh: $bin not built (make build)" >&2; exit 1; }
+"$bin" build --help > /dev/null 2>&1 || { echo "run.sh: $bin has no 'build' command" >&2; exit 1; }
+if [ ! -f "$here/data/events.csv" ]; then
+    /usr/bin/python3 -c 'import numpy' 2> /dev/null || { echo "run.sh: needs Debian's python3-numpy" >&2; exit 1; }
+    echo "generating data/events.csv (20M events) ..." >&2
+    /usr/bin/python3 "$here/gen_events.py" --events 20000000 --users 1000000 --items 500000 \
+        --categories 5000 --days 30 --seed 1 --out "$here/data/events.csv" >&2
+fi
+threads=""
+"$bin" build --help 2>&1 | grep -q -- --threads && threads="--threads 1"
+
+field() { # field FILE KEY... : a value from a JSON file
+    /usr/bin/python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))
+for k in sys.argv[2:]: v=v[k]
+print(v)' "$@"
+}
+timed() { # timed NAME CMD...: stdout to out/NAME.json, stderr to out/NAME.err, wall s and peak KiB to out/NAME.time
+    name=$1; shift
+    rc=0
+    /usr/bin/time -f '%e %M' -o "$out/$name.time.tmp" "$@" > "$out/$name.json" 2> "$out/$name.err" || rc=$?
+    # time(1) prepends "Command exited with non-zero status N" to its output then
+    tail -n 1 "$out/$name.time.tmp" > "$out/$name.time" && rm -f "$out/$name.time.tmp"
+    [ $rc = 0 ] || { echo "run.sh: $name exited with status $rc (see $out/$name.err)" >&2; exit 1; }
+}
+
+rm -rf "$out/samples"
+# $threads is empty or "--threads 1": unquoted on purpose
+# shellcheck disable=SC2086
+timed polytask-build "$bin" build --config "$here/build.yaml" --out "$out/samples" $threads --json
+read -r w r < "$out/polytask-build.time"
+f=$out/polytask-build.json
+events=$(field "$f" events)
+echo "polytask build, $(date -u +%Y-%m-%d), $(nproc) cores, ${threads:-default threads (no --threads option)}"
+printf '%10s %8s %9s %12s %9s %10s %9s %9s %14s\n' events bad_rows wall_s events/s rss_mib train valid test own_events/s
+awk -v e="$events" -v b="$(field "$f" bad_rows)" -v w="$w" -v r="$r" -v tr="$(field "$f" samples train)" \
+    -v va="$(field "$f" samples valid)" -v te="$(field "$f" samples test)" -v own="$(field "$f" events_per_second)" 'BEGIN {
+    printf "%10d %8d %9.2f %12.0f %9.1f %10d %9d %9d %14.0f\n", e, b, w, e / w, r / 1024, tr, va, te, own
+    printf "targets: >= 1,000,000 events/s on 1 thread (%s); peak RSS < 2 GiB (%s)\n",
+           (e / w >= 1000000 ? "met" : "NOT met"), (r < 2 * 1024 * 1024 ? "met" : "NOT met") }'
