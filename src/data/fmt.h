@@ -1,0 +1,21 @@
+/* fmt.h: fast decimal formatting of numbers for writing large CSV files,
+ * where printf costs more than everything else per row. Output is plain
+ * ASCII, locale-independent, written at a caller-sized pointer; no NUL. */
+#ifndef PT_FMT_H
+#define PT_FMT_H
+
+#include <stdint.h>
+
+/* Writes v in decimal at p; returns the end (no NUL written). At most 20 bytes. */
+char *fmt_i64(char *p, int64_t v);
+
+/* Writes v with at most 6 significant digits: the same number as
+ * printf("%.6g") gives (strtod of both is equal; ties rounded half to even as
+ * glibc does), but positional for 1e-5 <= |v| < 1e15 and without trailing
+ * zeros ("0.5", "12", "0.000123", "123457000" for 123456789). Outside that
+ * range it writes what "%.6g" writes. Zero (either sign) writes "0";
+ * non-finite v writes nothing (an empty CSV field). At most 32 bytes, no NUL.
+ * Returns the end. */
+char *fmt_f(char *p, double v);
+
+#endif
