@@ -92,6 +92,25 @@ PT_API void pt_config_free(pt_config *cfg);
 
 /* ---- models ------------------------------------------------------------ */
 
+/* ---- building samples from an event log (the config's samples: section) ---- */
+
+typedef struct pt_build_opts {
+    int assume_sorted;          /* fail on the first event older than the one before,
+                                   instead of sorting the log (bounded memory) */
+    int64_t max_bad_rows;       /* <0: the config's samples.max_bad_rows */
+    size_t sort_memory;         /* bytes of events held in memory while sorting (0: 256 MiB) */
+    int force;                  /* rebuild even when DIR holds a build of the same inputs */
+} pt_build_opts;
+
+PT_API pt_build_opts pt_build_opts_default(void);
+
+/* Builds the sample tables of cfg's samples: section into out_dir (NULL: the
+ * section's cache folder): train.csv, valid.csv and test.csv as the split
+ * asks, and build.json. When out_dir already holds a build of the same
+ * section and unchanged input files, nothing is rebuilt. [out] *report: the
+ * build report as JSON, free with pt_string_free(); report may be NULL. */
+PT_API int pt_build_samples(const pt_config *cfg, const char *out_dir, const pt_build_opts *opts, char **report);
+
 typedef struct pt_model pt_model;
 
 typedef struct pt_progress {
@@ -150,6 +169,9 @@ typedef struct pt_eval_opts {
     double threshold;           /* for accuracy / precision / recall / F1 */
     int64_t max_bad_rows;       /* rows that may be skipped, counted */
     int threads;                /* 0: 1 */
+    const char *score_column;   /* eval only: score every task by this numeric feature of the
+                                   model instead of its predictions (a baseline such as an
+                                   item's popularity); only AUC and GAUC are reported. NULL: off */
 } pt_eval_opts;
 
 PT_API pt_eval_opts pt_eval_opts_default(void);

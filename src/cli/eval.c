@@ -23,6 +23,9 @@ static const char EVAL_HELP[] =
     "  --group-by COLUMN     also report GAUC over groups of this column (e.g. user id)\n"
     "  --roc-out FILE        write ROC curve points (task,threshold,fpr,tpr) as CSV\n"
     "  --threshold X         decision threshold for accuracy/precision/recall/F1 (0.5)\n"
+    "  --score COLUMN        a baseline: score every task by this numeric feature of the\n"
+    "                        model (e.g. i_view, an item's past views) instead of the\n"
+    "                        model's predictions; reports AUC and GAUC only\n"
     "  --max-bad-rows N      skip up to N malformed rows\n"
     "  --threads N           threads (default 1)\n"
     "  --json                print {\"rows\":..,\"tasks\":{..}} as JSON\n"
@@ -50,7 +53,8 @@ static int run(int argc, char **argv, int predict)
         {"out", required_argument, 0, 'o'}, {"group-by", required_argument, 0, 'g'},
         {"roc-out", required_argument, 0, 'r'}, {"threshold", required_argument, 0, 'T'},
         {"max-bad-rows", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"score", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     const char *cmd = predict ? "predict" : "eval";
     const char *model = NULL, *data = NULL, *out = NULL;
     pt_eval_opts o = pt_eval_opts_default();
@@ -67,6 +71,7 @@ static int run(int argc, char **argv, int predict)
         case 'g': if (predict) goto unknown; o.group_by = optarg; break;
         case 'r': if (predict) goto unknown; o.roc_out = optarg; break;
         case 'j': if (predict) goto unknown; json = 1; break;
+        case 's': if (predict) goto unknown; o.score_column = optarg; break;
         case 'T':
             if (predict) goto unknown;
             o.threshold = strtod(optarg, &end);

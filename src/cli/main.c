@@ -12,6 +12,7 @@ static const char USAGE[] =
     "usage: polytask <command> [options]\n"
     "\n"
     "commands:\n"
+    "  build     turn an event log into sample tables (docs/samples.md)\n"
     "  train     train a model from a YAML config (docs/config.md)\n"
     "  eval      score a labelled file with a model and print its metrics\n"
     "  predict   write one p_<task> column per task for each row of a file\n"
@@ -103,6 +104,7 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     pt_set_log_callback(cli_log, NULL);
+    if (!strcmp(cmd, "build")) return cmd_build(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);

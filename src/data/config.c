@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "data/config.h"
+#include "data/timeparse.h"
 #include "util/util.h"
 
 struct cx {
@@ -497,6 +498,273 @@ static int train_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     return 1;
 }
 
+/* ---- samples ---- */
+
+static int get_duration(struct cx *x, struct fy_node *v, const char *key, int64_t *out)
+{
+    const char *s = scalar(v);
+    if (!s || time_parse_duration(s, out))
+        return err_at(x, v, "'%s' must be a duration such as 45s, 30m, 1h, 3d or 2w", key, NULL);
+    return PT_OK;
+}
+
+static int table_format_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_table *t = ctx;
+    if (!strcmp(k, "delimiter")) {
+        int rc = get_str(x, v, k, &t->delim);
+        if (rc == PT_OK && (!t->delim[0] || strchr(t->delim, '"')))
+            return err_at(x, v, "'delimiter' must be non-empty and hold no quote", NULL, NULL);
+        return rc;
+    }
+    if (!strcmp(k, "header")) return get_bool(x, v, k, &t->header);
+    if (!strcmp(k, "columns")) return get_str_list(x, v, k, &t->columns, &t->ncolumns);
+    return 1;
+}
+
+static int join_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_join *j = ctx;
+    if (!strcmp(k, "path")) return path_value(x, v, k, &j->t.path);
+    if (!strcmp(k, "format")) return walk(x, v, "samples join format", table_format_pair, &j->t);
+    if (!strcmp(k, "key")) return get_str(x, v, k, &j->key);
+    if (!strcmp(k, "columns")) return get_str_list(x, v, k, &j->fields, &j->nfields);
+    return 1;
+}
+
+static int columns_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_cfg *sc = ctx;
+    char **dst = !strcmp(k, "user") ? &sc->col_user : !strcmp(k, "item") ? &sc->col_item
+               : !strcmp(k, "time") ? &sc->col_time : !strcmp(k, "type") ? &sc->col_type
+               : !strcmp(k, "category") ? &sc->col_category : !strcmp(k, "session") ? &sc->col_session : NULL;
+    return dst ? get_str(x, v, k, dst) : 1;
+}
+
+static int label_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_label *l = ctx;
+    if (!strcmp(k, "name")) return get_str(x, v, k, &l->name);
+    if (!strcmp(k, "event")) return get_str(x, v, k, &l->event);
+    if (!strcmp(k, "window")) return get_duration(x, v, k, &l->window);
+    return 1;
+}
+
+static int add_labels(struct cx *x, struct samples_cfg *sc, struct fy_node *list)
+{
+    if (!list || !fy_node_is_sequence(list)) return err_at(x, list, "'samples.labels' must be a list of mappings", NULL, NULL);
+    int n = fy_node_sequence_item_count(list);
+    if (n < 1 || n > CONFIG_MAX_TASKS) return err_at(x, list, "'samples.labels' needs 1 to 64 labels", NULL, NULL);
+    sc->labels = pt_calloc((size_t)n, sizeof *sc->labels);
+    if (!sc->labels) return pt_error(PT_ENOMEM, "out of memory");
+    void *it = NULL;
+    struct fy_node *e;
+    while ((e = fy_node_sequence_iterate(list, &it)) != NULL) {
+        struct samples_label *l = &sc->labels[sc->nlabels++];
+        int rc = walk(x, e, "samples.labels", label_pair, l);
+        if (rc) return rc;
+        if (!l->name || !l->event || !l->window)
+            return err_at(x, e, "each label needs 'name', 'event' and 'window'", NULL, NULL);
+    }
+    return PT_OK;
+}
+
+static int negatives_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_cfg *sc = ctx;
+    if (!strcmp(k, "per_exposure")) return get_int(x, v, k, 0, 1000, &sc->neg_k);
+    if (!strcmp(k, "label")) return get_str(x, v, k, &sc->neg_label);
+    if (!strcmp(k, "seed")) {
+        int64_t s = 0;
+        int rc = get_i64(x, v, k, 0, INT64_MAX, &s);
+        sc->neg_seed = (uint64_t)s;
+        return rc;
+    }
+    if (!strcmp(k, "sampler")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "uniform")) sc->neg_popularity = 0;
+        else if (s && !strcmp(s, "popularity")) sc->neg_popularity = 1;
+        else return err_at(x, v, "'sampler' must be uniform or popularity", NULL, NULL);
+        return PT_OK;
+    }
+    return 1;
+}
+
+static int sfeatures_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_cfg *sc = ctx;
+    if (!strcmp(k, "sequence")) return get_int(x, v, k, 0, 1000, &sc->seq_len);
+    if (!strcmp(k, "history")) return get_int(x, v, k, 1, 1 << 20, &sc->history);
+    if (!strcmp(k, "prior")) return get_f64(x, v, k, 0, 1e9, &sc->prior);
+    if (!strcmp(k, "windows")) {
+        if (!v || !fy_node_is_sequence(v)) return err_at(x, v, "'windows' must be a list such as [1h, 1d, 7d, all]", NULL, NULL);
+        int n = fy_node_sequence_item_count(v);
+        pt_free(sc->windows);
+        sc->nwindows = 0;
+        if (!(sc->windows = pt_calloc((size_t)n + 1, sizeof *sc->windows))) return pt_error(PT_ENOMEM, "out of memory");
+        void *it = NULL;
+        struct fy_node *e;
+        while ((e = fy_node_sequence_iterate(v, &it)) != NULL) {
+            const char *s = scalar(e);
+            int64_t w = 0;
+            if (!s || (strcmp(s, "all") && time_parse_duration(s, &w)))
+                return err_at(x, e, "'windows' entries must be durations (1h, 7d) or all", NULL, NULL);
+            sc->windows[sc->nwindows++] = w;
+        }
+        return PT_OK;
+    }
+    return 1;
+}
+
+static int cutoff(struct cx *x, struct fy_node *v, const char *k, int64_t *out)
+{
+    const char *s = scalar(v);
+    if (!s || time_parse(s, strlen(s), TIME_ISO8601, x->c->samples->tz, out))
+        return err_at(x, v, "'%s' must be a date or time such as 2017-12-02 or 2017-12-02T12:00:00Z", k, NULL);
+    return PT_OK;
+}
+
+static int ssplit_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_cfg *sc = ctx;
+    if (!strcmp(k, "valid")) return get_f64(x, v, k, 0, 0.9, &sc->valid_fraction);
+    if (!strcmp(k, "test")) return get_f64(x, v, k, 0, 0.9, &sc->test_fraction);
+    if (!strcmp(k, "valid_from")) return cutoff(x, v, k, &sc->valid_from);
+    if (!strcmp(k, "test_from")) return cutoff(x, v, k, &sc->test_from);
+    return 1;
+}
+
+static int samples_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct samples_cfg *sc = ctx;
+    const char *s = scalar(v);
+    if (!strcmp(k, "events")) return path_value(x, v, k, &sc->events.path);
+    if (!strcmp(k, "format")) return walk(x, v, "samples.format", table_format_pair, &sc->events);
+    if (!strcmp(k, "columns")) return walk(x, v, "samples.columns", columns_pair, sc);
+    if (!strcmp(k, "every_line")) return get_str(x, v, k, &sc->every_line);
+    if (!strcmp(k, "time_format")) {
+        static const char *const names[] = {"auto", "unix", "unix_ms", "iso8601"};
+        for (int i = 0; i < 4; i++)
+            if (s && !strcmp(s, names[i])) return sc->time_format = i, PT_OK;
+        return err_at(x, v, "'time_format' must be auto, unix, unix_ms or iso8601", NULL, NULL);
+    }
+    if (!strcmp(k, "timezone")) {
+        if (!s || time_parse_offset(s, &sc->tz)) return err_at(x, v, "'timezone' must be UTC or an offset such as +08:00", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "event_types")) return get_str_list(x, v, k, &sc->types, &sc->ntypes);
+    if (!strcmp(k, "exposure")) return get_str(x, v, k, &sc->exposure);
+    if (!strcmp(k, "purchase")) return get_str(x, v, k, &sc->purchase);
+    if (!strcmp(k, "attributes")) return get_str_list(x, v, k, &sc->attrs, &sc->nattrs);
+    if (!strcmp(k, "granularity")) {
+        if (s && !strcmp(s, "event")) sc->gran = GRAN_EVENT;
+        else if (s && !strcmp(s, "session")) sc->gran = GRAN_SESSION;
+        else if (s && !strcmp(s, "day")) sc->gran = GRAN_DAY;
+        else return err_at(x, v, "'granularity' must be event, session or day", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "session_gap")) return get_duration(x, v, k, &sc->session_gap);
+    if (!strcmp(k, "labels")) return add_labels(x, sc, v);
+    if (!strcmp(k, "incomplete")) {
+        if (s && !strcmp(s, "drop")) sc->mark_incomplete = 0;
+        else if (s && !strcmp(s, "mark")) sc->mark_incomplete = 1;
+        else return err_at(x, v, "'incomplete' must be drop or mark", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "negatives")) return walk(x, v, "samples.negatives", negatives_pair, sc);
+    if (!strcmp(k, "features")) return walk(x, v, "samples.features", sfeatures_pair, sc);
+    if (!strcmp(k, "items")) return walk(x, v, "samples.items", join_pair, &sc->items);
+    if (!strcmp(k, "users")) return walk(x, v, "samples.users", join_pair, &sc->users);
+    if (!strcmp(k, "split")) return walk(x, v, "samples.split", ssplit_pair, sc);
+    if (!strcmp(k, "cache")) return path_value(x, v, k, &sc->cache);
+    if (!strcmp(k, "max_bad_rows")) return get_i64(x, v, k, 0, INT64_MAX, &sc->max_bad_rows);
+    return 1;
+}
+
+static int type_index(const struct samples_cfg *sc, const char *name)
+{
+    for (int i = 0; i < sc->ntypes; i++)
+        if (!strcmp(sc->types[i], name)) return i;
+    return -1;
+}
+
+static int parse_samples(struct cx *x, struct fy_node *v)
+{
+    struct samples_cfg *sc = pt_calloc(1, sizeof *sc);
+    if (!sc) return pt_error(PT_ENOMEM, "out of memory");
+    x->c->samples = sc;
+    sc->events.header = sc->items.t.header = sc->users.t.header = 1;
+    sc->session_gap = 30 * 60;
+    sc->neg_seed = 1;
+    sc->seq_len = 10;
+    sc->history = 256;
+    sc->prior = 20;
+    sc->valid_from = sc->test_from = INT64_MIN;
+    /* the zone is needed by split cut-offs, which may come before it */
+    struct fy_node *tz = fy_node_by_path(v, "/timezone", (size_t)-1, FYNWF_DONT_FOLLOW);
+    if (tz && scalar(tz) && time_parse_offset(scalar(tz), &sc->tz))
+        return err_at(x, tz, "'timezone' must be UTC or an offset such as +08:00", NULL, NULL);
+    int rc = walk(x, v, "samples", samples_pair, sc);
+    if (rc) return rc;
+    char *text = fy_emit_node_to_string(v, FYECF_MODE_FLOW_ONELINE); /* libfyaml's malloc */
+    sc->text = text ? pt_strdup(text) : NULL;
+    free(text);
+    if (!sc->text) return pt_error(PT_ENOMEM, "out of memory");
+    const char *miss = !sc->events.path ? "events" : !sc->col_user ? "columns.user" : !sc->col_item ? "columns.item"
+                     : !sc->col_time ? "columns.time" : !sc->ntypes ? "event_types" : !sc->exposure ? "exposure"
+                     : !sc->nlabels && !sc->neg_k ? "labels" : NULL;
+    if (miss) return err_at(x, v, "'samples.%s' is missing (see docs/samples.md)", miss, NULL);
+    if (!sc->events.header && !sc->events.ncolumns)
+        return err_at(x, v, "'samples.format.header' is false but 'samples.format.columns' is not given", NULL, NULL);
+    if (!sc->col_type == !sc->every_line)
+        return err_at(x, v, "give 'samples.columns.type' or 'samples.every_line' (one of the two)", NULL, NULL);
+    if (sc->every_line && type_index(sc, sc->every_line) < 0)
+        return err_at(x, v, "'samples.every_line' (%s) is not one of 'event_types'", sc->every_line, NULL);
+    if ((sc->exposure_type = type_index(sc, sc->exposure)) < 0)
+        return err_at(x, v, "'samples.exposure' (%s) is not one of 'event_types'", sc->exposure, NULL);
+    sc->purchase_type = sc->purchase ? type_index(sc, sc->purchase) : -1;
+    if (sc->purchase && sc->purchase_type < 0)
+        return err_at(x, v, "'samples.purchase' (%s) is not one of 'event_types'", sc->purchase, NULL);
+    for (int i = 0; i < sc->nlabels; i++) {
+        struct samples_label *l = &sc->labels[i];
+        if ((l->type = type_index(sc, l->event)) < 0)
+            return err_at(x, v, "label '%s': event '%s' is not one of 'event_types'", l->name, l->event);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(sc->labels[j].name, l->name)) return err_at(x, v, "label '%s' is given twice", l->name, NULL);
+    }
+    if (sc->neg_k && !sc->neg_label && !(sc->neg_label = pt_strdup("click"))) return pt_error(PT_ENOMEM, "out of memory");
+    if (!sc->nwindows) {
+        static const int64_t def[] = {3600, 86400, 7 * 86400, 0};
+        if (!(sc->windows = pt_malloc(sizeof def))) return pt_error(PT_ENOMEM, "out of memory");
+        memcpy(sc->windows, def, sizeof def);
+        sc->nwindows = 4;
+    }
+    if (sc->seq_len > sc->history) return err_at(x, v, "'samples.features.sequence' must not exceed 'history'", NULL, NULL);
+    for (int j = 0; j < 2; j++) {
+        struct samples_join *jn = j ? &sc->users : &sc->items;
+        if ((jn->t.path || jn->key || jn->nfields) && (!jn->t.path || !jn->key || !jn->nfields))
+            return err_at(x, v, "'samples.%s' needs 'path', 'key' and 'columns'", j ? "users" : "items", NULL);
+        if (jn->t.path && !jn->t.header && !jn->t.ncolumns)
+            return err_at(x, v, "'samples.%s.format.header' is false but no 'columns' are given", j ? "users" : "items", NULL);
+    }
+    if ((sc->valid_from != INT64_MIN || sc->test_from != INT64_MIN) && (sc->valid_fraction > 0 || sc->test_fraction > 0))
+        return err_at(x, v, "'samples.split': give fractions (valid, test) or dates (valid_from, test_from), not both", NULL, NULL);
+    if (sc->valid_from != INT64_MIN && sc->test_from != INT64_MIN && sc->test_from < sc->valid_from)
+        return err_at(x, v, "'samples.split.test_from' is before 'valid_from'", NULL, NULL);
+    if (sc->valid_fraction + sc->test_fraction >= 0.95)
+        return err_at(x, v, "'samples.split' leaves too little for training", NULL, NULL);
+    if (!sc->cache) {
+        /* beside the config: <name>.samples/ */
+        const char *base = strrchr(x->c->path, '/');
+        base = base ? base + 1 : x->c->path;
+        size_t n = strcspn(base, ".");
+        char rel[512];
+        snprintf(rel, sizeof rel, "%.*s.samples", (int)(n < 400 ? n : 400), base);
+        if (!(sc->cache = pt_path_join(x->c->dir, rel))) return pt_error(PT_ENOMEM, "out of memory");
+    }
+    return PT_OK;
+}
+
 static int top_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 {
     if (!strcmp(k, "data")) return walk(x, v, "data", data_pair, NULL);
@@ -509,6 +777,7 @@ static int top_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "tasks")) return add_tasks(x, v);
     if (!strcmp(k, "model")) return walk(x, v, "model", model_pair, NULL);
     if (!strcmp(k, "train")) return walk(x, v, "train", train_pair, NULL);
+    if (!strcmp(k, "samples")) return parse_samples(x, v);
     return 1;
 }
 
@@ -547,6 +816,17 @@ static void config_defaults(struct cx *x)
 static int config_check(struct cx *x, struct fy_node *root)
 {
     struct pt_config *c = x->c;
+    struct samples_cfg *sc = c->samples;
+    /* a samples-only config is for `build`; pt_train asks for tasks and features */
+    if (sc && !c->ntasks && !c->nfeats && !c->train) return PT_OK;
+    if (sc && !c->train) {
+        /* train reads what build writes into the cache folder */
+        c->built = 1;
+        int v = sc->valid_fraction > 0 || sc->valid_from != INT64_MIN, t = sc->test_fraction > 0 || sc->test_from != INT64_MIN;
+        if (!(c->train = pt_path_join(sc->cache, "train.csv")) || (v && !(c->valid = pt_path_join(sc->cache, "valid.csv"))) ||
+            (t && !(c->test = pt_path_join(sc->cache, "test.csv"))))
+            return pt_error(PT_ENOMEM, "out of memory");
+    }
     if (!c->train) return pt_error_at(PT_ECONFIG, x->path, 0, "'data.train' is missing");
     if (!c->ntasks) return pt_error_at(PT_ECONFIG, x->path, 0, "'tasks' is missing");
     if (!c->nfeats) return pt_error_at(PT_ECONFIG, x->path, 0, "'features' lists no feature");
@@ -798,6 +1078,38 @@ static void free_strs(char **s, int n)
     pt_free(s);
 }
 
+static void table_free(struct samples_table *t)
+{
+    pt_free(t->path);
+    pt_free(t->delim);
+    free_strs(t->columns, t->ncolumns);
+}
+
+static void samples_free(struct samples_cfg *sc)
+{
+    if (!sc) return;
+    table_free(&sc->events);
+    pt_free(sc->col_user), pt_free(sc->col_item), pt_free(sc->col_time);
+    pt_free(sc->col_type), pt_free(sc->col_category), pt_free(sc->col_session);
+    pt_free(sc->every_line);
+    free_strs(sc->types, sc->ntypes);
+    pt_free(sc->exposure), pt_free(sc->purchase);
+    free_strs(sc->attrs, sc->nattrs);
+    for (int i = 0; i < sc->nlabels; i++) pt_free(sc->labels[i].name), pt_free(sc->labels[i].event);
+    pt_free(sc->labels);
+    pt_free(sc->neg_label);
+    pt_free(sc->windows);
+    for (int j = 0; j < 2; j++) {
+        struct samples_join *jn = j ? &sc->users : &sc->items;
+        table_free(&jn->t);
+        pt_free(jn->key);
+        free_strs(jn->fields, jn->nfields);
+    }
+    pt_free(sc->cache);
+    pt_free(sc->text);
+    pt_free(sc);
+}
+
 void pt_config_free(pt_config *c)
 {
     if (!c) return;
@@ -826,5 +1138,6 @@ void pt_config_free(pt_config *c)
     pt_free(c->expert_dims);
     pt_free(c->tower_dims);
     pt_free(c->es_watch);
+    samples_free(c->samples);
     pt_free(c);
 }

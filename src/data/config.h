@@ -43,6 +43,62 @@ struct task_cfg {
     int only_when_task;      /* its index, or -1 */
 };
 
+/* The samples: section: how `polytask build` turns an event log into sample
+ * tables (docs/samples.md). Times and windows in seconds. */
+enum samples_gran { GRAN_EVENT = 0, GRAN_SESSION = 1, GRAN_DAY = 2 };
+
+struct samples_table {       /* a file of rows keyed by one column */
+    char *path, *delim;
+    int header;
+    char **columns;          /* names when header is false */
+    int ncolumns;
+};
+
+struct samples_join {        /* items: or users: joined by id */
+    struct samples_table t;
+    char *key;               /* the id column */
+    char **fields;           /* columns copied into each sample */
+    int nfields;
+};
+
+struct samples_label {
+    char *name, *event;      /* label column; the event type that makes it 1 */
+    int64_t window;          /* seconds after the exposure */
+    int type;                /* index of event in types */
+};
+
+struct samples_cfg {
+    struct samples_table events;
+    char *col_user, *col_item, *col_time, *col_type, *col_category, *col_session;
+    char *every_line;        /* the type of every line when there is no type column */
+    int time_format;         /* enum time_format */
+    int32_t tz;              /* seconds east of UTC */
+    char **types;            /* the known event types */
+    int ntypes;
+    char *exposure, *purchase;
+    int exposure_type, purchase_type; /* indexes in types; purchase -1 when none */
+    char **attrs;            /* event columns copied from the exposure line */
+    int nattrs;
+    enum samples_gran gran;
+    int64_t session_gap;
+    struct samples_label *labels;
+    int nlabels;
+    int mark_incomplete;     /* 1: empty label cell; 0: drop the sample */
+    int neg_k, neg_popularity;
+    char *neg_label;
+    uint64_t neg_seed;
+    int64_t *windows;        /* user count windows; 0 = all time */
+    int nwindows;
+    int seq_len, history;
+    double prior;
+    struct samples_join items, users;
+    double valid_fraction, test_fraction;
+    int64_t valid_from, test_from; /* INT64_MIN: not given */
+    char *cache;             /* build folder train uses; resolved */
+    int64_t max_bad_rows;
+    char *text;              /* the section as one line of YAML, for the build cache key */
+};
+
 struct pt_config {
     char *path, *dir;        /* the file and its folder */
     char *yaml;              /* the file's text, kept in model metadata */
@@ -84,6 +140,8 @@ struct pt_config {
     float distill;           /* weight of teacher predictions with --teacher */
     char *es_watch;          /* "valid.<task|mean>.<metric>" or NULL */
     int es_patience;
+    struct samples_cfg *samples; /* NULL without a samples: section */
+    int built;               /* train/valid/test are what build writes into samples.cache */
 };
 
 /* Parses YAML text (path used for messages and relative paths). */

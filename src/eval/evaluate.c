@@ -30,7 +30,7 @@ static int write_roc(FILE *f, const char *task, const float *y, const float *p, 
 }
 
 int eval_tasks(const struct model *m, const struct dataset *d, const float *p, double threshold,
-               const char *roc_out, json_t **out)
+               const char *roc_out, int ranking_only, json_t **out)
 {
     const struct pt_config *c = m->cfg;
     int T = m->nout, rc = PT_OK;
@@ -79,6 +79,7 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
             json_object_set_new(o, "gauc", num(metric_gauc(yy, pp, gg, k, &used)));
             json_object_set_new(o, "gauc_groups", json_integer((json_int_t)used));
         }
+        if (ranking_only) continue;
         json_object_set_new(o, "logloss", num(k ? metric_logloss(yy, pp, k) : NAN));
         json_object_set_new(o, "calibration", num(metric_calibration(yy, pp, k)));
         struct metric_cls cl = metric_at_threshold(yy, pp, k, threshold);
@@ -149,8 +150,22 @@ int pt_model_eval(pt_model *pm, const char *path, const pt_eval_opts *opts, char
     if ((rc = data_load(m->schema, path, &ro, dst))) goto done;
     p = pt_malloc((size_t)d->n * (size_t)m->nout * sizeof *p);
     if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
-    if ((rc = model_predict_dataset(m, d, p))) goto done;
-    if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, &tasks))) goto done;
+    if (o.score_column) {
+        /* a baseline: one numeric feature scores every output. Its transform
+         * is monotone, so AUC and GAUC are those of the raw column. */
+        const struct feat_state *f = NULL;
+        for (int k = 0; k < m->schema->nfeat; k++)
+            if (!strcmp(m->schema->f[k].cfg->name, o.score_column)) f = &m->schema->f[k];
+        if (!f || f->cfg->kind != FEAT_NUMERIC || f->cfg->transform == NUM_BUCKETIZE) {
+            rc = pt_error(PT_EINVAL, "--score %s: not a numeric feature of the model (standardized or raw)", o.score_column);
+            goto done;
+        }
+        for (int64_t i = 0; i < d->n; i++)
+            for (int t = 0; t < m->nout; t++) p[i * m->nout + t] = d->num[f->slot][i];
+    } else if ((rc = model_predict_dataset(m, d, p))) {
+        goto done;
+    }
+    if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, o.score_column != NULL, &tasks))) goto done;
     root = json_object();
     if (!root) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
     json_object_set_new(root, "rows", json_integer(d->n));

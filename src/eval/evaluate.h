@@ -10,10 +10,11 @@
 /* {"<task>": {"rows", "positives", "auc", "gauc", "logloss", "calibration",
  * "accuracy", "precision", "recall", "f1"} or {"rows", "rmse", "mae"}} for
  * predictions p[n, T]; rows with a missing label are skipped per task. GAUC
- * when d->group is set. ROC points to roc_out (CSV) when not NULL.
+ * when d->group is set. ranking_only: p are scores, not probabilities, so
+ * only rows, positives, AUC and GAUC. ROC points to roc_out (CSV) when not NULL.
  * [out] *out: a new reference. */
 int eval_tasks(const struct model *m, const struct dataset *d, const float *p, double threshold,
-               const char *roc_out, json_t **out);
+               const char *roc_out, int ranking_only, json_t **out);
 
 /* Value of metric for task (or "mean" over tasks) in a tasks object; NaN if
  * absent. "loss" means logloss for binary tasks and rmse for regression. */

@@ -373,7 +373,7 @@ static int run_epochs(struct run *r)
         char *vj = NULL;
         if (va->n) {
             json_t *tasks = NULL;
-            if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, &tasks))) goto done;
+            if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, 0, &tasks))) goto done;
             for (int u = 0; u < U; u++) {
                 if (!r->active[u]) continue;
                 /* an independent network watches its own task */
@@ -424,7 +424,7 @@ static int final_report(struct run *r)
         json_t *tasks = NULL;
         if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
         rc = model_predict_dataset(m, d, p);
-        if (!rc) rc = eval_tasks(m, d, p, 0.5, NULL, &tasks);
+        if (!rc) rc = eval_tasks(m, d, p, 0.5, NULL, 0, &tasks);
         pt_free(p);
         if (rc) goto done;
         if (k == 1) valid = tasks;
@@ -488,7 +488,14 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     r.seed = r.o.has_seed ? (uint64_t)r.o.seed : cfg->seed;
     pt_set_threads(r.o.threads > 0 ? r.o.threads : cfg->threads > 0 ? cfg->threads : 1);
     int T = cfg->ntasks;
+    if (!T || !cfg->nfeats) {
+        rc = pt_error_at(PT_ECONFIG, cfg->path, 0, "'%s' is missing: train needs tasks and features (a samples-only config is for build)",
+                         T ? "features" : "tasks");
+        goto done;
+    }
     double t_load = pt_now();
+    /* samples built from an event log: (re)built here unless up to date */
+    if (cfg->built && (rc = pt_build_samples(cfg, NULL, NULL, NULL))) goto done;
     rc = load_data(&r);
     r.load_s = pt_now() - t_load;
     if (rc) goto done;

@@ -1,0 +1,1625 @@
+/* build.c: event log → sample tables; see build.h for the idea.
+ *
+ * Dims: U users, I items, K event types, W user-count windows, L labels.
+ *
+ * Time order: events are handled in groups of one timestamp. For a group,
+ * (1) samples whose longest label window has passed are written out, (2)
+ * each event in file order labels the waiting samples of its (user, item)
+ * pair and, when it is an exposure, makes a sample from the state, (3) only
+ * then the group's events enter the state. So features see strictly earlier
+ * events, and a label event may share the exposure's second when it comes
+ * after it in the log.
+ *
+ * Samples are written to train.csv's temp file in time order; the split is
+ * then two byte offsets in it: the tail is copied to valid.csv and test.csv
+ * and train's temp file is cut at the first offset. */
+#define _GNU_SOURCE /* stpcpy, fseeko, ftello, st_mtim */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/build.h"
+#include "data/csv.h"
+#include "data/extsort.h"
+#include "data/fmt.h"
+#include "data/timeparse.h"
+#include "data/vocab.h"
+#include "util/util.h"
+
+#define NONE INT64_MIN
+#define BAD_KEEP 5           /* bad-row messages kept for the report */
+#define POP_RING (1 << 20)   /* recent event items the popularity sampler draws from */
+
+/* ---- a u64 → value map, open addressing (pairs (user, item), (user, category)) ---- */
+
+struct pent {
+    uint64_t key;            /* UINT64_MAX: empty */
+    uint32_t val;            /* (user, item): newest waiting sample's index mod 2^32
+                                (UINT32_MAX none); (user, category): events */
+    int32_t bucket;          /* (user, item): day or session of the last sample, -1 none */
+};
+/* A (user, item) entry exists once the user has had an event on the item,
+ * which is what negative sampling asks. */
+
+struct pmap {
+    struct pent *e;
+    size_t cap, n;           /* cap a power of two */
+};
+
+/* splitmix64's finaliser: both halves of a (user, item) key reach every slot bit */
+static size_t pmap_slot(uint64_t key, size_t cap)
+{
+    key ^= key >> 30;
+    key *= 0xBF58476D1CE4E5B9ull;
+    key ^= key >> 27;
+    key *= 0x94D049BB133111EBull;
+    key ^= key >> 31;
+    return (size_t)key & (cap - 1);
+}
+
+static int pmap_grow(struct pmap *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 1024;
+    struct pent *e = pt_malloc(cap * sizeof *e);
+    if (!e) return pt_error(PT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->e[i].key == UINT64_MAX) continue;
+        size_t s = pmap_slot(m->e[i].key, cap);
+        while (e[s].key != UINT64_MAX) s = (s + 1) & (cap - 1);
+        e[s] = m->e[i];
+    }
+    pt_free(m->e);
+    m->e = e;
+    m->cap = cap;
+    return PT_OK;
+}
+
+static struct pent *pmap_find(const struct pmap *m, uint64_t key)
+{
+    if (!m->cap) return NULL;
+    for (size_t s = pmap_slot(key, m->cap);; s = (s + 1) & (m->cap - 1)) {
+        if (m->e[s].key == key) return &m->e[s];
+        if (m->e[s].key == UINT64_MAX) return NULL;
+    }
+}
+
+/* The entry for key, added (val UINT32_MAX, bucket -1) when absent; NULL when out of memory. */
+static struct pent *pmap_get(struct pmap *m, uint64_t key)
+{
+    if ((m->n + 1) * 4 > m->cap * 3 && pmap_grow(m)) return NULL;
+    size_t s = pmap_slot(key, m->cap);
+    while (m->e[s].key != key) {
+        if (m->e[s].key == UINT64_MAX) {
+            m->e[s] = (struct pent){key, UINT32_MAX, -1};
+            m->n++;
+            break;
+        }
+        s = (s + 1) & (m->cap - 1);
+    }
+    return &m->e[s];
+}
+
+static uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
+
+/* ---- state ---- */
+
+struct hist {                /* one past event of a user */
+    int32_t dt;              /* seconds since the log's first event */
+    int32_t item, cat, type;
+};
+
+struct user {
+    struct hist *h;          /* ring of the last events, hcap a power of two */
+    int32_t hcap, hn;
+    int64_t htot;            /* events ever pushed; ring slot of event a is a & (hcap-1) */
+    int64_t nev;             /* events, all time */
+    int64_t last_t, last_buy_t, first_s, last_s;
+    uint64_t sess_key;
+    int32_t sess, join;      /* session number; row in the users table (-1 none, -2 not looked up) */
+};
+
+struct item {
+    int64_t first_s, last_s; /* first and last positive sample time */
+    int32_t cat, join;       /* last-known category (-1); items table row */
+    char *attrs;             /* last-known attribute fields, pre-formatted ",a,b" */
+};
+
+struct pend {                /* a sample waiting for its labels */
+    int64_t t;
+    uint64_t off;            /* file offset of its row */
+    uint64_t lab;            /* label bits set so far */
+    uint32_t plen, len;      /* its row; with the negatives' rows after it */
+    uint32_t prev;           /* older waiting sample of the pair (index mod 2^32) */
+    uint32_t nneg;           /* negatives' rows */
+    int32_t u, i;
+};
+
+/* Ids are written into every row and ten times over in sequences; a copy
+ * of a short id beside its dense index saves the two cache misses of
+ * looking it up in the vocabulary's arena. */
+struct name16 {
+    char s[15];
+    uint8_t n;               /* length, or 255: long or needs CSV quoting, use the vocabulary */
+};
+
+static void name_set(struct name16 *nm, const char *s, size_t n)
+{
+    int plain = n < 15 && !memchr(s, ',', n) && !memchr(s, '"', n) && !memchr(s, '\n', n) && !memchr(s, '\r', n);
+    memset(nm, 0, sizeof *nm);
+    if (plain) memcpy(nm->s, s, n);
+    nm->n = plain ? (uint8_t)n : 255;
+}
+
+struct ev {                  /* an event of the current timestamp group */
+    int32_t u, i, cat, type;
+    uint64_t sess;
+    uint32_t attr_off, attr_len; /* in gtext */
+};
+
+struct join_table {          /* items: or users: rows by id */
+    struct vocab ids;
+    char **rows;             /* pre-formatted ",a,b" per id */
+    int n;
+};
+
+struct build {
+    const struct samples_cfg *sc;
+    const pt_build_opts *o;
+    int K, W, L, nfin;       /* types, windows, labels, finite windows */
+    int64_t max_window;
+    /* columns of the events file */
+    int c_user, c_item, c_time, c_type, c_cat, c_sess, *c_attr, ncols;
+    struct vocab users_v, items_v, cats_v;
+    struct name16 *unames, *inames, *cnames;
+    size_t cncap;
+    struct user *users;
+    struct item *items;
+    int32_t ucap, icap;
+    size_t item_maxlen, cat_maxlen, type_maxlen; /* longest id strings, for row_bound */
+    int32_t *ucnt_all, *icnt;    /* [U*K], [I*K] */
+    int32_t *wcnt;               /* [U*nfin*K] */
+    int64_t *wtail;              /* [U*nfin] */
+    int64_t *gcnt;               /* [K] */
+    struct pmap pairs, ucats;
+    struct join_table jitems, jusers;
+    /* the current group */
+    int64_t gt;
+    struct ev *g;
+    int gn, gcap;
+    char *gtext;
+    size_t gtlen, gtcap;
+    int32_t items_before;        /* items known before the group (negatives draw from them) */
+    /* waiting samples */
+    struct pend *p;
+    int64_t pbase, phead, ptail;  /* absolute indexes; p[k - pbase] */
+    size_t pcap;
+    /* negatives */
+    struct rng rng;
+    int32_t *pop;
+    int64_t npop;
+    /* output */
+    int fd;
+    char *obuf;
+    size_t olen;
+    uint64_t oflushed;           /* file offset of obuf[0] */
+    uint64_t end;                /* file offset past the last row */
+    int64_t t0;                  /* the first event's time */
+    int64_t *mins;               /* per minute since min0: samples, and first offset */
+    uint64_t *min_off;
+    int64_t min0, nmins, mincap;
+    uint64_t cut_off[2];         /* offsets of valid_from / test_from, when given */
+    int64_t cut_n[2];
+    int cut_seen[2];
+    char *row;                   /* one formatted row */
+    size_t rowcap;
+    /* counts */
+    int64_t lines, events, bad, missing, exposures, dups, negs, neg_short;
+    int64_t written, dropped, marked, last_t;
+    int64_t *pos;                /* [L] positives written */
+    char *bad_msg[BAD_KEEP];
+    int nbad_msg;
+    int sorted;                  /* the input was in time order */
+    int runs;                    /* sort runs spilled */
+};
+
+/* ---- small helpers ---- */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return PT_OK;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = pt_realloc(*p, c * elem);
+    if (!q) return pt_error(PT_ENOMEM, "out of memory");
+    *p = q;
+    *cap = c;
+    return PT_OK;
+}
+
+/* Appends s as one CSV field (quoted when it holds a delimiter, quote or line break). */
+static char *put_field(char *p, const char *s, size_t n)
+{
+    if (!memchr(s, ',', n) && !memchr(s, '"', n) && !memchr(s, '\n', n) && !memchr(s, '\r', n)) {
+        memcpy(p, s, n);
+        return p + n;
+    }
+    *p++ = '"';
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] == '"') *p++ = '"';
+        *p++ = s[k];
+    }
+    *p++ = '"';
+    return p;
+}
+
+static size_t field_room(size_t n) { return 2 * n + 3; }
+
+static int find_col(const char *const *names, int n, const char *want)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], want)) return i;
+    return -1;
+}
+
+/* ---- joined tables ---- */
+
+static int join_load(struct join_table *j, const struct samples_join *jc, const char *what)
+{
+    struct csv_opts co = {.delim = jc->t.delim};
+    struct csv_reader *r = NULL;
+    size_t nf, *lens;
+    char **f;
+    int rc = csv_reader_open(&r, jc->t.path, &co), *cols = NULL, key = -1, ncols = 0, cap = 0;
+    char **names = jc->t.columns, **hdr = NULL;
+    vocab_init(&j->ids);
+    if (rc) return rc;
+    if (jc->t.header) {
+        if ((rc = csv_reader_next(r, &nf, &f, &lens)) <= 0) {
+            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, jc->t.path, 1, "empty file: no header");
+            goto done;
+        }
+        if (!(hdr = pt_calloc(nf, sizeof *hdr))) goto oom;
+        for (size_t k = 0; k < nf; k++)
+            if (!(hdr[k] = pt_strdup(f[k]))) goto oom;
+        names = hdr;
+        ncols = (int)nf;
+    } else {
+        ncols = jc->t.ncolumns;
+    }
+    if ((key = find_col((const char *const *)names, ncols, jc->key)) < 0) {
+        rc = pt_error_at(PT_ECONFIG, jc->t.path, 1, "%s table has no column '%s' (its key)", what, jc->key);
+        goto done;
+    }
+    if (!(cols = pt_malloc((size_t)jc->nfields * sizeof *cols))) goto oom;
+    for (int k = 0; k < jc->nfields; k++)
+        if ((cols[k] = find_col((const char *const *)names, ncols, jc->fields[k])) < 0) {
+            rc = pt_error_at(PT_ECONFIG, jc->t.path, 1, "%s table has no column '%s'", what, jc->fields[k]);
+            goto done;
+        }
+    while ((rc = csv_reader_next(r, &nf, &f, &lens)) == 1) {
+        if ((int)nf != ncols) {
+            rc = pt_error_at(PT_EPARSE, jc->t.path, csv_reader_line(r), "%zu fields, the header has %d", nf, ncols);
+            goto done;
+        }
+        int32_t id;
+        int32_t before = j->ids.n;
+        if ((rc = vocab_add(&j->ids, f[key], lens[key], &id))) goto done;
+        if (id < before) {
+            rc = pt_error_at(PT_EPARSE, jc->t.path, csv_reader_line(r), "%s id '%s' is given twice", what, f[key]);
+            goto done;
+        }
+        size_t room = 1;
+        for (int k = 0; k < jc->nfields; k++) room += 1 + field_room(lens[cols[k]]);
+        char *row = pt_malloc(room), *p = row;
+        if (!row) goto oom;
+        for (int k = 0; k < jc->nfields; k++) *p++ = ',', p = put_field(p, f[cols[k]], lens[cols[k]]);
+        *p = 0;
+        if (j->n == cap) {
+            int nc = cap ? cap * 2 : 256;
+            char **rows = pt_realloc(j->rows, (size_t)nc * sizeof *rows);
+            if (!rows) {
+                pt_free(row);
+                goto oom;
+            }
+            j->rows = rows;
+            cap = nc;
+        }
+        j->rows[j->n++] = row;
+    }
+    goto done;
+oom:
+    rc = pt_error(PT_ENOMEM, "out of memory");
+done:
+    if (hdr)
+        for (int k = 0; k < ncols; k++) pt_free(hdr[k]);
+    pt_free(hdr);
+    pt_free(cols);
+    csv_reader_close(r);
+    return rc < 0 ? rc : PT_OK;
+}
+
+static void join_free(struct join_table *j)
+{
+    for (int k = 0; k < j->n; k++) pt_free(j->rows[k]);
+    pt_free(j->rows);
+    vocab_free(&j->ids);
+}
+
+/* ---- users and items ---- */
+
+static int user_add(struct build *b, const char *s, size_t n, int32_t *u)
+{
+    int32_t before = b->users_v.n;
+    int rc = vocab_add(&b->users_v, s, n, u);
+    if (rc || *u < before) return rc;
+    if (*u < b->ucap) {
+        name_set(&b->unames[*u], s, n);
+        return PT_OK;
+    }
+    int32_t cap = b->ucap ? b->ucap * 2 : 4096;
+    size_t K = (size_t)b->K, F = (size_t)b->nfin;
+    struct user *us = pt_realloc(b->users, (size_t)cap * sizeof *us);
+    if (us) b->users = us;
+    int32_t *ca = us ? pt_realloc(b->ucnt_all, (size_t)cap * K * sizeof *ca) : NULL;
+    if (ca) b->ucnt_all = ca;
+    int32_t *wc = ca ? pt_realloc(b->wcnt, (size_t)cap * F * K * sizeof *wc + 1) : NULL;
+    if (wc) b->wcnt = wc;
+    int64_t *wt = wc ? pt_realloc(b->wtail, (size_t)cap * F * sizeof *wt + 1) : NULL;
+    if (wt) b->wtail = wt;
+    struct name16 *nm = wt ? pt_realloc(b->unames, (size_t)cap * sizeof *nm) : NULL;
+    if (!nm) return pt_error(PT_ENOMEM, "out of memory");
+    b->unames = nm;
+    size_t old = (size_t)b->ucap, add = (size_t)(cap - b->ucap);
+    memset(b->users + old, 0, add * sizeof *b->users);
+    for (size_t k = old; k < (size_t)cap; k++) {
+        struct user *x = &b->users[k];
+        x->last_t = x->last_buy_t = x->first_s = x->last_s = NONE;
+        x->join = -2;
+    }
+    memset(b->ucnt_all + old * K, 0, add * K * sizeof *b->ucnt_all);
+    memset(b->wcnt + old * F * K, 0, add * F * K * sizeof *b->wcnt);
+    memset(b->wtail + old * F, 0, add * F * sizeof *b->wtail);
+    b->ucap = cap;
+    name_set(&b->unames[*u], s, n);
+    return PT_OK;
+}
+
+static int item_add(struct build *b, const char *s, size_t n, int32_t *i)
+{
+    int32_t before = b->items_v.n;
+    int rc = vocab_add(&b->items_v, s, n, i);
+    if (rc || *i < before) return rc;
+    if (*i < b->icap) {
+        name_set(&b->inames[*i], s, n);
+        return PT_OK;
+    }
+    int32_t cap = b->icap ? b->icap * 2 : 4096;
+    size_t K = (size_t)b->K;
+    struct item *is = pt_realloc(b->items, (size_t)cap * sizeof *is);
+    if (is) b->items = is;
+    int32_t *c = is ? pt_realloc(b->icnt, (size_t)cap * K * sizeof *c) : NULL;
+    if (c) b->icnt = c;
+    struct name16 *nm = c ? pt_realloc(b->inames, (size_t)cap * sizeof *nm) : NULL;
+    if (!nm) return pt_error(PT_ENOMEM, "out of memory");
+    b->inames = nm;
+    size_t old = (size_t)b->icap, add = (size_t)(cap - b->icap);
+    memset(b->items + old, 0, add * sizeof *b->items);
+    for (size_t k = old; k < (size_t)cap; k++) {
+        b->items[k].first_s = b->items[k].last_s = NONE;
+        b->items[k].cat = -1;
+        b->items[k].join = -2;
+    }
+    memset(b->icnt + old * K, 0, add * K * sizeof *b->icnt);
+    b->icap = cap;
+    name_set(&b->inames[*i], s, n);
+    return PT_OK;
+}
+
+static const char *join_row(const struct join_table *j, const struct vocab *v, int32_t id, int32_t *slot)
+{
+    if (!j->n) return "";
+    if (*slot == -2) {
+        const char *s = vocab_str(v, id);
+        *slot = vocab_find(&j->ids, s, strlen(s));
+    }
+    return *slot >= 0 ? j->rows[*slot] : NULL;
+}
+
+/* The user's history ring: push one event, evicting the oldest when full
+ * (an evicted event leaves the finite windows that still count it). */
+static int hist_push(struct build *b, int32_t u, const struct hist *e)
+{
+    struct user *x = &b->users[u];
+    int hist_max = b->sc->history;
+    if (x->hn == x->hcap && x->hcap < hist_max) {
+        int32_t cap = x->hcap ? x->hcap * 2 : 4;
+        while (cap < 4) cap *= 2;
+        struct hist *h = pt_malloc((size_t)cap * sizeof *h);
+        if (!h) return pt_error(PT_ENOMEM, "out of memory");
+        for (int64_t a = x->htot - x->hn; a < x->htot; a++) h[a & (cap - 1)] = x->h[a & (x->hcap - 1)];
+        pt_free(x->h);
+        x->h = h;
+        x->hcap = cap;
+    }
+    if (x->hn == x->hcap) {
+        int64_t old = x->htot - x->hn;
+        const struct hist *oe = &x->h[old & (x->hcap - 1)];
+        for (int w = 0; w < b->nfin; w++) {
+            int64_t *tail = &b->wtail[(size_t)u * b->nfin + w];
+            if (*tail <= old) {
+                b->wcnt[((size_t)u * b->nfin + w) * b->K + oe->type]--;
+                *tail = old + 1;
+            }
+        }
+        x->hn--;
+    }
+    x->h[x->htot & (x->hcap - 1)] = *e;
+    x->htot++;
+    x->hn++;
+    for (int w = 0; w < b->nfin; w++) b->wcnt[((size_t)u * b->nfin + w) * b->K + e->type]++;
+    return PT_OK;
+}
+
+/* Moves the user's finite windows up to time t: events older than t - W leave. */
+static void windows_advance(struct build *b, int32_t u, int64_t t)
+{
+    struct user *x = &b->users[u];
+    for (int w = 0, f = 0; w < b->W; w++) {
+        int64_t len = b->sc->windows[w];
+        if (!len) continue;
+        int64_t *tail = &b->wtail[(size_t)u * b->nfin + f];
+        int32_t *cnt = &b->wcnt[((size_t)u * b->nfin + f) * b->K];
+        while (*tail < x->htot) {
+            const struct hist *e = &x->h[*tail & (x->hcap - 1)];
+            if (b->t0 + e->dt >= t - len) break;
+            cnt[e->type]--;
+            (*tail)++;
+        }
+        f++;
+    }
+}
+
+/* ---- the output file: written as samples are made, labels patched in place ---- */
+
+#define OBUF (8u << 20)
+
+static int out_flush(struct build *b)
+{
+    for (size_t done = 0; done < b->olen;) {
+        ssize_t n = pwrite(b->fd, b->obuf + done, b->olen - done, (off_t)(b->oflushed + done));
+        if (n <= 0) return pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+        done += (size_t)n;
+    }
+    b->oflushed += b->olen;
+    b->olen = 0;
+    return PT_OK;
+}
+
+static int out_put(struct build *b, const char *s, size_t n)
+{
+    if (b->olen + n > OBUF && out_flush(b)) return PT_EIO;
+    if (n > OBUF) {
+        for (size_t done = 0; done < n;) {
+            ssize_t k = pwrite(b->fd, s + done, n - done, (off_t)(b->oflushed + done));
+            if (k <= 0) return pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+            done += (size_t)k;
+        }
+        b->oflushed += n;
+        return PT_OK;
+    }
+    memcpy(b->obuf + b->olen, s, n);
+    b->olen += n;
+    return PT_OK;
+}
+
+static uint64_t out_at(const struct build *b) { return b->oflushed + b->olen; }
+
+/* Overwrites one byte already written at file offset off. */
+static int out_patch(struct build *b, uint64_t off, char c)
+{
+    if (off >= b->oflushed) {
+        b->obuf[off - b->oflushed] = c;
+        return PT_OK;
+    }
+    return pwrite(b->fd, &c, 1, (off_t)off) == 1 ? PT_OK : pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+}
+
+static int row_room(struct build *b, size_t need) { return grow((void **)&b->row, &b->rowcap, need, 1); }
+
+/* Writes id's name: as a CSV field (quoted when it must be) or raw (in a sequence). */
+static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, int32_t id, int field)
+{
+    if (nm[id].n != 255) {
+        memcpy(p, nm[id].s, 16);
+        return p + nm[id].n;
+    }
+    const char *s = vocab_str(v, id);
+    return field ? put_field(p, s, strlen(s)) : stpcpy(p, s);
+}
+
+static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t id)
+{
+    return nm[id].n != 255 ? nm[id].n : strlen(vocab_str(v, id));
+}
+
+/* The features of user u and item i at time t, into b->row from position
+ * 0; returns its length. cat: the item's category (-1 none); attrs: the
+ * pre-formatted event attributes. Labels are not written. */
+static size_t features(struct build *b, int32_t u, int32_t i, int32_t cat, const char *attrs, size_t alen)
+{
+    const struct samples_cfg *sc = b->sc;
+    struct user *x = &b->users[u];
+    int64_t t = b->gt;
+    const int K = b->K;
+    char *p = b->row;
+    p = fmt_i64(p, t);
+    *p++ = ',', p = put_name(p, b->unames, &b->users_v, u, 1);
+    *p++ = ',', p = put_name(p, b->inames, &b->items_v, i, 1);
+    if (b->c_cat >= 0) {
+        *p++ = ',';
+        if (cat >= 0) p = put_name(p, b->cnames, &b->cats_v, cat, 1);
+    }
+    memcpy(p, attrs, alen), p += alen;
+    if (b->jitems.n) {
+        const char *r = join_row(&b->jitems, &b->items_v, i, &b->items[i].join);
+        if (r) p = stpcpy(p, r);
+        else for (int k = 0; k < sc->items.nfields; k++) *p++ = ',';
+    }
+    if (b->jusers.n) {
+        const char *r = join_row(&b->jusers, &b->users_v, u, &x->join);
+        if (r) p = stpcpy(p, r);
+        else for (int k = 0; k < sc->users.nfields; k++) *p++ = ',';
+    }
+    int64_t local = t + sc->tz, day = local >= 0 ? local / 86400 : -((-local + 86399) / 86400);
+    int64_t sod = local - day * 86400;
+    *p++ = ',', p = fmt_i64(p, sod / 3600);
+    *p++ = ',', p = fmt_i64(p, ((day % 7) + 7 + 3) % 7); /* 0 Monday: 1970-01-01 was a Thursday */
+    *p++ = ',';
+    if (x->last_t != NONE) p = fmt_i64(p, t - x->last_t);
+    if (sc->purchase_type >= 0) {
+        *p++ = ',';
+        if (x->last_buy_t != NONE) p = fmt_i64(p, t - x->last_buy_t);
+    }
+    windows_advance(b, u, t);
+    for (int w = 0, f = 0; w < b->W; w++) {
+        const int32_t *cnt = sc->windows[w] ? &b->wcnt[((size_t)u * b->nfin + f++) * K] : &b->ucnt_all[(size_t)u * K];
+        for (int k = 0; k < K; k++) *p++ = ',', p = fmt_i64(p, cnt[k]);
+    }
+    if (b->c_cat >= 0) {
+        *p++ = ',';
+        const struct pent *e = cat >= 0 && x->nev ? pmap_find(&b->ucats, pair_key(u, cat)) : NULL;
+        p = fmt_f(p, e ? (double)e->val / (double)x->nev : 0.0);
+    }
+    const int32_t *ic = &b->icnt[(size_t)i * K];
+    for (int k = 0; k < K; k++) *p++ = ',', p = fmt_i64(p, ic[k]);
+    int ex = sc->exposure_type;
+    for (int l = 0; l < b->L; l++) {
+        int lt = sc->labels[l].type;
+        double g = b->gcnt[ex] ? (double)b->gcnt[lt] / (double)b->gcnt[ex] : 0.0;
+        double den = (double)ic[ex] + sc->prior;
+        *p++ = ',', p = fmt_f(p, den > 0 ? ((double)ic[lt] + sc->prior * g) / den : g);
+    }
+    if (sc->seq_len) {
+        int n = x->hn < sc->seq_len ? x->hn : sc->seq_len;
+        for (int part = 0; part < 3 + (b->c_cat >= 0); part++) {
+            int what = part == 0 ? 0 : b->c_cat >= 0 ? part : part + 1; /* items, cats, types, gaps */
+            *p++ = ',';
+            for (int k = 0; k < n; k++) {
+                const struct hist *e = &x->h[(x->htot - 1 - k) & (x->hcap - 1)];
+                if (k) *p++ = '|';
+                if (what == 0) p = put_name(p, b->inames, &b->items_v, e->item, 0);
+                else if (what == 1) p = e->cat >= 0 ? put_name(p, b->cnames, &b->cats_v, e->cat, 0) : p;
+                else if (what == 2) p = stpcpy(p, sc->types[e->type]);
+                else p = fmt_i64(p, t - (b->t0 + e->dt));
+            }
+        }
+    }
+    return (size_t)(p - b->row);
+}
+
+/* An upper bound on one row's length, so b->row never overflows: ids and
+ * categories are written quoted at worst, numbers take at most 32 bytes. */
+static size_t row_bound(struct build *b, int32_t u, int32_t i, size_t alen)
+{
+    const struct samples_cfg *sc = b->sc;
+    size_t n = 256 + alen + (size_t)(b->W * b->K + b->K + b->L + 8) * 33;
+    n += field_room(name_len(b->unames, &b->users_v, u)) + field_room(name_len(b->inames, &b->items_v, i)) + 32;
+    n += field_room(b->cat_maxlen);
+    const char *r = b->jitems.n ? join_row(&b->jitems, &b->items_v, i, &b->items[i].join) : NULL;
+    n += (r ? strlen(r) : 0) + (size_t)sc->items.nfields;
+    r = b->jusers.n ? join_row(&b->jusers, &b->users_v, u, &b->users[u].join) : NULL;
+    n += (r ? strlen(r) : 0) + (size_t)sc->users.nfields;
+    /* sequences: raw ids and categories unquoted, type names, gaps */
+    n += (size_t)sc->seq_len * (b->item_maxlen + b->cat_maxlen + b->type_maxlen + 24 + 4 + 32);
+    return n;
+}
+
+/* ---- samples ---- */
+
+static int pend_push(struct build *b, struct pend **out)
+{
+    size_t used = (size_t)(b->ptail - b->pbase);
+    if (used == b->pcap) {
+        size_t dead = (size_t)(b->phead - b->pbase);
+        if (dead * 2 >= used && dead) {
+            memmove(b->p, b->p + dead, (used - dead) * sizeof *b->p);
+            b->pbase = b->phead;
+            used -= dead;
+        } else if (grow((void **)&b->p, &b->pcap, used + 1, sizeof *b->p)) {
+            return PT_ENOMEM;
+        }
+    }
+    *out = &b->p[b->ptail - b->pbase];
+    b->ptail++;
+    return PT_OK;
+}
+
+/* The waiting sample a pair entry points at, or NULL when it has left. */
+static struct pend *pend_of(struct build *b, uint32_t v, int32_t u, int32_t i)
+{
+    if (v == UINT32_MAX || b->phead == b->ptail) return NULL;
+    int64_t k = b->phead + (int64_t)(uint32_t)(v - (uint32_t)b->phead);
+    if (k >= b->ptail) return NULL;
+    struct pend *q = &b->p[k - b->pbase];
+    return q->u == u && q->i == i ? q : NULL;
+}
+
+/* Split bookkeeping, called in time order for `rows` rows at time t that
+ * start at file offset off. */
+static int split_note(struct build *b, int64_t t, int64_t rows, uint64_t off)
+{
+    const struct samples_cfg *sc = b->sc;
+    int64_t from[2] = {sc->valid_from, sc->test_from};
+    for (int k = 0; k < 2; k++)
+        if (from[k] != NONE && !b->cut_seen[k] && t >= from[k]) {
+            b->cut_seen[k] = 1;
+            b->cut_off[k] = off;
+            b->cut_n[k] = b->written;
+        }
+    int64_t m = t / 60;
+    if (!b->nmins) b->min0 = m;
+    int64_t k = m - b->min0;
+    if (k >= b->nmins) {
+        size_t need = (size_t)k + 1, c1 = (size_t)b->mincap, c2 = (size_t)b->mincap;
+        if (grow((void **)&b->mins, &c1, need, sizeof *b->mins) ||
+            grow((void **)&b->min_off, &c2, need, sizeof *b->min_off))
+            return PT_ENOMEM;
+        b->mincap = (int64_t)c1;
+        for (int64_t q = b->nmins; q <= k; q++) b->mins[q] = 0, b->min_off[q] = off;
+        b->nmins = k + 1;
+    }
+    b->mins[k] += rows;
+    b->written += rows;
+    return PT_OK;
+}
+
+static void sample_seen(struct build *b, const struct pend *q)
+{
+    for (int l = 0; l < b->L; l++) b->pos[l] += q->lab >> l & 1;
+    struct user *x = &b->users[q->u];
+    struct item *it = &b->items[q->i];
+    if (x->first_s == NONE) x->first_s = q->t;
+    x->last_s = q->t;
+    if (it->first_s == NONE) it->first_s = q->t;
+    it->last_s = q->t;
+}
+
+/* The oldest waiting sample's windows have all passed: its labels go into
+ * the row written when it was made (as zeros). */
+static int pend_finish(struct build *b)
+{
+    struct pend *q = &b->p[b->phead - b->pbase];
+    int rc = PT_OK;
+    for (int l = 0; l < b->L && !rc; l++)
+        if (q->lab >> l & 1) rc = out_patch(b, q->off + q->plen - 2 * (uint64_t)(b->L - l), '1');
+    if (!rc) rc = split_note(b, q->t, 1 + q->nneg, q->off);
+    sample_seen(b, q);
+    b->phead++;
+    return rc;
+}
+
+/* At the end of the log the waiting samples' rows are rewritten in place:
+ * labels set, and a window that reaches past the last event makes the
+ * label incomplete, so the sample is dropped or the label left empty. The
+ * rewrite never gets ahead of the reading, since rows only shrink. */
+static int finish_tail(struct build *b, uint64_t *end)
+{
+    const struct samples_cfg *sc = b->sc;
+    int rc = out_flush(b);
+    if (rc || b->phead == b->ptail) {
+        *end = out_at(b);
+        return rc;
+    }
+    uint64_t rd = b->p[b->phead - b->pbase].off, wr = rd, rbase = rd, wbase = wr;
+    size_t rlen = 0, wlen = 0, cap = OBUF;
+    char *rbuf = pt_malloc(cap), *wbuf = pt_malloc(cap);
+    if (!rbuf || !wbuf) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (; b->phead < b->ptail && !rc; b->phead++) {
+        struct pend *q = &b->p[b->phead - b->pbase];
+        if (q->off + q->len > rbase + rlen) { /* refill from q->off */
+            if (q->len > cap) {
+                char *r2 = pt_realloc(rbuf, q->len), *w2 = r2 ? pt_realloc(wbuf, q->len + cap) : NULL;
+                if (r2) rbuf = r2;
+                if (!w2) {
+                    rc = pt_error(PT_ENOMEM, "out of memory");
+                    break;
+                }
+                wbuf = w2;
+                cap = q->len;
+            }
+            rbase = q->off;
+            uint64_t left = out_at(b) - rbase;
+            rlen = left < cap ? (size_t)left : cap;
+            if (pread(b->fd, rbuf, rlen, (off_t)rbase) != (ssize_t)rlen) {
+                rc = pt_error(PT_EIO, "reading samples back: %s", strerror(errno));
+                break;
+            }
+        }
+        const char *row = rbuf + (q->off - rbase);
+        int drop = 0;
+        char lab[CONFIG_MAX_TASKS * 2 + 2], *p = lab;
+        for (int l = 0; l < b->L; l++) {
+            int on = (int)(q->lab >> l & 1), incomplete = !on && q->t + sc->labels[l].window > b->last_t;
+            *p++ = ',';
+            if (incomplete && !sc->mark_incomplete) drop = 1;
+            else if (incomplete) b->marked++;
+            else *p++ = on ? '1' : '0';
+        }
+        *p++ = '\n';
+        if (drop) {
+            b->dropped += 1 + q->nneg;
+            continue;
+        }
+        size_t keep = q->plen - 2 * (size_t)b->L, ll = (size_t)(p - lab), n = keep + ll + (q->len - q->plen);
+        if (wlen + n > cap) {
+            if (pwrite(b->fd, wbuf, wlen, (off_t)wbase) != (ssize_t)wlen) {
+                rc = pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+                break;
+            }
+            wbase += wlen;
+            wlen = 0;
+        }
+        if ((rc = split_note(b, q->t, 1 + q->nneg, wr))) break;
+        memcpy(wbuf + wlen, row, keep);
+        memcpy(wbuf + wlen + keep, lab, ll);
+        memcpy(wbuf + wlen + keep + ll, row + q->plen, q->len - q->plen);
+        wlen += n;
+        wr += n;
+        sample_seen(b, q);
+    }
+    if (!rc && wlen && pwrite(b->fd, wbuf, wlen, (off_t)wbase) != (ssize_t)wlen)
+        rc = pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+    *end = wr;
+done:
+    pt_free(rbuf);
+    pt_free(wbuf);
+    return rc;
+}
+
+/* k items for negatives: not i, not one the user has had an event on, known
+ * before the group. Their rows follow the exposure's, labelled 0. */
+static int negatives(struct build *b, const struct ev *e, struct pend *q)
+{
+    const struct samples_cfg *sc = b->sc;
+    int32_t n = b->items_before;
+    for (int k = 0; k < sc->neg_k; k++) {
+        int32_t j = -1;
+        for (int tries = 0; n > 1 && tries < 20 && j < 0; tries++) {
+            int64_t np = b->npop < POP_RING ? b->npop : POP_RING;
+            int32_t c = sc->neg_popularity && np ? b->pop[rng_below(&b->rng, (uint64_t)np)]
+                                                 : (int32_t)rng_below(&b->rng, (uint64_t)n);
+            if (c != e->i && c < n && !pmap_find(&b->pairs, pair_key(e->u, c))) j = c;
+        }
+        if (j < 0) {
+            b->neg_short++;
+            continue;
+        }
+        static const char commas[] = ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,";
+        const char *attrs = b->items[j].attrs;
+        size_t alen = attrs ? strlen(attrs) : (size_t)sc->nattrs; /* no attributes seen yet: empty fields */
+        if (!attrs) attrs = commas;
+        if (row_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8)) return PT_ENOMEM;
+        size_t r = features(b, e->u, j, b->items[j].cat, attrs, alen);
+        char *p = b->row + r;
+        p = stpcpy(p, ",0");
+        for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
+        *p++ = '\n';
+        if (out_put(b, b->row, (size_t)(p - b->row))) return PT_EIO;
+        q->len += (uint32_t)(p - b->row);
+        q->nneg++;
+        b->negs++;
+    }
+    return PT_OK;
+}
+
+/* An exposure: a sample unless one was made for the pair in this day or session. */
+static int expose(struct build *b, const struct ev *e)
+{
+    const struct samples_cfg *sc = b->sc;
+    struct user *x = &b->users[e->u];
+    struct pent *pe = pmap_get(&b->pairs, pair_key(e->u, e->i));
+    if (!pe) return pt_error(PT_ENOMEM, "out of memory");
+    b->exposures++;
+    if (sc->gran != GRAN_EVENT) {
+        int32_t bucket;
+        if (sc->gran == GRAN_DAY) {
+            int64_t local = b->gt + sc->tz;
+            bucket = (int32_t)(local >= 0 ? local / 86400 : -((-local + 86399) / 86400));
+        } else {
+            int fresh = b->c_sess >= 0 ? e->sess != x->sess_key || x->last_t == NONE
+                                       : x->last_t == NONE || b->gt - x->last_t > sc->session_gap;
+            bucket = x->sess + fresh;
+        }
+        if (pe->bucket == bucket) {
+            b->dups++;
+            return PT_OK;
+        }
+        pe->bucket = bucket;
+    }
+    uint32_t prev = pe->val;
+    pe->val = (uint32_t)b->ptail;
+    struct pend *q;
+    int rc = pend_push(b, &q);
+    if (rc) return rc;
+    const char *attrs = b->gtext + e->attr_off;
+    if ((rc = row_room(b, row_bound(b, e->u, e->i, e->attr_len) + 2 * (size_t)b->L + 8))) return rc;
+    char *p = b->row + features(b, e->u, e->i, e->cat, attrs, e->attr_len);
+    if (sc->neg_k) p = stpcpy(p, ",1");
+    for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
+    *p++ = '\n';
+    q->t = b->gt;
+    q->u = e->u;
+    q->i = e->i;
+    q->lab = 0;
+    q->nneg = 0;
+    q->off = out_at(b);
+    q->plen = q->len = (uint32_t)(p - b->row);
+    q->prev = prev;
+    if ((rc = out_put(b, b->row, q->plen))) return rc;
+    return sc->neg_k ? negatives(b, e, q) : PT_OK;
+}
+
+/* A later event of the pair sets the labels of its waiting samples. */
+static void label(struct build *b, const struct ev *e)
+{
+    const struct samples_cfg *sc = b->sc;
+    uint64_t mask = 0;
+    for (int l = 0; l < b->L; l++) mask |= (uint64_t)(sc->labels[l].type == e->type) << l;
+    if (!mask) return;
+    const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
+    for (struct pend *q = pe ? pend_of(b, pe->val, e->u, e->i) : NULL; q; q = pend_of(b, q->prev, e->u, e->i)) {
+        int64_t d = b->gt - q->t;
+        if (d > b->max_window) break;
+        for (int l = 0; l < b->L; l++)
+            if (mask >> l & 1 && d <= sc->labels[l].window) q->lab |= 1ull << l;
+    }
+}
+
+/* The group's events enter the state. */
+static int apply(struct build *b, const struct ev *e)
+{
+    const struct samples_cfg *sc = b->sc;
+    struct user *x = &b->users[e->u];
+    struct hist h = {(int32_t)(b->gt - b->t0), e->i, e->cat, e->type};
+    int rc = hist_push(b, e->u, &h);
+    if (rc) return rc;
+    if (b->c_sess >= 0 ? e->sess != x->sess_key || x->last_t == NONE
+                       : x->last_t == NONE || b->gt - x->last_t > sc->session_gap)
+        x->sess++;
+    x->sess_key = e->sess;
+    x->last_t = b->gt;
+    if (e->type == sc->purchase_type) x->last_buy_t = b->gt;
+    x->nev++;
+    b->ucnt_all[(size_t)e->u * b->K + e->type]++;
+    b->icnt[(size_t)e->i * b->K + e->type]++;
+    b->gcnt[e->type]++;
+    struct item *it = &b->items[e->i];
+    if (e->cat >= 0) {
+        it->cat = e->cat;
+        struct pent *c = pmap_get(&b->ucats, pair_key(e->u, e->cat));
+        if (!c) return pt_error(PT_ENOMEM, "out of memory");
+        c->val = c->val == UINT32_MAX ? 1 : c->val + 1;
+    }
+    if (sc->nattrs) {
+        const char *a = b->gtext + e->attr_off;
+        if (!it->attrs || strncmp(it->attrs, a, e->attr_len) || it->attrs[e->attr_len]) {
+            pt_free(it->attrs);
+            if (!(it->attrs = pt_strndup(a, e->attr_len))) return pt_error(PT_ENOMEM, "out of memory");
+        }
+    }
+    if (!pmap_get(&b->pairs, pair_key(e->u, e->i))) return pt_error(PT_ENOMEM, "out of memory");
+    if (sc->neg_popularity) b->pop[b->npop++ & (POP_RING - 1)] = e->i;
+    return PT_OK;
+}
+
+static int group_flush(struct build *b)
+{
+    int rc = PT_OK;
+    while (b->phead < b->ptail && b->gt - b->p[b->phead - b->pbase].t > b->max_window)
+        if ((rc = pend_finish(b))) return rc;
+    for (int k = 0; k < b->gn; k++) {
+        label(b, &b->g[k]);
+        if (b->g[k].type == b->sc->exposure_type && (rc = expose(b, &b->g[k]))) return rc;
+    }
+    for (int k = 0; k < b->gn; k++)
+        if ((rc = apply(b, &b->g[k]))) return rc;
+    b->gn = 0;
+    b->gtlen = 0;
+    b->items_before = b->items_v.n;
+    return PT_OK;
+}
+
+/* ---- reading events ---- */
+
+static int bad_row(struct build *b, const char *file, long line, const char *fmt, const char *a)
+{
+    b->bad++;
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s:%ld: ", file, line);
+    size_t n = strlen(msg);
+    snprintf(msg + n, sizeof msg - n, fmt, a);
+    if (b->nbad_msg < BAD_KEEP) b->bad_msg[b->nbad_msg++] = pt_strdup(msg);
+    int64_t max = b->o->max_bad_rows >= 0 ? b->o->max_bad_rows : b->sc->max_bad_rows;
+    if (b->bad > max)
+        return pt_error(PT_ETOOMANYBAD, "%s (more than %" PRId64 " bad rows; raise --max-bad-rows to skip them)", msg, max);
+    return PT_OK;
+}
+
+/* Parses one record's time. 1 ok, 0 bad (counted). */
+static int row_time(struct build *b, char **f, size_t *lens, size_t nf, const char *file, long line, int64_t *t, int *rc)
+{
+    *rc = PT_OK;
+    if ((int)nf != b->ncols) {
+        char what[64];
+        snprintf(what, sizeof what, "%zu fields where the header has %d", nf, b->ncols);
+        *rc = bad_row(b, file, line, "%s", what);
+        return 0;
+    }
+    if (time_parse(f[b->c_time], lens[b->c_time], (enum time_format)b->sc->time_format, b->sc->tz, t)) {
+        *rc = bad_row(b, file, line, "bad timestamp '%.100s'", f[b->c_time]);
+        return 0;
+    }
+    return 1;
+}
+
+static int is_missing(const char *s, size_t n) { return n == 0 || (n == 2 && s[0] == 'N' && s[1] == 'A'); }
+
+/* One good record at time t into the current group. */
+static int add_event(struct build *b, char **f, size_t *lens, int64_t t, const char *file, long line)
+{
+    const struct samples_cfg *sc = b->sc;
+    int type;
+    if (b->c_type >= 0) {
+        for (type = 0; type < b->K; type++)
+            if (!strcmp(f[b->c_type], sc->types[type])) break;
+        if (type == b->K) return bad_row(b, file, line, "unknown event type '%.100s' (not in samples.event_types)", f[b->c_type]);
+    } else {
+        type = b->K - 1;
+        for (int k = 0; k < b->K; k++)
+            if (!strcmp(sc->types[k], sc->every_line)) type = k;
+    }
+    if (is_missing(f[b->c_user], lens[b->c_user]) || is_missing(f[b->c_item], lens[b->c_item])) {
+        b->missing++;
+        return PT_OK;
+    }
+    if (b->gn && t != b->gt) {
+        int rc = group_flush(b);
+        if (rc) return rc;
+    }
+    if (!b->events) b->t0 = t;
+    b->gt = t;
+    b->last_t = t;
+    if (b->gn == b->gcap) {
+        size_t cap = (size_t)b->gcap;
+        if (grow((void **)&b->g, &cap, cap + 1, sizeof *b->g)) return PT_ENOMEM;
+        b->gcap = (int)cap;
+    }
+    struct ev *e = &b->g[b->gn];
+    int rc;
+    if ((rc = user_add(b, f[b->c_user], lens[b->c_user], &e->u)) || (rc = item_add(b, f[b->c_item], lens[b->c_item], &e->i)))
+        return rc;
+    if (lens[b->c_item] > b->item_maxlen) b->item_maxlen = lens[b->c_item];
+    if (b->c_cat >= 0 && lens[b->c_cat] > b->cat_maxlen) b->cat_maxlen = lens[b->c_cat];
+    e->cat = -1;
+    if (b->c_cat >= 0 && !is_missing(f[b->c_cat], lens[b->c_cat])) {
+        int32_t before = b->cats_v.n;
+        if ((rc = vocab_add(&b->cats_v, f[b->c_cat], lens[b->c_cat], &e->cat))) return rc;
+        if (e->cat >= before) {
+            if (grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
+            name_set(&b->cnames[e->cat], f[b->c_cat], lens[b->c_cat]);
+        }
+    }
+    e->type = type;
+    e->sess = b->c_sess >= 0 ? pt_hash64(f[b->c_sess], lens[b->c_sess], 7) : 0;
+    size_t room = 0;
+    for (int k = 0; k < sc->nattrs; k++) room += 1 + field_room(lens[b->c_attr[k]]);
+    if (grow((void **)&b->gtext, &b->gtcap, b->gtlen + room + 1, 1)) return PT_ENOMEM;
+    char *p = b->gtext + b->gtlen, *p0 = p;
+    for (int k = 0; k < sc->nattrs; k++) *p++ = ',', p = put_field(p, f[b->c_attr[k]], lens[b->c_attr[k]]);
+    *p = 0;
+    e->attr_off = (uint32_t)b->gtlen;
+    e->attr_len = (uint32_t)(p - p0);
+    b->gtlen += (size_t)(p - p0) + 1;
+    b->gn++;
+    b->events++;
+    return PT_OK;
+}
+
+/* ---- the run ---- */
+
+static int resolve_columns(struct build *b, char **names, int n, const char *file)
+{
+    const struct samples_cfg *sc = b->sc;
+    b->ncols = n;
+    struct { const char *name; int *at; } want[] = {
+        {sc->col_user, &b->c_user}, {sc->col_item, &b->c_item}, {sc->col_time, &b->c_time},
+        {sc->col_type, &b->c_type}, {sc->col_category, &b->c_cat}, {sc->col_session, &b->c_sess}};
+    for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
+        *want[k].at = -1;
+        if (want[k].name && (*want[k].at = find_col((const char *const *)names, n, want[k].name)) < 0)
+            return pt_error_at(PT_ECONFIG, file, 1, "the events have no column '%s' (columns: see samples.format)", want[k].name);
+    }
+    for (int k = 0; k < sc->nattrs; k++)
+        if ((b->c_attr[k] = find_col((const char *const *)names, n, sc->attrs[k])) < 0)
+            return pt_error_at(PT_ECONFIG, file, 1, "the events have no column '%s' (samples.attributes)", sc->attrs[k]);
+    return PT_OK;
+}
+
+static void state_free(struct build *b)
+{
+    for (int32_t u = 0; u < b->users_v.n; u++) pt_free(b->users[u].h);
+    for (int32_t i = 0; i < b->items_v.n; i++) pt_free(b->items[i].attrs);
+    vocab_free(&b->users_v);
+    vocab_free(&b->items_v);
+    vocab_free(&b->cats_v);
+    pt_free(b->users), pt_free(b->items), pt_free(b->ucnt_all), pt_free(b->icnt);
+    pt_free(b->wcnt), pt_free(b->wtail), pt_free(b->pairs.e), pt_free(b->ucats.e);
+    pt_free(b->unames), pt_free(b->inames), pt_free(b->cnames);
+    b->unames = b->inames = b->cnames = NULL;
+    b->cncap = 0;
+    pt_free(b->g), pt_free(b->gtext), pt_free(b->p), pt_free(b->mins), pt_free(b->min_off);
+    for (int k = 0; k < b->nbad_msg; k++) pt_free(b->bad_msg[k]);
+    b->users = NULL, b->items = NULL, b->ucnt_all = b->icnt = b->wcnt = NULL, b->wtail = NULL;
+    b->pairs = (struct pmap){0}, b->ucats = (struct pmap){0};
+    b->g = NULL, b->gtext = NULL, b->p = NULL, b->mins = NULL, b->min_off = NULL;
+    b->nbad_msg = 0;
+}
+
+static void state_reset(struct build *b)
+{
+    state_free(b);
+    vocab_init(&b->users_v);
+    vocab_init(&b->items_v);
+    vocab_init(&b->cats_v);
+    b->ucap = b->icap = 0;
+    b->gn = b->gcap = 0;
+    b->gtlen = b->gtcap = 0;
+    b->pbase = b->phead = b->ptail = 0;
+    b->pcap = 0;
+    b->nmins = b->mincap = 0;
+    b->cut_seen[0] = b->cut_seen[1] = 0;
+    b->olen = 0;
+    b->items_before = 0;
+    b->npop = 0;
+    b->lines = b->events = b->bad = b->missing = b->exposures = b->dups = b->negs = b->neg_short = 0;
+    b->written = b->dropped = b->marked = 0;
+    b->last_t = NONE;
+    memset(b->gcnt, 0, (size_t)b->K * sizeof *b->gcnt);
+    memset(b->pos, 0, (size_t)b->L * sizeof *b->pos);
+    rng_seed(&b->rng, b->sc->neg_seed);
+}
+
+enum { UNSORTED = 1 };
+
+static void progress(struct build *b, double t0, double *last)
+{
+    double now = pt_now();
+    if (now - *last < 5.0) return;
+    *last = now;
+    pt_log(PT_LOG_INFO, "build: %" PRId64 " events, %" PRId64 " samples written, %.0f events/s", b->events, b->written,
+           (double)b->events / (now - t0));
+}
+
+/* Streams the events from the CSV reader (xs NULL) or the sorted runs.
+ * Returns UNSORTED when an event is older than the one before and the
+ * input is not to be sorted here. */
+static int stream(struct build *b, struct csv_reader *r, struct extsort *xs, const char *file)
+{
+    size_t nf, *lens;
+    char **f;
+    long line = 0;
+    int64_t key, prev = NONE;
+    int rc;
+    double t0 = pt_now(), last = t0;
+    for (;;) {
+        if (xs) rc = extsort_next(xs, &nf, &f, &lens, &line, &key);
+        else rc = csv_reader_next(r, &nf, &f, &lens), line = csv_reader_line(r);
+        if (rc == 0) break;
+        if (rc < 0) {
+            if (rc != PT_EPARSE) return rc;
+            if ((rc = bad_row(b, file, line, "%s", pt_errmsg()))) return rc;
+            continue;
+        }
+        b->lines++;
+        if ((b->lines & 0xFFFF) == 0) progress(b, t0, &last);
+        int64_t t;
+        if (!row_time(b, f, lens, nf, file, line, &t, &rc)) {
+            if (rc) return rc;
+            continue;
+        }
+        if (t < prev) {
+            char a[24], c[24];
+            time_format_iso(t, a);
+            time_format_iso(prev, c);
+            if (!b->o->assume_sorted && !xs) {
+                pt_log(PT_LOG_INFO, "%s:%ld: the events are not in time order (%s after %s); sorting them", file, line, a, c);
+                return UNSORTED;
+            }
+            return pt_error_at(PT_EPARSE, file, line,
+                               "time %s is before the previous event's %s: the events are not sorted by time (drop --assume-sorted to sort them)",
+                               a, c);
+        }
+        prev = t;
+        if ((rc = add_event(b, f, lens, t, file, line))) return rc;
+    }
+    if (b->gn && (rc = group_flush(b))) return rc;
+    return finish_tail(b, &b->end);
+}
+
+/* Reads the whole log into a bounded-memory sort and streams it back in time order. */
+static int sort_and_stream(struct build *b, const char *file, const struct csv_opts *co, const char *dir)
+{
+    struct csv_reader *r = NULL;
+    struct extsort *xs = NULL;
+    size_t nf, *lens;
+    char **f;
+    int rc = csv_reader_open(&r, file, co);
+    if (!rc) rc = extsort_create(&xs, dir, b->o->sort_memory ? b->o->sort_memory : (size_t)256 << 20);
+    if (rc) goto done;
+    if (b->sc->events.header && (rc = csv_reader_next(r, &nf, &f, &lens)) <= 0) {
+        rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
+        goto done;
+    }
+    while ((rc = csv_reader_next(r, &nf, &f, &lens)) != 0) {
+        long line = csv_reader_line(r);
+        if (rc < 0) {
+            if (rc != PT_EPARSE || (rc = bad_row(b, file, line, "%s", pt_errmsg()))) goto done;
+            continue;
+        }
+        int64_t t;
+        if (!row_time(b, f, lens, nf, file, line, &t, &rc)) {
+            if (rc) goto done;
+            continue;
+        }
+        if ((rc = extsort_add(xs, t, line, f, lens, nf))) goto done;
+    }
+    if ((rc = extsort_finish(xs))) goto done;
+    b->runs = extsort_runs(xs);
+    rc = stream(b, NULL, xs, file);
+done:
+    extsort_free(xs);
+    csv_reader_close(r);
+    return rc;
+}
+
+/* Header names of the output, in row order. */
+static json_t *column_names(const struct build *b)
+{
+    const struct samples_cfg *sc = b->sc;
+    json_t *a = json_array();
+    char name[320];
+    json_array_append_new(a, json_string("ts"));
+    json_array_append_new(a, json_string(sc->col_user));
+    json_array_append_new(a, json_string(sc->col_item));
+    if (b->c_cat >= 0) json_array_append_new(a, json_string(sc->col_category));
+    for (int k = 0; k < sc->nattrs; k++) json_array_append_new(a, json_string(sc->attrs[k]));
+    if (b->jitems.n)
+        for (int k = 0; k < sc->items.nfields; k++) json_array_append_new(a, json_string(sc->items.fields[k]));
+    if (b->jusers.n)
+        for (int k = 0; k < sc->users.nfields; k++) json_array_append_new(a, json_string(sc->users.fields[k]));
+    json_array_append_new(a, json_string("hour"));
+    json_array_append_new(a, json_string("weekday"));
+    json_array_append_new(a, json_string("since_last"));
+    if (sc->purchase_type >= 0) json_array_append_new(a, json_string("since_purchase"));
+    for (int w = 0; w < b->W; w++) {
+        char wn[32];
+        int64_t s = sc->windows[w];
+        if (!s) snprintf(wn, sizeof wn, "all");
+        else if (s % 86400 == 0) snprintf(wn, sizeof wn, "%" PRId64 "d", s / 86400);
+        else if (s % 3600 == 0) snprintf(wn, sizeof wn, "%" PRId64 "h", s / 3600);
+        else if (s % 60 == 0) snprintf(wn, sizeof wn, "%" PRId64 "m", s / 60);
+        else snprintf(wn, sizeof wn, "%" PRId64 "s", s);
+        for (int k = 0; k < b->K; k++) {
+            snprintf(name, sizeof name, "u_%.200s_%s", sc->types[k], wn);
+            json_array_append_new(a, json_string(name));
+        }
+    }
+    if (b->c_cat >= 0) json_array_append_new(a, json_string("u_cat_share"));
+    for (int k = 0; k < b->K; k++) {
+        snprintf(name, sizeof name, "i_%.200s", sc->types[k]);
+        json_array_append_new(a, json_string(name));
+    }
+    for (int l = 0; l < b->L; l++) {
+        snprintf(name, sizeof name, "i_%.200s_rate", sc->labels[l].name);
+        json_array_append_new(a, json_string(name));
+    }
+    if (sc->seq_len) {
+        json_array_append_new(a, json_string("seq_items"));
+        if (b->c_cat >= 0) json_array_append_new(a, json_string("seq_cats"));
+        json_array_append_new(a, json_string("seq_types"));
+        json_array_append_new(a, json_string("seq_gaps"));
+    }
+    if (sc->neg_k) json_array_append_new(a, json_string(sc->neg_label));
+    for (int l = 0; l < b->L; l++) json_array_append_new(a, json_string(sc->labels[l].name));
+    return a;
+}
+
+static int write_header(FILE *f, json_t *cols)
+{
+    size_t k;
+    json_t *v;
+    json_array_foreach(cols, k, v) {
+        const char *s = json_string_value(v);
+        if ((k && fputc(',', f) == EOF) || fputs(s, f) == EOF) return pt_error(PT_EIO, "writing samples: %s", strerror(errno));
+    }
+    return fputc('\n', f) == EOF ? pt_error(PT_EIO, "writing samples: %s", strerror(errno)) : PT_OK;
+}
+
+/* Copies bytes [from, to) of the samples file into path, after the header. */
+static int copy_part(FILE *src, uint64_t from, uint64_t to, const char *path, json_t *cols)
+{
+    struct atomic_file af;
+    int rc = atomic_file_open(&af, path);
+    if (rc) return rc;
+    if ((rc = write_header(af.f, cols))) goto fail;
+    if (fseeko(src, (off_t)from, SEEK_SET)) {
+        rc = pt_error(PT_EIO, "reading samples back: %s", strerror(errno));
+        goto fail;
+    }
+    static char buf[1 << 20];
+    for (uint64_t left = to - from; left;) {
+        size_t n = left < sizeof buf ? (size_t)left : sizeof buf;
+        if (fread(buf, 1, n, src) != n || fwrite(buf, 1, n, af.f) != n) {
+            rc = pt_error(PT_EIO, "copying samples to %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        left -= n;
+    }
+    return atomic_file_commit(&af);
+fail:
+    atomic_file_abort(&af);
+    return rc;
+}
+
+/* The inputs' identity for the cache: the section's text and each file's size and time. */
+static char *cache_key(const struct samples_cfg *sc)
+{
+    const char *files[3] = {sc->events.path, sc->items.t.path, sc->users.t.path};
+    size_t n = strlen(sc->text) + 256;
+    char *k = pt_malloc(n), *p = k;
+    if (!k) return NULL;
+    p += snprintf(p, n, "%s %s", pt_version(), sc->text);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (files[i] && !stat(files[i], &st))
+            p += snprintf(p, n - (size_t)(p - k), " %lld:%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                          (long)st.st_mtim.tv_nsec);
+    }
+    return k;
+}
+
+static int cached(const char *dir, const char *key, char **report)
+{
+    char *path = pt_path_join(dir, "build.json");
+    json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
+    pt_free(path);
+    const char *k = json_string_value(json_object_get(j, "key"));
+    int hit = k && !strcmp(k, key);
+    if (hit && report) {
+        char *s = json_dumps(j, JSON_COMPACT);
+        *report = s ? pt_strdup(s) : NULL;
+        free(s);
+    }
+    json_decref(j);
+    return hit;
+}
+
+static int mkdirs(const char *dir)
+{
+    char *d = pt_strdup(dir);
+    if (!d) return pt_error(PT_ENOMEM, "out of memory");
+    for (char *p = d + 1;; p++) {
+        if (*p && *p != '/') continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(d, 0777) && errno != EEXIST) {
+            int e = errno;
+            pt_free(d);
+            return pt_error(PT_EIO, "cannot create folder %s: %s", dir, strerror(e));
+        }
+        if (!c) break;
+        *p = c;
+    }
+    pt_free(d);
+    return PT_OK;
+}
+
+/* Cut offsets [valid, test) and the times they stand for. */
+static void split_points(struct build *b, uint64_t off[2], int64_t when[2], int64_t rows[3])
+{
+    const struct samples_cfg *sc = b->sc;
+    int64_t from[2] = {sc->valid_from, sc->test_from};
+    double frac[2] = {1.0 - sc->valid_fraction - sc->test_fraction, 1.0 - sc->test_fraction};
+    int64_t at[2];
+    for (int k = 0; k < 2; k++) {
+        off[k] = b->end, when[k] = NONE, at[k] = b->written;
+        if (from[k] != NONE) {
+            if (b->cut_seen[k]) off[k] = b->cut_off[k], at[k] = b->cut_n[k];
+            when[k] = from[k];
+        } else if (sc->valid_from == NONE && sc->test_from == NONE && frac[k] < 1.0) {
+            /* the first whole minute where the running count reaches the fraction */
+            int64_t want = (int64_t)ceil(frac[k] * (double)b->written), run = 0;
+            for (int64_t m = 0; m < b->nmins; m++) {
+                if (run >= want && b->mins[m]) {
+                    off[k] = b->min_off[m], when[k] = (b->min0 + m) * 60, at[k] = run;
+                    break;
+                }
+                run += b->mins[m];
+            }
+        }
+    }
+    if (from[0] == NONE && sc->valid_fraction == 0) off[0] = off[1], at[0] = at[1], when[0] = when[1];
+    if (off[0] > off[1]) off[0] = off[1], at[0] = at[1];
+    rows[0] = at[0], rows[1] = at[1] - at[0], rows[2] = b->written - at[1];
+}
+
+static int has_valid(const struct samples_cfg *sc) { return sc->valid_fraction > 0 || sc->valid_from != NONE; }
+static int has_test(const struct samples_cfg *sc) { return sc->test_fraction > 0 || sc->test_from != NONE; }
+
+static json_t *report_json(struct build *b, double secs, const int64_t rows[3], const int64_t when[2], json_t *cols)
+{
+    const struct samples_cfg *sc = b->sc;
+    json_t *r = json_object(), *s = json_object(), *pos = json_object(), *bad = json_array(), *cold = json_object();
+    json_object_set_new(r, "events", json_integer(b->events));
+    json_object_set_new(r, "lines", json_integer(b->lines));
+    json_object_set_new(r, "bad_rows", json_integer(b->bad));
+    json_object_set_new(r, "missing_ids", json_integer(b->missing));
+    json_object_set_new(r, "sorted_input", json_boolean(b->sorted));
+    json_object_set_new(r, "sort_runs", json_integer(b->runs));
+    json_object_set_new(r, "seconds", json_real(secs));
+    json_object_set_new(r, "events_per_second", json_real(secs > 0 ? (double)b->events / secs : 0));
+    json_object_set_new(r, "users", json_integer(b->users_v.n));
+    json_object_set_new(r, "items", json_integer(b->items_v.n));
+    json_object_set_new(r, "exposures", json_integer(b->exposures));
+    json_object_set_new(r, "duplicates_skipped", json_integer(b->dups));
+    json_object_set_new(s, "train", json_integer(rows[0]));
+    json_object_set_new(s, "valid", json_integer(rows[1]));
+    json_object_set_new(s, "test", json_integer(rows[2]));
+    json_object_set_new(r, "samples", s);
+    json_object_set_new(r, "negatives", json_integer(b->negs));
+    json_object_set_new(r, "negatives_short", json_integer(b->neg_short));
+    json_object_set_new(r, "incomplete_dropped", json_integer(b->dropped));
+    json_object_set_new(r, "incomplete_marked", json_integer(b->marked));
+    for (int l = 0; l < b->L; l++) json_object_set_new(pos, sc->labels[l].name, json_integer(b->pos[l]));
+    json_object_set_new(r, "positives", pos);
+    /* users and items of valid/test samples never seen in a train sample */
+    int64_t cut = when[0] != NONE ? when[0] : when[1];
+    int64_t cu = 0, eu = 0, ci = 0, ei = 0;
+    if (cut != NONE) {
+        for (int32_t u = 0; u < b->users_v.n; u++)
+            if (b->users[u].last_s != NONE && b->users[u].last_s >= cut) eu++, cu += b->users[u].first_s >= cut;
+        for (int32_t i = 0; i < b->items_v.n; i++)
+            if (b->items[i].last_s != NONE && b->items[i].last_s >= cut) ei++, ci += b->items[i].first_s >= cut;
+    }
+    json_object_set_new(cold, "users", json_integer(cu));
+    json_object_set_new(cold, "eval_users", json_integer(eu));
+    json_object_set_new(cold, "items", json_integer(ci));
+    json_object_set_new(cold, "eval_items", json_integer(ei));
+    json_object_set_new(r, "cold", cold);
+    for (int k = 0; k < 2; k++) {
+        char iso[32] = "";
+        if (when[k] != NONE) time_format_iso(when[k], iso);
+        json_object_set_new(r, k ? "test_from" : "valid_from", when[k] != NONE ? json_string(iso) : json_null());
+    }
+    char first[32] = "", lastt[32] = "";
+    if (b->nmins) time_format_iso(b->min0 * 60, first);
+    if (b->last_t != NONE) time_format_iso(b->last_t, lastt);
+    json_object_set_new(r, "first_sample_minute", json_string(first));
+    json_object_set_new(r, "last_event", json_string(lastt));
+    for (int k = 0; k < b->nbad_msg; k++)
+        if (b->bad_msg[k]) json_array_append_new(bad, json_string(b->bad_msg[k]));
+    json_object_set_new(r, "first_bad_rows", bad);
+    json_object_set(r, "columns", cols);
+    return r;
+}
+
+int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_opts *opts, char **report)
+{
+    pt_build_opts dflt = pt_build_opts_default();
+    struct build b;
+    memset(&b, 0, sizeof b);
+    b.sc = sc;
+    b.o = opts ? opts : &dflt;
+    b.K = sc->ntypes, b.W = sc->nwindows, b.L = sc->nlabels;
+    for (int w = 0; w < b.W; w++) b.nfin += sc->windows[w] != 0;
+    for (int k = 0; k < b.K; k++)
+        if (strlen(sc->types[k]) > b.type_maxlen) b.type_maxlen = strlen(sc->types[k]);
+    for (int l = 0; l < b.L; l++)
+        if (sc->labels[l].window > b.max_window) b.max_window = sc->labels[l].window;
+    if (report) *report = NULL;
+    char *key = cache_key(sc), *tmp = NULL, *paths[3] = {NULL, NULL, NULL}, **names = sc->events.columns, **hdr = NULL;
+    json_t *cols = NULL, *rep = NULL;
+    struct csv_reader *r = NULL;
+    struct atomic_file af = {0};
+    int rc = PT_OK, ncols = sc->events.ncolumns, opened = 0;
+    if (!key) return pt_error(PT_ENOMEM, "out of memory");
+    if (!b.o->force && cached(dir, key, report)) {
+        pt_log(PT_LOG_INFO, "samples in %s are up to date with their inputs; not rebuilt", dir);
+        pt_free(key);
+        return PT_OK;
+    }
+    double t0 = pt_now();
+    b.c_attr = pt_calloc((size_t)sc->nattrs + 1, sizeof *b.c_attr);
+    b.gcnt = pt_calloc((size_t)b.K, sizeof *b.gcnt);
+    b.pos = pt_calloc((size_t)b.L + 1, sizeof *b.pos);
+    b.pop = sc->neg_popularity ? pt_malloc(POP_RING * sizeof *b.pop) : NULL;
+    b.obuf = pt_malloc(OBUF);
+    if (!b.c_attr || !b.gcnt || !b.pos || (sc->neg_popularity && !b.pop) || !b.obuf) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    state_reset(&b);
+    if ((rc = mkdirs(dir))) goto done;
+    if ((sc->items.t.path && (rc = join_load(&b.jitems, &sc->items, "items"))) ||
+        (sc->users.t.path && (rc = join_load(&b.jusers, &sc->users, "users"))))
+        goto done;
+    struct csv_opts co = {.delim = sc->events.delim};
+    const char *file = sc->events.path;
+    if ((rc = csv_reader_open(&r, file, &co))) goto done;
+    if (sc->events.header) {
+        size_t nf, *lens;
+        char **f;
+        if ((rc = csv_reader_next(r, &nf, &f, &lens)) <= 0) {
+            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
+            goto done;
+        }
+        if (!(hdr = pt_calloc(nf, sizeof *hdr))) {
+            rc = pt_error(PT_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (size_t k = 0; k < nf; k++)
+            if (!(hdr[k] = pt_strdup(f[k]))) {
+                rc = pt_error(PT_ENOMEM, "out of memory");
+                goto done;
+            }
+        names = hdr;
+        ncols = (int)nf;
+    }
+    if ((rc = resolve_columns(&b, names, ncols, file))) goto done;
+    cols = column_names(&b);
+    /* an output column named twice would make train read the wrong one */
+    for (size_t i = 0; i < json_array_size(cols); i++)
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(json_string_value(json_array_get(cols, i)), json_string_value(json_array_get(cols, j)))) {
+                rc = pt_error(PT_ECONFIG, "%s: samples would have two columns named '%s'; rename a label, attribute or joined column",
+                              sc->events.path, json_string_value(json_array_get(cols, i)));
+                goto done;
+            }
+    if (!(paths[0] = pt_path_join(dir, "train.csv")) || !(paths[1] = pt_path_join(dir, "valid.csv")) ||
+        !(paths[2] = pt_path_join(dir, "test.csv"))) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = atomic_file_open(&af, paths[0]))) goto done;
+    opened = 1;
+    if ((rc = write_header(af.f, cols))) goto done;
+    if (fflush(af.f)) {
+        rc = pt_error(PT_EIO, "writing %s: %s", af.tmp, strerror(errno));
+        goto done;
+    }
+    uint64_t header_len = (uint64_t)ftello(af.f);
+    b.fd = fileno(af.f);
+    b.oflushed = header_len;
+    b.sorted = 1;
+    rc = stream(&b, r, NULL, file);
+    csv_reader_close(r);
+    r = NULL;
+    if (rc == UNSORTED) {
+        /* start again from the sorted log, with a fresh state and output */
+        b.sorted = 0;
+        state_reset(&b);
+        b.oflushed = header_len;
+        if (ftruncate(b.fd, (off_t)header_len)) {
+            rc = pt_error(PT_EIO, "rewinding %s: %s", af.tmp, strerror(errno));
+            goto done;
+        }
+        rc = sort_and_stream(&b, file, &co, dir);
+    }
+    if (rc) goto done;
+    for (int k = 0; k < b.nbad_msg; k++) pt_log(PT_LOG_WARN, "skipped bad row: %s", b.bad_msg[k]);
+    if (b.bad > b.nbad_msg) pt_log(PT_LOG_WARN, "skipped %" PRId64 " bad rows in all", b.bad);
+    uint64_t off[2];
+    int64_t when[2], rows[3];
+    split_points(&b, off, when, rows);
+    /* the tail goes to valid and test, then train's file is cut before it */
+    FILE *src = fopen(af.tmp, "rb");
+    if (!src) {
+        rc = pt_error(PT_EIO, "reading back %s: %s", af.tmp, strerror(errno));
+        goto done;
+    }
+    if (has_valid(sc)) rc = copy_part(src, off[0], off[1], paths[1], cols);
+    if (!rc && has_test(sc)) rc = copy_part(src, off[1], b.end, paths[2], cols);
+    fclose(src);
+    if (rc) goto done;
+    if (ftruncate(b.fd, (off_t)off[0])) {
+        rc = pt_error(PT_EIO, "cutting %s: %s", af.tmp, strerror(errno));
+        goto done;
+    }
+    opened = 0;
+    if ((rc = atomic_file_commit(&af))) goto done;
+    rep = report_json(&b, pt_now() - t0, rows, when, cols);
+    json_object_set_new(rep, "key", json_string(key));
+    char *jpath = pt_path_join(dir, "build.json"), *txt = json_dumps(rep, JSON_INDENT(1));
+    struct atomic_file jf;
+    if (!jpath || !txt) rc = pt_error(PT_ENOMEM, "out of memory");
+    else if (!(rc = atomic_file_open(&jf, jpath))) {
+        if (fputs(txt, jf.f) == EOF || fputc('\n', jf.f) == EOF) {
+            atomic_file_abort(&jf);
+            rc = pt_error(PT_EIO, "writing %s", jpath);
+        } else {
+            rc = atomic_file_commit(&jf);
+        }
+    }
+    pt_free(jpath);
+    free(txt);
+    if (!rc && report) {
+        char *s = json_dumps(rep, JSON_COMPACT);
+        if (!s || !(*report = pt_strdup(s))) rc = pt_error(PT_ENOMEM, "out of memory");
+        free(s);
+    }
+done:
+    if (opened) atomic_file_abort(&af);
+    csv_reader_close(r);
+    if (hdr)
+        for (int k = 0; k < ncols; k++) pt_free(hdr[k]);
+    pt_free(hdr);
+    for (int k = 0; k < 3; k++) pt_free(paths[k]);
+    pt_free(tmp);
+    pt_free(key);
+    json_decref(cols);
+    json_decref(rep);
+    state_free(&b);
+    join_free(&b.jitems);
+    join_free(&b.jusers);
+    pt_free(b.c_attr), pt_free(b.gcnt), pt_free(b.pos), pt_free(b.pop);
+    pt_free(b.row);
+    pt_free(b.obuf);
+    return rc;
+}
+
+pt_build_opts pt_build_opts_default(void)
+{
+    pt_build_opts o = {.assume_sorted = 0, .max_bad_rows = -1, .sort_memory = 0, .force = 0};
+    return o;
+}
+
+int pt_build_samples(const pt_config *cfg, const char *out_dir, const pt_build_opts *opts, char **report)
+{
+    pt_error_clear();
+    if (report) *report = NULL;
+    if (!cfg || !cfg->samples) return pt_error_at(PT_ECONFIG, cfg ? cfg->path : "config", 0, "the config has no 'samples' section (see docs/samples.md)");
+    char *rep = NULL;
+    int rc = build_samples(cfg->samples, out_dir ? out_dir : cfg->samples->cache, opts, report ? &rep : NULL);
+    if (report) *report = rep;
+    return rc;
+}
