@@ -176,6 +176,7 @@ struct build {
     int64_t max_window;
     /* columns of the events file */
     int c_user, c_item, c_time, c_type, c_cat, c_sess, *c_attr, ncols;
+    int every_type;          /* the type of every line without a type column */
     struct vocab users_v, items_v, cats_v;
     struct name16 *unames, *inames, *cnames;
     size_t cncap;
@@ -195,7 +196,8 @@ struct build {
     int gn, gcap;
     char *gtext;
     size_t gtlen, gtcap;
-    int32_t items_before;        /* items known before the group (negatives draw from them) */
+    int32_t items_applied;       /* items with an event in the state (negatives draw from them);
+                                  * ids follow first appearance, so these are ids below it */
     /* waiting samples */
     struct pend *p;
     int64_t pbase, phead, ptail;  /* absolute indexes; p[k - pbase] */
@@ -354,10 +356,10 @@ static void join_free(struct join_table *j)
 
 /* ---- users and items ---- */
 
-static int user_add(struct build *b, const char *s, size_t n, int32_t *u)
+static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_t *u)
 {
     int32_t before = b->users_v.n;
-    int rc = vocab_add(&b->users_v, s, n, u);
+    int rc = vocab_add_h(&b->users_v, s, n, h, u);
     if (rc || *u < before) return rc;
     if (*u < b->ucap) {
         name_set(&b->unames[*u], s, n);
@@ -391,10 +393,10 @@ static int user_add(struct build *b, const char *s, size_t n, int32_t *u)
     return PT_OK;
 }
 
-static int item_add(struct build *b, const char *s, size_t n, int32_t *i)
+static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_t *i)
 {
     int32_t before = b->items_v.n;
-    int rc = vocab_add(&b->items_v, s, n, i);
+    int rc = vocab_add_h(&b->items_v, s, n, h, i);
     if (rc || *i < before) return rc;
     if (*i < b->icap) {
         name_set(&b->inames[*i], s, n);
@@ -780,7 +782,7 @@ static int finish_tail(struct build *b, uint64_t *end)
             b->dropped += 1 + q->nneg;
             continue;
         }
-        size_t keep = q->plen - 2 * (size_t)b->L, ll = (size_t)(p - lab), n = keep + ll + (q->len - q->plen);
+        size_t keep = q->plen - 2 * (size_t)b->L - 1, ll = (size_t)(p - lab), n = keep + ll + (q->len - q->plen);
         if (wlen + n > cap) {
             if (pwrite(b->fd, wbuf, wlen, (off_t)wbase) != (ssize_t)wlen) {
                 rc = pt_error(PT_EIO, "writing samples: %s", strerror(errno));
@@ -811,7 +813,7 @@ done:
 static int negatives(struct build *b, const struct ev *e, struct pend *q)
 {
     const struct samples_cfg *sc = b->sc;
-    int32_t n = b->items_before;
+    int32_t n = b->items_applied;
     for (int k = 0; k < sc->neg_k; k++) {
         int32_t j = -1;
         for (int tries = 0; n > 1 && tries < 20 && j < 0; tries++) {
@@ -938,6 +940,7 @@ static int apply(struct build *b, const struct ev *e)
         }
     }
     if (!pmap_get(&b->pairs, pair_key(e->u, e->i))) return pt_error(PT_ENOMEM, "out of memory");
+    if (e->i >= b->items_applied) b->items_applied = e->i + 1;
     if (sc->neg_popularity) b->pop[b->npop++ & (POP_RING - 1)] = e->i;
     return PT_OK;
 }
@@ -955,7 +958,6 @@ static int group_flush(struct build *b)
         if ((rc = apply(b, &b->g[k]))) return rc;
     b->gn = 0;
     b->gtlen = 0;
-    b->items_before = b->items_v.n;
     return PT_OK;
 }
 
@@ -994,64 +996,151 @@ static int row_time(struct build *b, char **f, size_t *lens, size_t nf, const ch
 
 static int is_missing(const char *s, size_t n) { return n == 0 || (n == 2 && s[0] == 'N' && s[1] == 'A'); }
 
-/* One good record at time t into the current group. */
-static int add_event(struct build *b, char **f, size_t *lens, int64_t t, const char *file, long line)
+/* Events are read LOOK ahead of the one being handled: a read event's
+ * vocabulary slots are fetched, LOOK/2 events later its ids are looked up
+ * and its state fetched, LOOK events later it is handled. The cache misses
+ * of user, item and pair state, which dominate the build, then overlap. */
+#define LOOK 32
+
+struct slot {
+    int64_t t;
+    int type;
+    char *buf;               /* user, item, category (NUL-terminated), then the attribute fields */
+    size_t cap;
+    uint32_t ilen, ulen, clen, alen;
+    uint64_t uh, ih, ch, sess;
+    int32_t u, i, cat;
+};
+
+struct look {
+    struct slot s[LOOK];
+    int64_t read, mapped, done;
+};
+
+static void look_free(struct look *lk)
+{
+    for (int k = 0; k < LOOK; k++) pt_free(lk->s[k].buf);
+}
+
+/* Stage 1: a good record at time t is copied into the next slot. 0 when
+ * the record is skipped (a bad type is counted as a bad row, missing ids as
+ * missing), 1 when kept. */
+static int look_read(struct build *b, struct look *lk, char **f, size_t *lens, int64_t t, const char *file, long line,
+                     int *rc)
 {
     const struct samples_cfg *sc = b->sc;
-    int type;
+    int type = b->every_type;
+    *rc = PT_OK;
     if (b->c_type >= 0) {
         for (type = 0; type < b->K; type++)
             if (!strcmp(f[b->c_type], sc->types[type])) break;
-        if (type == b->K) return bad_row(b, file, line, "unknown event type '%.100s' (not in samples.event_types)", f[b->c_type]);
-    } else {
-        type = b->K - 1;
-        for (int k = 0; k < b->K; k++)
-            if (!strcmp(sc->types[k], sc->every_line)) type = k;
+        if (type == b->K) {
+            *rc = bad_row(b, file, line, "unknown event type '%.100s' (not in samples.event_types)", f[b->c_type]);
+            return 0;
+        }
     }
     if (is_missing(f[b->c_user], lens[b->c_user]) || is_missing(f[b->c_item], lens[b->c_item])) {
         b->missing++;
-        return PT_OK;
+        return 0;
     }
-    if (b->gn && t != b->gt) {
+    struct slot *e = &lk->s[lk->read % LOOK];
+    size_t cl = b->c_cat >= 0 && !is_missing(f[b->c_cat], lens[b->c_cat]) ? lens[b->c_cat] : 0;
+    size_t room = lens[b->c_user] + lens[b->c_item] + cl + 4;
+    for (int k = 0; k < sc->nattrs; k++) room += 1 + field_room(lens[b->c_attr[k]]);
+    if (grow((void **)&e->buf, &e->cap, room, 1)) {
+        *rc = PT_ENOMEM;
+        return 0;
+    }
+    char *p = e->buf;
+    e->ulen = (uint32_t)lens[b->c_user], e->ilen = (uint32_t)lens[b->c_item], e->clen = (uint32_t)cl;
+    memcpy(p, f[b->c_user], e->ulen + 1), p += e->ulen + 1;
+    memcpy(p, f[b->c_item], e->ilen + 1), p += e->ilen + 1;
+    memcpy(p, b->c_cat >= 0 ? f[b->c_cat] : "", cl), p[cl] = 0, p += cl + 1;
+    char *a0 = p;
+    for (int k = 0; k < sc->nattrs; k++) *p++ = ',', p = put_field(p, f[b->c_attr[k]], lens[b->c_attr[k]]);
+    *p = 0;
+    e->alen = (uint32_t)(p - a0);
+    e->t = t;
+    e->type = type;
+    e->sess = b->c_sess >= 0 ? pt_hash64(f[b->c_sess], lens[b->c_sess], 7) : 0;
+    e->uh = vocab_hash(e->buf, e->ulen);
+    e->ih = vocab_hash(e->buf + e->ulen + 1, e->ilen);
+    e->ch = cl ? vocab_hash(e->buf + e->ulen + e->ilen + 2, cl) : 0;
+    vocab_prefetch(&b->users_v, e->uh);
+    vocab_prefetch(&b->items_v, e->ih);
+    lk->read++;
+    return 1;
+}
+
+/* Stage 2: ids, and the state they index starts loading. */
+static int look_map(struct build *b, struct slot *e)
+{
+    const char *us = e->buf, *is = us + e->ulen + 1, *cs = is + e->ilen + 1;
+    int rc;
+    if ((rc = user_add(b, us, e->ulen, e->uh, &e->u)) || (rc = item_add(b, is, e->ilen, e->ih, &e->i))) return rc;
+    if (e->ilen > b->item_maxlen) b->item_maxlen = e->ilen;
+    if (e->clen > b->cat_maxlen) b->cat_maxlen = e->clen;
+    e->cat = -1;
+    if (e->clen) {
+        int32_t before = b->cats_v.n;
+        if ((rc = vocab_add_h(&b->cats_v, cs, e->clen, e->ch, &e->cat))) return rc;
+        if (e->cat >= before) {
+            if (grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
+            name_set(&b->cnames[e->cat], cs, e->clen);
+        }
+        if (b->ucats.cap) PT_PREFETCH(&b->ucats.e[pmap_slot(pair_key(e->u, e->cat), b->ucats.cap)], 1);
+    }
+    const size_t K = (size_t)b->K, F = (size_t)b->nfin;
+    PT_PREFETCH(&b->users[e->u], 1);
+    PT_PREFETCH(&b->items[e->i], 1);
+    PT_PREFETCH(&b->unames[e->u], 0);
+    PT_PREFETCH(&b->inames[e->i], 0);
+    PT_PREFETCH(&b->ucnt_all[(size_t)e->u * K], 1);
+    PT_PREFETCH(&b->icnt[(size_t)e->i * K], 1);
+    PT_PREFETCH(&b->wcnt[(size_t)e->u * F * K], 1);
+    PT_PREFETCH(&b->wtail[(size_t)e->u * F], 1);
+    if (b->pairs.cap) PT_PREFETCH(&b->pairs.e[pmap_slot(pair_key(e->u, e->i), b->pairs.cap)], 1);
+    return PT_OK;
+}
+
+/* Stage 3: the event joins the group of its second (the group before it is
+ * handled first when the second changes). */
+static int look_handle(struct build *b, const struct slot *e)
+{
+    if (b->gn && e->t != b->gt) {
         int rc = group_flush(b);
         if (rc) return rc;
     }
-    if (!b->events) b->t0 = t;
-    b->gt = t;
-    b->last_t = t;
+    if (!b->events) b->t0 = e->t;
+    b->gt = e->t;
+    b->last_t = e->t;
     if (b->gn == b->gcap) {
         size_t cap = (size_t)b->gcap;
         if (grow((void **)&b->g, &cap, cap + 1, sizeof *b->g)) return PT_ENOMEM;
         b->gcap = (int)cap;
     }
-    struct ev *e = &b->g[b->gn];
-    int rc;
-    if ((rc = user_add(b, f[b->c_user], lens[b->c_user], &e->u)) || (rc = item_add(b, f[b->c_item], lens[b->c_item], &e->i)))
-        return rc;
-    if (lens[b->c_item] > b->item_maxlen) b->item_maxlen = lens[b->c_item];
-    if (b->c_cat >= 0 && lens[b->c_cat] > b->cat_maxlen) b->cat_maxlen = lens[b->c_cat];
-    e->cat = -1;
-    if (b->c_cat >= 0 && !is_missing(f[b->c_cat], lens[b->c_cat])) {
-        int32_t before = b->cats_v.n;
-        if ((rc = vocab_add(&b->cats_v, f[b->c_cat], lens[b->c_cat], &e->cat))) return rc;
-        if (e->cat >= before) {
-            if (grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
-            name_set(&b->cnames[e->cat], f[b->c_cat], lens[b->c_cat]);
-        }
-    }
-    e->type = type;
-    e->sess = b->c_sess >= 0 ? pt_hash64(f[b->c_sess], lens[b->c_sess], 7) : 0;
-    size_t room = 0;
-    for (int k = 0; k < sc->nattrs; k++) room += 1 + field_room(lens[b->c_attr[k]]);
-    if (grow((void **)&b->gtext, &b->gtcap, b->gtlen + room + 1, 1)) return PT_ENOMEM;
-    char *p = b->gtext + b->gtlen, *p0 = p;
-    for (int k = 0; k < sc->nattrs; k++) *p++ = ',', p = put_field(p, f[b->c_attr[k]], lens[b->c_attr[k]]);
-    *p = 0;
-    e->attr_off = (uint32_t)b->gtlen;
-    e->attr_len = (uint32_t)(p - p0);
-    b->gtlen += (size_t)(p - p0) + 1;
+    if (grow((void **)&b->gtext, &b->gtcap, b->gtlen + e->alen + 1, 1)) return PT_ENOMEM;
+    struct ev *g = &b->g[b->gn];
+    g->u = e->u, g->i = e->i, g->cat = e->cat, g->type = e->type, g->sess = e->sess;
+    g->attr_off = (uint32_t)b->gtlen;
+    g->attr_len = e->alen;
+    memcpy(b->gtext + b->gtlen, e->buf + e->ulen + e->ilen + e->clen + 3, e->alen + 1);
+    b->gtlen += e->alen + 1;
+    const struct user *x = &b->users[e->u];
+    if (x->hcap) PT_PREFETCH(&x->h[(x->htot - 1) & (x->hcap - 1)], 0);
     b->gn++;
     b->events++;
+    return PT_OK;
+}
+
+/* Moves the pipeline on after a read; drain: no more reads will come. */
+static int look_step(struct build *b, struct look *lk, int drain)
+{
+    int rc;
+    while (lk->mapped < lk->read && (drain || lk->read - lk->mapped > LOOK / 2))
+        if ((rc = look_map(b, &lk->s[lk->mapped++ % LOOK]))) return rc;
+    while (lk->done < lk->mapped && (drain || lk->read - lk->done >= LOOK))
+        if ((rc = look_handle(b, &lk->s[lk->done++ % LOOK]))) return rc;
     return PT_OK;
 }
 
@@ -1109,7 +1198,7 @@ static void state_reset(struct build *b)
     b->nmins = b->mincap = 0;
     b->cut_seen[0] = b->cut_seen[1] = 0;
     b->olen = 0;
-    b->items_before = 0;
+    b->items_applied = 0;
     b->npop = 0;
     b->lines = b->events = b->bad = b->missing = b->exposures = b->dups = b->negs = b->neg_short = 0;
     b->written = b->dropped = b->marked = 0;
@@ -1141,20 +1230,21 @@ static int stream(struct build *b, struct csv_reader *r, struct extsort *xs, con
     int64_t key, prev = NONE;
     int rc;
     double t0 = pt_now(), last = t0;
+    struct look lk;
+    memset(&lk, 0, sizeof lk);
     for (;;) {
         if (xs) rc = extsort_next(xs, &nf, &f, &lens, &line, &key);
         else rc = csv_reader_next(r, &nf, &f, &lens), line = csv_reader_line(r);
         if (rc == 0) break;
         if (rc < 0) {
-            if (rc != PT_EPARSE) return rc;
-            if ((rc = bad_row(b, file, line, "%s", pt_errmsg()))) return rc;
+            if (rc != PT_EPARSE || (rc = bad_row(b, file, line, "%s", pt_errmsg()))) goto done;
             continue;
         }
         b->lines++;
         if ((b->lines & 0xFFFF) == 0) progress(b, t0, &last);
         int64_t t;
         if (!row_time(b, f, lens, nf, file, line, &t, &rc)) {
-            if (rc) return rc;
+            if (rc) goto done;
             continue;
         }
         if (t < prev) {
@@ -1163,17 +1253,23 @@ static int stream(struct build *b, struct csv_reader *r, struct extsort *xs, con
             time_format_iso(prev, c);
             if (!b->o->assume_sorted && !xs) {
                 pt_log(PT_LOG_INFO, "%s:%ld: the events are not in time order (%s after %s); sorting them", file, line, a, c);
-                return UNSORTED;
+                rc = UNSORTED;
+            } else {
+                rc = pt_error_at(PT_EPARSE, file, line,
+                                 "time %s is before the previous event's %s: the events are not sorted by time (drop --assume-sorted to sort them)",
+                                 a, c);
             }
-            return pt_error_at(PT_EPARSE, file, line,
-                               "time %s is before the previous event's %s: the events are not sorted by time (drop --assume-sorted to sort them)",
-                               a, c);
+            goto done;
         }
         prev = t;
-        if ((rc = add_event(b, f, lens, t, file, line))) return rc;
+        if ((look_read(b, &lk, f, lens, t, file, line, &rc) && (rc = look_step(b, &lk, 0))) || rc) goto done;
     }
-    if (b->gn && (rc = group_flush(b))) return rc;
-    return finish_tail(b, &b->end);
+    if ((rc = look_step(b, &lk, 1))) goto done;
+    if (b->gn && (rc = group_flush(b))) goto done;
+    rc = finish_tail(b, &b->end);
+done:
+    look_free(&lk);
+    return rc;
 }
 
 /* Reads the whole log into a bounded-memory sort and streams it back in time order. */
@@ -1452,8 +1548,10 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     b.o = opts ? opts : &dflt;
     b.K = sc->ntypes, b.W = sc->nwindows, b.L = sc->nlabels;
     for (int w = 0; w < b.W; w++) b.nfin += sc->windows[w] != 0;
-    for (int k = 0; k < b.K; k++)
+    for (int k = 0; k < b.K; k++) {
         if (strlen(sc->types[k]) > b.type_maxlen) b.type_maxlen = strlen(sc->types[k]);
+        if (sc->every_line && !strcmp(sc->types[k], sc->every_line)) b.every_type = k;
+    }
     for (int l = 0; l < b.L; l++)
         if (sc->labels[l].window > b.max_window) b.max_window = sc->labels[l].window;
     if (report) *report = NULL;
