@@ -42,7 +42,7 @@ static void print_report(const char *report, const char *dir)
            json_number_value(json_object_get(r, "seconds")), json_number_value(json_object_get(r, "events_per_second")));
     printf("users %lld, items %lld, exposures %lld (%lld repeats skipped by granularity)\n", I(r, "users"),
            I(r, "items"), I(r, "exposures"), I(r, "duplicates_skipped"));
-    printf("samples: train %lld, valid %lld, test %lld (negatives %lld; incomplete windows: %lld dropped, %lld marked)\n",
+    printf("samples: train %lld, valid %lld, test %lld (negatives %lld; windows past the log's end: %lld rows dropped, %lld with an empty label)\n",
            I(s, "train"), I(s, "valid"), I(s, "test"), I(r, "negatives"), I(r, "incomplete_dropped"),
            I(r, "incomplete_marked"));
     const char *k;

@@ -120,13 +120,13 @@ struct user {
     int32_t hcap, hn;
     int64_t htot;            /* events ever pushed; ring slot of event a is a & (hcap-1) */
     int64_t nev;             /* events, all time */
-    int64_t last_t, last_buy_t, first_s, last_s;
+    int64_t last_t, last_buy_t, first_s, last_s; /* last event, purchase; first and last sample */
     uint64_t sess_key;
     int32_t sess, join;      /* session number; row in the users table (-1 none, -2 not looked up) */
 };
 
 struct item {
-    int64_t first_s, last_s; /* first and last positive sample time */
+    int64_t first_s, last_s; /* first and last sample */
     int32_t cat, join;       /* last-known category (-1); items table row */
     char *attrs;             /* last-known attribute fields, pre-formatted ",a,b" */
 };
@@ -157,6 +157,11 @@ static void name_set(struct name16 *nm, const char *s, size_t n)
     nm->n = plain ? (uint8_t)n : 255;
 }
 
+struct minute {              /* samples of one minute, for the split */
+    int64_t m, rows;
+    uint64_t off;            /* file offset of its first row */
+};
+
 struct ev {                  /* an event of the current timestamp group */
     int32_t u, i, cat, type;
     uint64_t sess;
@@ -177,6 +182,7 @@ struct build {
     /* columns of the events file */
     int c_user, c_item, c_time, c_type, c_cat, c_sess, *c_attr, ncols;
     int every_type;          /* the type of every line without a type column */
+    uint64_t label_types;    /* bit k: type k labels some task */
     struct vocab users_v, items_v, cats_v;
     struct name16 *unames, *inames, *cnames;
     size_t cncap;
@@ -213,9 +219,8 @@ struct build {
     uint64_t oflushed;           /* file offset of obuf[0] */
     uint64_t end;                /* file offset past the last row */
     int64_t t0;                  /* the first event's time */
-    int64_t *mins;               /* per minute since min0: samples, and first offset */
-    uint64_t *min_off;
-    int64_t min0, nmins, mincap;
+    struct minute *mins;         /* the minutes that have samples, in time order */
+    size_t nmins, mincap;
     uint64_t cut_off[2];         /* offsets of valid_from / test_from, when given */
     int64_t cut_n[2];
     int cut_seen[2];
@@ -450,7 +455,7 @@ static int hist_push(struct build *b, int32_t u, const struct hist *e)
         x->h = h;
         x->hcap = cap;
     }
-    if (x->hn == x->hcap) {
+    if (x->hn == hist_max || x->hn == x->hcap) {
         int64_t old = x->htot - x->hn;
         const struct hist *oe = &x->h[old & (x->hcap - 1)];
         for (int w = 0; w < b->nfin; w++) {
@@ -543,7 +548,10 @@ static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, i
         return p + nm[id].n;
     }
     const char *s = vocab_str(v, id);
-    return field ? put_field(p, s, strlen(s)) : stpcpy(p, s);
+    if (field) return put_field(p, s, strlen(s));
+    /* inside a '|'-separated sequence field, which is never quoted */
+    for (; *s; s++) *p++ = strchr(",\"\r\n|", *s) ? '_' : *s;
+    return p;
 }
 
 static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t id)
@@ -685,19 +693,12 @@ static int split_note(struct build *b, int64_t t, int64_t rows, uint64_t off)
             b->cut_off[k] = off;
             b->cut_n[k] = b->written;
         }
-    int64_t m = t / 60;
-    if (!b->nmins) b->min0 = m;
-    int64_t k = m - b->min0;
-    if (k >= b->nmins) {
-        size_t need = (size_t)k + 1, c1 = (size_t)b->mincap, c2 = (size_t)b->mincap;
-        if (grow((void **)&b->mins, &c1, need, sizeof *b->mins) ||
-            grow((void **)&b->min_off, &c2, need, sizeof *b->min_off))
-            return PT_ENOMEM;
-        b->mincap = (int64_t)c1;
-        for (int64_t q = b->nmins; q <= k; q++) b->mins[q] = 0, b->min_off[q] = off;
-        b->nmins = k + 1;
+    int64_t m = t >= 0 ? t / 60 : -((-t + 59) / 60);
+    if (!b->nmins || b->mins[b->nmins - 1].m != m) {
+        if (grow((void **)&b->mins, &b->mincap, b->nmins + 1, sizeof *b->mins)) return PT_ENOMEM;
+        b->mins[b->nmins++] = (struct minute){m, 0, off};
     }
-    b->mins[k] += rows;
+    b->mins[b->nmins - 1].rows += rows;
     b->written += rows;
     return PT_OK;
 }
@@ -705,12 +706,6 @@ static int split_note(struct build *b, int64_t t, int64_t rows, uint64_t off)
 static void sample_seen(struct build *b, const struct pend *q)
 {
     for (int l = 0; l < b->L; l++) b->pos[l] += q->lab >> l & 1;
-    struct user *x = &b->users[q->u];
-    struct item *it = &b->items[q->i];
-    if (x->first_s == NONE) x->first_s = q->t;
-    x->last_s = q->t;
-    if (it->first_s == NONE) it->first_s = q->t;
-    it->last_s = q->t;
 }
 
 /* The oldest waiting sample's windows have all passed: its labels go into
@@ -770,13 +765,15 @@ static int finish_tail(struct build *b, uint64_t *end)
         const char *row = rbuf + (q->off - rbase);
         int drop = 0;
         char lab[CONFIG_MAX_TASKS * 2 + 2], *p = lab;
+        int marked = 0;
         for (int l = 0; l < b->L; l++) {
             int on = (int)(q->lab >> l & 1), incomplete = !on && q->t + sc->labels[l].window > b->last_t;
             *p++ = ',';
             if (incomplete && !sc->mark_incomplete) drop = 1;
-            else if (incomplete) b->marked++;
+            else if (incomplete) marked = 1;
             else *p++ = on ? '1' : '0';
         }
+        b->marked += marked && !drop;
         *p++ = '\n';
         if (drop) {
             b->dropped += 1 + q->nneg;
@@ -879,6 +876,11 @@ static int expose(struct build *b, const struct ev *e)
     if (sc->neg_k) p = stpcpy(p, ",1");
     for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
     *p++ = '\n';
+    /* first and last exposure, for the cold-start counts of the split */
+    if (x->first_s == NONE) x->first_s = b->gt;
+    x->last_s = b->gt;
+    if (b->items[e->i].first_s == NONE) b->items[e->i].first_s = b->gt;
+    b->items[e->i].last_s = b->gt;
     q->t = b->gt;
     q->u = e->u;
     q->i = e->i;
@@ -996,11 +998,15 @@ static int row_time(struct build *b, char **f, size_t *lens, size_t nf, const ch
 
 static int is_missing(const char *s, size_t n) { return n == 0 || (n == 2 && s[0] == 'N' && s[1] == 'A'); }
 
-/* Events are read LOOK ahead of the one being handled: a read event's
- * vocabulary slots are fetched, LOOK/2 events later its ids are looked up
- * and its state fetched, LOOK events later it is handled. The cache misses
- * of user, item and pair state, which dominate the build, then overlap. */
-#define LOOK 32
+/* Events are read well ahead of the one being handled, in stages STEP
+ * events apart: (1) read, its vocabulary slots fetched; (2) ids looked up,
+ * user, item and pair state fetched; (3) the user's recent history and
+ * window tails and the pair's newest waiting sample fetched; (4) the names
+ * of the items in that history fetched; (5) handled. Each stage's loads
+ * depend on the one before, and the build is bound by these cache misses:
+ * this way they overlap instead of following one another. */
+#define STEP 12
+#define LOOK (4 * STEP + 1)
 
 struct slot {
     int64_t t;
@@ -1014,7 +1020,7 @@ struct slot {
 
 struct look {
     struct slot s[LOOK];
-    int64_t read, mapped, done;
+    int64_t read, mapped, hist, names, done;
 };
 
 static void look_free(struct look *lk)
@@ -1103,7 +1109,34 @@ static int look_map(struct build *b, struct slot *e)
     return PT_OK;
 }
 
-/* Stage 3: the event joins the group of its second (the group before it is
+/* Stage 3: the user's newest events and window tails, and the pair's newest waiting sample. */
+static void look_hist(struct build *b, const struct slot *e)
+{
+    const struct user *x = &b->users[e->u];
+    if (x->hcap) {
+        int n = b->sc->seq_len > 1 ? b->sc->seq_len : 1;
+        for (int k = 0; k < n && k < x->hn; k += 4) PT_PREFETCH(&x->h[(x->htot - 1 - k) & (x->hcap - 1)], 0);
+        for (int w = 0; w < b->nfin; w++) PT_PREFETCH(&x->h[b->wtail[(size_t)e->u * b->nfin + w] & (x->hcap - 1)], 0);
+    }
+    if (b->label_types >> e->type & 1) {
+        const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
+        if (pe && pe->val != UINT32_MAX && b->phead < b->ptail) {
+            int64_t k = b->phead + (int64_t)(uint32_t)(pe->val - (uint32_t)b->phead);
+            if (k < b->ptail) PT_PREFETCH(&b->p[k - b->pbase], 1);
+        }
+    }
+}
+
+/* Stage 4: the names a sample's sequence will print. */
+static void look_names(struct build *b, const struct slot *e)
+{
+    const struct user *x = &b->users[e->u];
+    if (!x->hcap || e->type != b->sc->exposure_type) return;
+    for (int k = 0; k < b->sc->seq_len && k < x->hn; k++)
+        PT_PREFETCH(&b->inames[x->h[(x->htot - 1 - k) & (x->hcap - 1)].item], 0);
+}
+
+/* Stage 5: the event joins the group of its second (the group before it is
  * handled first when the second changes). */
 static int look_handle(struct build *b, const struct slot *e)
 {
@@ -1126,8 +1159,6 @@ static int look_handle(struct build *b, const struct slot *e)
     g->attr_len = e->alen;
     memcpy(b->gtext + b->gtlen, e->buf + e->ulen + e->ilen + e->clen + 3, e->alen + 1);
     b->gtlen += e->alen + 1;
-    const struct user *x = &b->users[e->u];
-    if (x->hcap) PT_PREFETCH(&x->h[(x->htot - 1) & (x->hcap - 1)], 0);
     b->gn++;
     b->events++;
     return PT_OK;
@@ -1137,9 +1168,11 @@ static int look_handle(struct build *b, const struct slot *e)
 static int look_step(struct build *b, struct look *lk, int drain)
 {
     int rc;
-    while (lk->mapped < lk->read && (drain || lk->read - lk->mapped > LOOK / 2))
+    while (lk->mapped < lk->read && (drain || lk->read - lk->mapped > STEP))
         if ((rc = look_map(b, &lk->s[lk->mapped++ % LOOK]))) return rc;
-    while (lk->done < lk->mapped && (drain || lk->read - lk->done >= LOOK))
+    while (lk->hist < lk->mapped && (drain || lk->read - lk->hist > 2 * STEP)) look_hist(b, &lk->s[lk->hist++ % LOOK]);
+    while (lk->names < lk->hist && (drain || lk->read - lk->names > 3 * STEP)) look_names(b, &lk->s[lk->names++ % LOOK]);
+    while (lk->done < lk->names && (drain || lk->read - lk->done > 4 * STEP))
         if ((rc = look_handle(b, &lk->s[lk->done++ % LOOK]))) return rc;
     return PT_OK;
 }
@@ -1176,11 +1209,11 @@ static void state_free(struct build *b)
     pt_free(b->unames), pt_free(b->inames), pt_free(b->cnames);
     b->unames = b->inames = b->cnames = NULL;
     b->cncap = 0;
-    pt_free(b->g), pt_free(b->gtext), pt_free(b->p), pt_free(b->mins), pt_free(b->min_off);
+    pt_free(b->g), pt_free(b->gtext), pt_free(b->p), pt_free(b->mins);
     for (int k = 0; k < b->nbad_msg; k++) pt_free(b->bad_msg[k]);
     b->users = NULL, b->items = NULL, b->ucnt_all = b->icnt = b->wcnt = NULL, b->wtail = NULL;
     b->pairs = (struct pmap){0}, b->ucats = (struct pmap){0};
-    b->g = NULL, b->gtext = NULL, b->p = NULL, b->mins = NULL, b->min_off = NULL;
+    b->g = NULL, b->gtext = NULL, b->p = NULL, b->mins = NULL;
     b->nbad_msg = 0;
 }
 
@@ -1398,13 +1431,13 @@ fail:
 }
 
 /* The inputs' identity for the cache: the section's text and each file's size and time. */
-static char *cache_key(const struct samples_cfg *sc)
+static char *cache_key(const struct samples_cfg *sc, const pt_build_opts *o)
 {
     const char *files[3] = {sc->events.path, sc->items.t.path, sc->users.t.path};
     size_t n = strlen(sc->text) + 256;
     char *k = pt_malloc(n), *p = k;
     if (!k) return NULL;
-    p += snprintf(p, n, "%s %s", pt_version(), sc->text);
+    p += snprintf(p, n, "%s bad<=%lld %s", pt_version(), (long long)o->max_bad_rows, sc->text);
     for (int i = 0; i < 3; i++) {
         struct stat st;
         if (files[i] && !stat(files[i], &st))
@@ -1414,13 +1447,24 @@ static char *cache_key(const struct samples_cfg *sc)
     return k;
 }
 
-static int cached(const char *dir, const char *key, char **report)
+static int has_valid(const struct samples_cfg *sc) { return sc->valid_fraction > 0 || sc->valid_from != NONE; }
+static int has_test(const struct samples_cfg *sc) { return sc->test_fraction > 0 || sc->test_from != NONE; }
+
+/* 1 when dir holds a build made from the same key, with all its files. */
+static int cached(const struct samples_cfg *sc, const char *dir, const char *key, char **report)
 {
     char *path = pt_path_join(dir, "build.json");
     json_t *j = path ? json_load_file(path, 0, NULL) : NULL;
     pt_free(path);
     const char *k = json_string_value(json_object_get(j, "key"));
     int hit = k && !strcmp(k, key);
+    const char *files[3] = {"train.csv", has_valid(sc) ? "valid.csv" : NULL, has_test(sc) ? "test.csv" : NULL};
+    for (int f = 0; f < 3 && hit; f++) {
+        if (!files[f]) continue;
+        char *fp = pt_path_join(dir, files[f]);
+        hit = fp && access(fp, F_OK) == 0;
+        pt_free(fp);
+    }
     if (hit && report) {
         char *s = json_dumps(j, JSON_COMPACT);
         *report = s ? pt_strdup(s) : NULL;
@@ -1465,12 +1509,12 @@ static void split_points(struct build *b, uint64_t off[2], int64_t when[2], int6
         } else if (sc->valid_from == NONE && sc->test_from == NONE && frac[k] < 1.0) {
             /* the first whole minute where the running count reaches the fraction */
             int64_t want = (int64_t)ceil(frac[k] * (double)b->written), run = 0;
-            for (int64_t m = 0; m < b->nmins; m++) {
-                if (run >= want && b->mins[m]) {
-                    off[k] = b->min_off[m], when[k] = (b->min0 + m) * 60, at[k] = run;
+            for (size_t m = 0; m < b->nmins; m++) {
+                if (run >= want) {
+                    off[k] = b->mins[m].off, when[k] = b->mins[m].m * 60, at[k] = run;
                     break;
                 }
-                run += b->mins[m];
+                run += b->mins[m].rows;
             }
         }
     }
@@ -1478,9 +1522,6 @@ static void split_points(struct build *b, uint64_t off[2], int64_t when[2], int6
     if (off[0] > off[1]) off[0] = off[1], at[0] = at[1];
     rows[0] = at[0], rows[1] = at[1] - at[0], rows[2] = b->written - at[1];
 }
-
-static int has_valid(const struct samples_cfg *sc) { return sc->valid_fraction > 0 || sc->valid_from != NONE; }
-static int has_test(const struct samples_cfg *sc) { return sc->test_fraction > 0 || sc->test_from != NONE; }
 
 static json_t *report_json(struct build *b, double secs, const int64_t rows[3], const int64_t when[2], json_t *cols)
 {
@@ -1528,7 +1569,7 @@ static json_t *report_json(struct build *b, double secs, const int64_t rows[3], 
         json_object_set_new(r, k ? "test_from" : "valid_from", when[k] != NONE ? json_string(iso) : json_null());
     }
     char first[32] = "", lastt[32] = "";
-    if (b->nmins) time_format_iso(b->min0 * 60, first);
+    if (b->nmins) time_format_iso(b->mins[0].m * 60, first);
     if (b->last_t != NONE) time_format_iso(b->last_t, lastt);
     json_object_set_new(r, "first_sample_minute", json_string(first));
     json_object_set_new(r, "last_event", json_string(lastt));
@@ -1552,16 +1593,18 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
         if (strlen(sc->types[k]) > b.type_maxlen) b.type_maxlen = strlen(sc->types[k]);
         if (sc->every_line && !strcmp(sc->types[k], sc->every_line)) b.every_type = k;
     }
-    for (int l = 0; l < b.L; l++)
+    for (int l = 0; l < b.L; l++) {
         if (sc->labels[l].window > b.max_window) b.max_window = sc->labels[l].window;
+        b.label_types |= 1ull << sc->labels[l].type;
+    }
     if (report) *report = NULL;
-    char *key = cache_key(sc), *tmp = NULL, *paths[3] = {NULL, NULL, NULL}, **names = sc->events.columns, **hdr = NULL;
+    char *key = cache_key(sc, b.o), *tmp = NULL, *paths[3] = {NULL, NULL, NULL}, **names = sc->events.columns, **hdr = NULL;
     json_t *cols = NULL, *rep = NULL;
     struct csv_reader *r = NULL;
     struct atomic_file af = {0};
     int rc = PT_OK, ncols = sc->events.ncolumns, opened = 0;
     if (!key) return pt_error(PT_ENOMEM, "out of memory");
-    if (!b.o->force && cached(dir, key, report)) {
+    if (!b.o->force && cached(sc, dir, key, report)) {
         pt_log(PT_LOG_INFO, "samples in %s are up to date with their inputs; not rebuilt", dir);
         pt_free(key);
         return PT_OK;
@@ -1665,6 +1708,9 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     }
     opened = 0;
     if ((rc = atomic_file_commit(&af))) goto done;
+    /* a part this split does not ask for must not linger from an earlier build */
+    if (!has_valid(sc)) unlink(paths[1]);
+    if (!has_test(sc)) unlink(paths[2]);
     rep = report_json(&b, pt_now() - t0, rows, when, cols);
     json_object_set_new(rep, "key", json_string(key));
     char *jpath = pt_path_join(dir, "build.json"), *txt = json_dumps(rep, JSON_INDENT(1));

@@ -173,8 +173,9 @@ static int need_map(struct cx *x, struct fy_node *n, const char *what)
 static int unknown(struct cx *x, struct fy_node_pair *p, const char *section)
 {
     struct fy_node *k = fy_node_pair_key(p);
-    return err_at(x, k, "unknown key '%s' in %s (see docs/config.md)", scalar(k) ? scalar(k) : "?",
-                  section);
+    return err_at(x, k, !strncmp(section, "samples", 7) ? "unknown key '%s' in %s (see docs/samples.md)"
+                                                        : "unknown key '%s' in %s (see docs/config.md)",
+                  scalar(k) ? scalar(k) : "?", section);
 }
 
 /* Walks a mapping calling fn(x, key, value, ctx) for each pair. */
