@@ -31,7 +31,7 @@ static const char HELP[] =
     "  --json                print the report as JSON on stdout\n"
     "  -h, --help            this help\n";
 
-static void print_report(const char *report, const char *dir)
+static void print_report(const char *report)
 {
     json_t *r = json_loads(report, 0, NULL);
     json_t *s = json_object_get(r, "samples"), *pos = json_object_get(r, "positives"), *cold = json_object_get(r, "cold");
@@ -54,7 +54,7 @@ static void print_report(const char *report, const char *dir)
     if (vf || tf)
         printf("split: valid from %s, test from %s; cold in valid+test: %lld of %lld users, %lld of %lld items\n",
                vf ? vf : "-", tf ? tf : "-", I(cold, "users"), I(cold, "eval_users"), I(cold, "items"), I(cold, "eval_items"));
-    printf("written to %s\n", dir);
+    printf("written to %s\n", json_string_value(json_object_get(r, "dir")));
 #undef I
     json_decref(r);
 }
@@ -106,7 +106,7 @@ int cmd_build(int argc, char **argv)
     pt_config_free(cfg);
     if (rc) return cli_fail(rc);
     if (json) printf("%s\n", report);
-    else print_report(report, out ? out : "the config's samples.cache folder");
+    else print_report(report);
     pt_string_free(report);
     return EXIT_OK;
 }

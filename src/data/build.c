@@ -1723,6 +1723,7 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     if (!has_test(sc)) unlink(paths[2]);
     rep = report_json(&b, pt_now() - t0, rows, when, cols);
     json_object_set_new(rep, "key", json_string(key));
+    json_object_set_new(rep, "dir", json_string(dir));
     char *jpath = pt_path_join(dir, "build.json"), *txt = json_dumps(rep, JSON_INDENT(1));
     struct atomic_file jf;
     if (!jpath || !txt) rc = pt_error(PT_ENOMEM, "out of memory");
