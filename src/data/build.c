@@ -1518,7 +1518,8 @@ static void split_points(struct build *b, uint64_t off[2], int64_t when[2], int6
             when[k] = from[k];
         } else if (sc->valid_from == NONE && sc->test_from == NONE && frac[k] < 1.0) {
             /* the first whole minute where the running count reaches the fraction */
-            int64_t want = (int64_t)ceil(frac[k] * (double)b->written), run = 0;
+            /* 1 - 0.2 - 0.2 is 0.6000000000000001: round off the last bits first */
+            int64_t want = (int64_t)ceil(frac[k] * (double)b->written - 1e-9), run = 0;
             for (size_t m = 0; m < b->nmins; m++) {
                 if (run >= want) {
                     off[k] = b->mins[m].off, when[k] = b->mins[m].m * 60, at[k] = run;

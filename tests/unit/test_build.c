@@ -864,11 +864,9 @@ static void test_split(void **state)
     write_config("five", "five.csv", "  split: {valid: 0.2, test: 0.2}\n");
     build_ok("five", NULL, &rep);
     assert_int_equal(report_int(rep, "train") + report_int(rep, "valid") + report_int(rep, "test"), 5);
-    /* BUG: split_points takes want = ceil((1.0 - valid - test) * rows), and
-     * 1.0 - 0.2 - 0.2 is 0.6000000000000001 in doubles: ceil(3.0000000000000004)
-     * = 4, so train gets 4 rows, valid none (docs/samples.md: ceil(0.6 * 5) = 3).
-     * Skipped until fixed: drop the if (0). */
-    if (0) assert_int_equal(report_int(rep, "train"), 3);
+    /* 1.0 - 0.2 - 0.2 is 0.6000000000000001 in doubles: ceil(0.6 * 5) must
+     * still be 3 (docs/samples.md), not 4 */
+    assert_int_equal(report_int(rep, "train"), 3);
     pt_string_free(rep);
 }
 
