@@ -1415,26 +1415,28 @@ static int write_header(FILE *f, json_t *cols)
 }
 
 /* Copies bytes [from, to) of the samples file into path, after the header. */
-static int copy_part(FILE *src, uint64_t from, uint64_t to, const char *path, json_t *cols)
+static int copy_part(int src, uint64_t from, uint64_t to, const char *path, json_t *cols)
 {
     struct atomic_file af;
     int rc = atomic_file_open(&af, path);
     if (rc) return rc;
     if ((rc = write_header(af.f, cols))) goto fail;
-    if (fseeko(src, (off_t)from, SEEK_SET)) {
-        rc = pt_error(PT_EIO, "reading samples back: %s", strerror(errno));
-        goto fail;
-    }
-    static char buf[1 << 20];
-    for (uint64_t left = to - from; left;) {
-        size_t n = left < sizeof buf ? (size_t)left : sizeof buf;
-        if (fread(buf, 1, n, src) != n || fwrite(buf, 1, n, af.f) != n) {
-            rc = pt_error(PT_EIO, "copying samples to %s: %s", path, strerror(errno));
-            goto fail;
-        }
-        left -= n;
+    if (fflush(af.f)) goto io;
+    /* copied inside the kernel; plain reads and writes where it cannot */
+    int dst = fileno(af.f);
+    loff_t in = (loff_t)from;
+    while ((uint64_t)in < to) {
+        ssize_t n = copy_file_range(src, &in, dst, NULL, (size_t)(to - (uint64_t)in), 0);
+        if (n > 0) continue;
+        if (n == 0 || (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)) goto io;
+        static char buf[1 << 20];
+        size_t k = to - (uint64_t)in < sizeof buf ? (size_t)(to - (uint64_t)in) : sizeof buf;
+        if (pread(src, buf, k, in) != (ssize_t)k || write(dst, buf, k) != (ssize_t)k) goto io;
+        in += (loff_t)k;
     }
     return atomic_file_commit(&af);
+io:
+    rc = pt_error(PT_EIO, "copying samples to %s: %s", path, strerror(errno));
 fail:
     atomic_file_abort(&af);
     return rc;
@@ -1704,15 +1706,8 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     int64_t when[2], rows[3];
     split_points(&b, off, when, rows);
     /* the tail goes to valid and test, then train's file is cut before it */
-    FILE *src = fopen(af.tmp, "rb");
-    if (!src) {
-        rc = pt_error(PT_EIO, "reading back %s: %s", af.tmp, strerror(errno));
-        goto done;
-    }
-    if (has_valid(sc)) rc = copy_part(src, off[0], off[1], paths[1], cols);
-    if (!rc && has_test(sc)) rc = copy_part(src, off[1], b.end, paths[2], cols);
-    fclose(src);
-    if (rc) goto done;
+    if (has_valid(sc) && (rc = copy_part(b.fd, off[0], off[1], paths[1], cols))) goto done;
+    if (has_test(sc) && (rc = copy_part(b.fd, off[1], b.end, paths[2], cols))) goto done;
     if (ftruncate(b.fd, (off_t)off[0])) {
         rc = pt_error(PT_EIO, "cutting %s: %s", af.tmp, strerror(errno));
         goto done;
