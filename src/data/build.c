@@ -1699,6 +1699,9 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
         }
         rc = sort_and_stream(&b, file, &co, dir);
     }
+    if (!rc && !b.events)
+        rc = pt_error_at(PT_EPARSE, file, 0, "no events to build samples from (%" PRId64 " lines, %" PRId64 " bad, %" PRId64 " without a user or item id)",
+                         b.lines, b.bad, b.missing);
     if (rc) goto done;
     for (int k = 0; k < b.nbad_msg; k++) pt_log(PT_LOG_WARN, "skipped bad row: %s", b.bad_msg[k]);
     if (b.bad > b.nbad_msg) pt_log(PT_LOG_WARN, "skipped %" PRId64 " bad rows in all", b.bad);

@@ -689,6 +689,13 @@ static int type_index(const struct samples_cfg *sc, const char *name)
     return -1;
 }
 
+/* The node of key under the samples section, for error lines; the section itself when absent. */
+static struct fy_node *at_key(struct fy_node *v, const char *path)
+{
+    struct fy_node *n = fy_node_by_path(v, path, (size_t)-1, FYNWF_DONT_FOLLOW);
+    return n ? n : v;
+}
+
 static int parse_samples(struct cx *x, struct fy_node *v)
 {
     struct samples_cfg *sc = pt_calloc(1, sizeof *sc);
@@ -718,20 +725,22 @@ static int parse_samples(struct cx *x, struct fy_node *v)
     if (!sc->events.header && !sc->events.ncolumns)
         return err_at(x, v, "'samples.format.header' is false but 'samples.format.columns' is not given", NULL, NULL);
     if (!sc->col_type == !sc->every_line)
-        return err_at(x, v, "give 'samples.columns.type' or 'samples.every_line' (one of the two)", NULL, NULL);
+        return err_at(x, at_key(v, sc->every_line ? "/every_line" : "/columns"), "give 'samples.columns.type' or 'samples.every_line' (one of the two)", NULL, NULL);
     if (sc->every_line && type_index(sc, sc->every_line) < 0)
-        return err_at(x, v, "'samples.every_line' (%s) is not one of 'event_types'", sc->every_line, NULL);
+        return err_at(x, at_key(v, "/every_line"), "'samples.every_line' (%s) is not one of 'event_types'", sc->every_line, NULL);
     if ((sc->exposure_type = type_index(sc, sc->exposure)) < 0)
-        return err_at(x, v, "'samples.exposure' (%s) is not one of 'event_types'", sc->exposure, NULL);
+        return err_at(x, at_key(v, "/exposure"), "'samples.exposure' (%s) is not one of 'event_types'", sc->exposure, NULL);
     sc->purchase_type = sc->purchase ? type_index(sc, sc->purchase) : -1;
     if (sc->purchase && sc->purchase_type < 0)
-        return err_at(x, v, "'samples.purchase' (%s) is not one of 'event_types'", sc->purchase, NULL);
+        return err_at(x, at_key(v, "/purchase"), "'samples.purchase' (%s) is not one of 'event_types'", sc->purchase, NULL);
     for (int i = 0; i < sc->nlabels; i++) {
         struct samples_label *l = &sc->labels[i];
+        char path[32];
+        snprintf(path, sizeof path, "/labels/%d", i);
         if ((l->type = type_index(sc, l->event)) < 0)
-            return err_at(x, v, "label '%s': event '%s' is not one of 'event_types'", l->name, l->event);
+            return err_at(x, at_key(v, path), "label '%s': event '%s' is not one of 'event_types'", l->name, l->event);
         for (int j = 0; j < i; j++)
-            if (!strcmp(sc->labels[j].name, l->name)) return err_at(x, v, "label '%s' is given twice", l->name, NULL);
+            if (!strcmp(sc->labels[j].name, l->name)) return err_at(x, at_key(v, path), "label '%s' is given twice", l->name, NULL);
     }
     if (sc->neg_k && !sc->neg_label && !(sc->neg_label = pt_strdup("click"))) return pt_error(PT_ENOMEM, "out of memory");
     if (!sc->nwindows) {

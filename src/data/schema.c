@@ -542,7 +542,7 @@ static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d
             if (grow((void **)&d->mids[j], nc, sizeof(int32_t))) return PT_ENOMEM;
             d->mcap[j] = nc;
         }
-        memcpy(d->mids[j] + d->mlen[j], r->rmids + k, (size_t)cnt * sizeof(int32_t));
+        if (cnt) memcpy(d->mids[j] + d->mlen[j], r->rmids + k, (size_t)cnt * sizeof(int32_t));
         k += (size_t)cnt;
         d->mlen[j] += cnt;
         d->moff[j][i + 1] = (int32_t)d->mlen[j];
