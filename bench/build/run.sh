@@ -54,3 +54,15 @@ awk -v e="$events" -v b="$(field "$f" bad_rows)" -v w="$w" -v r="$r" -v tr="$(fi
     printf "%10d %8d %9.2f %12.0f %9.1f %10d %9d %9d %14.0f\n", e, b, w, e / w, r / 1024, tr, va, te, own
     printf "targets: >= 1,000,000 events/s on 1 thread (%s); peak RSS < 2 GiB (%s)\n",
            (e / w >= 1000000 ? "met" : "NOT met"), (r < 2 * 1024 * 1024 ? "met" : "NOT met") }'
+# The output is large (one row of ~50 fields per exposure): how long does the
+# disk take to write the same number of bytes, with nothing else to do?
+bytes=$(cat "$out"/samples/*.csv | wc -c)
+mib=$((bytes / 1048576))
+t0=$(date +%s.%N)
+dd if=/dev/zero of="$out/write-floor" bs=1M count="$mib" conv=fsync status=none
+t1=$(date +%s.%N)
+rm -f "$out/write-floor"
+awk -v b="$bytes" -v a="$t0" -v z="$t1" -v e="$events" 'BEGIN {
+    printf "write floor: %.0f MiB of samples; dd of as many bytes to the same disk (with fsync, as the build does) takes %.1f s, i.e. at most %.0f events/s from writing alone\n",
+           b / 1048576, z - a, e / (z - a) }'
+

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,7 @@ struct pend {                /* a sample waiting for its labels */
     int64_t t;
     uint64_t off;            /* file offset of its row */
     uint64_t lab;            /* label bits set so far */
+    uint64_t patched;        /* those already written into the row */
     uint32_t plen, len;      /* its row; with the negatives' rows after it */
     uint32_t prev;           /* older waiting sample of the pair (index mod 2^32) */
     uint32_t nneg;           /* negatives' rows */
@@ -219,6 +221,9 @@ struct build {
     size_t olen;
     uint64_t oflushed;           /* file offset of obuf[0] */
     uint64_t end;                /* file offset past the last row */
+    char *map;                   /* patch_old's window of the file */
+    uint64_t map_off;
+    size_t map_len;
     int64_t t0;                  /* the first event's time */
     struct minute *mins;         /* the minutes that have samples, in time order */
     size_t nmins, mincap;
@@ -505,7 +510,8 @@ static void windows_advance(struct build *b, int32_t u, int64_t t)
 
 /* ---- the output file: written as samples are made, labels patched in place ---- */
 
-#define OBUF (8u << 20)
+/* 32 MiB of rows: about the last hours of a busy log, where most label events land */
+#define OBUF (32u << 20)
 
 static int out_flush(struct build *b)
 {
@@ -718,14 +724,44 @@ static void sample_seen(struct build *b, const struct pend *q)
     for (int l = 0; l < b->L; l++) b->pos[l] += q->lab >> l & 1;
 }
 
-/* The oldest waiting sample's windows have all passed: its labels go into
- * the row written when it was made (as zeros). */
+/* Writes '1' at file offset at, in a row long written. Through a shared
+ * mapping of the file, which moves forward in 64 MiB windows: a pwrite per
+ * label would cost a system call each, and these offsets only grow. */
+#define MAPWIN (64u << 20)
+static int patch_old(struct build *b, uint64_t at)
+{
+    if (at >= b->oflushed) {
+        b->obuf[at - b->oflushed] = '1';
+        return PT_OK;
+    }
+    if (!b->map || at < b->map_off || at >= b->map_off + b->map_len) {
+        if (b->map) munmap(b->map, b->map_len);
+        b->map_off = at & ~(uint64_t)((2u << 20) - 1);
+        b->map_len = b->oflushed - b->map_off < MAPWIN ? (size_t)(b->oflushed - b->map_off) : MAPWIN;
+        b->map = mmap(NULL, b->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, b->fd, (off_t)b->map_off);
+        if (b->map == MAP_FAILED) {
+            b->map = NULL;
+            return out_patch(b, at, '1');
+        }
+    }
+    b->map[at - b->map_off] = '1';
+    return PT_OK;
+}
+
+static void unmap_old(struct build *b)
+{
+    if (b->map) munmap(b->map, b->map_len);
+    b->map = NULL;
+}
+
+/* The oldest waiting sample's windows have all passed: its row gets the
+ * labels the buffer no longer held, and is final. */
 static int pend_finish(struct build *b)
 {
     struct pend *q = &b->p[b->phead - b->pbase];
     int rc = PT_OK;
-    for (int l = 0; l < b->L && !rc; l++)
-        if (q->lab >> l & 1) rc = out_patch(b, q->off + q->plen - 2 * (uint64_t)(b->L - l), '1');
+    for (uint64_t late = q->lab & ~q->patched; late && !rc; late &= late - 1)
+        rc = patch_old(b, q->off + q->plen - 2 * (uint64_t)(b->L - __builtin_ctzll(late)));
     if (!rc) rc = split_note(b, q->t, 1 + q->nneg, q->off);
     sample_seen(b, q);
     b->phead++;
@@ -739,6 +775,7 @@ static int pend_finish(struct build *b)
 static int finish_tail(struct build *b, uint64_t *end)
 {
     const struct samples_cfg *sc = b->sc;
+    unmap_old(b);
     int rc = out_flush(b);
     if (rc || b->phead == b->ptail) {
         *end = out_at(b);
@@ -894,7 +931,7 @@ static int expose(struct build *b, const struct ev *e)
     q->t = b->gt;
     q->u = e->u;
     q->i = e->i;
-    q->lab = 0;
+    q->lab = q->patched = 0;
     q->nneg = 0;
     q->off = out_at(b);
     q->plen = q->len = (uint32_t)(p - b->row);
@@ -903,20 +940,28 @@ static int expose(struct build *b, const struct ev *e)
     return sc->neg_k ? negatives(b, e, q) : PT_OK;
 }
 
-/* A later event of the pair sets the labels of its waiting samples. */
-static void label(struct build *b, const struct ev *e)
+/* A later event of the pair sets the labels of its waiting samples, and
+ * of their rows still in the output buffer (most label events come within
+ * hours); the others are written when the sample is finished. */
+static int label(struct build *b, const struct ev *e)
 {
     const struct samples_cfg *sc = b->sc;
     uint64_t mask = 0;
     for (int l = 0; l < b->L; l++) mask |= (uint64_t)(sc->labels[l].type == e->type) << l;
-    if (!mask) return;
+    if (!mask) return PT_OK;
     const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
     for (struct pend *q = pe ? pend_of(b, pe->val, e->u, e->i) : NULL; q; q = pend_of(b, q->prev, e->u, e->i)) {
         int64_t d = b->gt - q->t;
         if (d > b->max_window) break;
-        for (int l = 0; l < b->L; l++)
-            if (mask >> l & 1 && d <= sc->labels[l].window) q->lab |= 1ull << l;
+        for (int l = 0; l < b->L; l++) {
+            if (!(mask >> l & 1) || d > sc->labels[l].window || q->lab >> l & 1) continue;
+            q->lab |= 1ull << l;
+            uint64_t at = q->off + q->plen - 2 * (uint64_t)(b->L - l);
+            if (at >= b->oflushed) b->obuf[at - b->oflushed] = '1', q->patched |= 1ull << l;
+
+        }
     }
+    return PT_OK;
 }
 
 /* The group's events enter the state. */
@@ -963,7 +1008,7 @@ static int group_flush(struct build *b)
     while (b->phead < b->ptail && b->gt - b->p[b->phead - b->pbase].t > b->max_window)
         if ((rc = pend_finish(b))) return rc;
     for (int k = 0; k < b->gn; k++) {
-        label(b, &b->g[k]);
+        if ((rc = label(b, &b->g[k]))) return rc;
         if (b->g[k].type == b->sc->exposure_type && (rc = expose(b, &b->g[k]))) return rc;
     }
     for (int k = 0; k < b->gn; k++)
@@ -1691,6 +1736,7 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     if (rc == UNSORTED) {
         /* start again from the sorted log, with a fresh state and output */
         b.sorted = 0;
+        unmap_old(&b);
         state_reset(&b);
         b.oflushed = header_len;
         if (ftruncate(b.fd, (off_t)header_len)) {
@@ -1752,6 +1798,7 @@ done:
     pt_free(key);
     json_decref(cols);
     json_decref(rep);
+    unmap_old(&b);
     state_free(&b);
     join_free(&b.jitems);
     join_free(&b.jusers);
