@@ -51,6 +51,10 @@ struct pent {
 struct pmap {
     struct pent *e;
     size_t cap, n;           /* cap a power of two */
+    /* when set, entries it calls dead are dropped when the table fills,
+     * which keeps it from growing with the length of the log */
+    int (*live)(void *ctx, const struct pent *e);
+    void *ctx;
 };
 
 /* splitmix64's finaliser: both halves of a (user, item) key reach every slot bit */
@@ -66,13 +70,20 @@ static size_t pmap_slot(uint64_t key, size_t cap)
 
 static int pmap_grow(struct pmap *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 1024;
+    size_t cap = m->cap ? m->cap * 2 : 1024, n = m->n;
+    if (m->live) {
+        n = 0;
+        for (size_t i = 0; i < m->cap; i++) n += m->e[i].key != UINT64_MAX && m->live(m->ctx, &m->e[i]);
+        /* rebuilt at its size without the dead when they were most of it;
+         * otherwise doubled, so the sweeps stay rare */
+        if (m->cap && n * 4 <= m->cap) cap = m->cap;
+    }
     struct pent *e = pt_malloc(cap * sizeof *e);
     if (!e) return pt_error(PT_ENOMEM, "out of memory");
     pt_advise_huge(e, cap * sizeof *e); /* page faults cost more than the probes on big tables */
     for (size_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->e[i].key == UINT64_MAX) continue;
+        if (m->e[i].key == UINT64_MAX || (m->live && !m->live(m->ctx, &m->e[i]))) continue;
         size_t s = pmap_slot(m->e[i].key, cap);
         while (e[s].key != UINT64_MAX) s = (s + 1) & (cap - 1);
         e[s] = m->e[i];
@@ -80,6 +91,7 @@ static int pmap_grow(struct pmap *m)
     pt_free(m->e);
     m->e = e;
     m->cap = cap;
+    m->n = n;
     return PT_OK;
 }
 
@@ -697,6 +709,21 @@ static struct pend *pend_of(struct build *b, uint32_t v, int32_t u, int32_t i)
     return q->u == u && q->i == i ? q : NULL;
 }
 
+/* A (user, item) entry is needed while it may have waiting samples, and
+ * always when negatives must avoid every item the user has touched, or
+ * when granularity is by session (whose end is the user's to tell). Judged
+ * from the entry alone, so the sweep that drops the others stays a
+ * sequential pass: with granularity by event, bucket holds the time of the
+ * pair's last sample (seconds since the first event); by day, its day. */
+static int pair_live(void *ctx, const struct pent *e)
+{
+    const struct build *b = ctx;
+    const struct samples_cfg *sc = b->sc;
+    if (sc->neg_k || sc->gran == GRAN_SESSION) return 1;
+    if (sc->gran == GRAN_DAY) return (int64_t)e->bucket * 86400 + 86400 + b->max_window >= b->gt + sc->tz;
+    return (int64_t)e->bucket + b->max_window >= b->gt - b->t0;
+}
+
 /* Split bookkeeping, called in time order for `rows` rows at time t that
  * start at file offset off. */
 static int split_note(struct build *b, int64_t t, int64_t rows, uint64_t off)
@@ -911,6 +938,8 @@ static int expose(struct build *b, const struct ev *e)
             return PT_OK;
         }
         pe->bucket = bucket;
+    } else {
+        pe->bucket = (int32_t)(b->gt - b->t0);
     }
     uint32_t prev = pe->val;
     pe->val = (uint32_t)b->ptail;
@@ -996,7 +1025,7 @@ static int apply(struct build *b, const struct ev *e)
             if (!(it->attrs = pt_strndup(a, e->attr_len))) return pt_error(PT_ENOMEM, "out of memory");
         }
     }
-    if (!pmap_get(&b->pairs, pair_key(e->u, e->i))) return pt_error(PT_ENOMEM, "out of memory");
+    if (sc->neg_k && !pmap_get(&b->pairs, pair_key(e->u, e->i))) return pt_error(PT_ENOMEM, "out of memory");
     if (e->i >= b->items_applied) b->items_applied = e->i + 1;
     if (sc->neg_popularity) b->pop[b->npop++ & (POP_RING - 1)] = e->i;
     return PT_OK;
@@ -1294,6 +1323,8 @@ static void state_reset(struct build *b)
     memset(b->gcnt, 0, (size_t)b->K * sizeof *b->gcnt);
     memset(b->pos, 0, (size_t)b->L * sizeof *b->pos);
     rng_seed(&b->rng, b->sc->neg_seed);
+    b->pairs.live = pair_live;
+    b->pairs.ctx = b;
 }
 
 enum { UNSORTED = 1 };
