@@ -411,8 +411,7 @@ void model_destroy(struct model *m)
     pt_free(m->g);
     pt_free(m->m);
     pt_free(m->v);
-    pt_free(m->uniq);
-    pt_free(m->scratch);
+    pt_free(m->cs), pt_free(m->crow), pt_free(m->cinv), pt_free(m->ckeys), pt_free(m->cg);
     pt_free(m->train_report);
     pt_free(m->metrics_json);
     schema_free(m->schema);
@@ -897,45 +896,48 @@ static void losses(struct model *m, const struct train_ctx *ctx, double *loss, i
 
 /* ---- optimiser ---- */
 
-static int ensure_uniq(struct model *m, size_t n)
+static int grow_buf(void **p, size_t *cap, size_t need, size_t elem)
 {
-    if (n <= m->uniq_cap) return PT_OK;
-    pt_free(m->uniq);
-    pt_free(m->scratch);
-    m->uniq = pt_malloc(n * sizeof(int32_t));
-    m->scratch = pt_malloc(n * sizeof(int32_t));
-    m->uniq_cap = (m->uniq && m->scratch) ? n : 0;
-    return m->uniq_cap ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
+    if (need <= *cap) return PT_OK;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    void *q = pt_realloc(*p, c * elem);
+    if (!q) return pt_error(PT_ENOMEM, "out of memory");
+    *p = q;
+    *cap = c;
+    return PT_OK;
 }
 
-/* Embedding tables' gradient rows from dx (apply = 0), or the lazy update
- * of the rows the batch touched (apply = 1). */
-static int embed_rows(struct model *m, struct embed *e, struct optim *o, int B, int apply)
+/* The embedding tables' compact gradients from dx, one slice per table
+ * that trains. */
+static int embed_grad(struct model *m, struct embed *e, int B)
 {
     const struct schema *s = m->schema;
     const struct batch *b = &m->bt;
     int D = e->din, col = 0;
-    for (int j = 0; j < s->ncat + s->nmulti; j++) {
+    for (int j = 0; j < s->ncat + s->nmulti; j++, col += e->edim[j - 1]) {
         int dim = e->edim[j], k = j - s->ncat;
         const struct param *p = &m->p[j < s->ncat ? e->emb[j] : e->memb[k]];
         const int32_t *ids = j < s->ncat ? b->cat[j] : b->mids[k];
         int n = j < s->ncat ? B : b->moff[k][B];
-        if (p->frozen) {
-            col += dim;
-            continue;
-        }
-        if (!apply) {
-            if (j < s->ncat)
-                nn_embedding_backward(m->g + p->off, e->dx + col, D, ids, B, dim);
-            else
-                nn_embedding_bag_backward(m->g + p->off, e->dx + col, D, b->moff[k], ids, B, dim,
-                                          multi_pool_mean(s, k));
-        } else if (n > 0) {
-            if (ensure_uniq(m, (size_t)n)) return PT_ENOMEM;
-            int nr = nn_unique_rows(m->uniq, ids, n, m->scratch);
-            optim_update_rows(o, m->w + p->off, m->g + p->off, m->m + p->off, m->v + p->off, m->uniq, nr, dim);
-        }
-        col += dim;
+        if (p->frozen) continue;
+        size_t id0 = m->cid_used, g0 = m->cg_used;
+        if (grow_buf((void **)&m->cs, &m->cs_cap, (size_t)m->ncs + 1, sizeof *m->cs) ||
+            grow_buf((void **)&m->crow, &m->cid_cap, id0 + (size_t)n, sizeof *m->crow) ||
+            grow_buf((void **)&m->cinv, &m->cinv_cap, id0 + (size_t)n, sizeof *m->cinv) ||
+            grow_buf((void **)&m->ckeys, &m->ck_cap, 2 * (size_t)n, sizeof *m->ckeys) ||
+            grow_buf((void **)&m->cg, &m->cg_cap, g0 + (size_t)n * (size_t)dim, sizeof *m->cg))
+            return PT_ENOMEM;
+        int nr = nn_unique_rows_inv(m->crow + id0, m->cinv + id0, ids, n, m->ckeys);
+        float *g = m->cg + g0;
+        memset(g, 0, (size_t)nr * (size_t)dim * sizeof *g);
+        if (j < s->ncat)
+            nn_embedding_backward(g, e->dx + col, D, m->cinv + id0, B, dim);
+        else
+            nn_embedding_bag_backward(g, e->dx + col, D, b->moff[k], m->cinv + id0, B, dim, multi_pool_mean(s, k));
+        m->cs[m->ncs++] = (struct cslice){nr, (int)(p - m->p), id0, g0};
+        m->cid_used += (size_t)n;
+        m->cg_used += (size_t)nr * (size_t)dim;
     }
     return PT_OK;
 }
@@ -945,25 +947,48 @@ static int embed_active(const struct model *m, const struct train_ctx *ctx, int 
     return !ctx->active || !m->independent || ctx->active[e];
 }
 
-int model_grad(struct model *m, const struct train_ctx *ctx, double *loss)
+/* Forward, losses, backward: dense gradients into g, embedding ones into
+ * the compact slices. */
+static int grad(struct model *m, const struct train_ctx *ctx, double *loss)
 {
     int B = m->bt.B, rc;
     forward(m, B, 1);
     losses(m, ctx, loss, B);
     backward(m, ctx->active, B);
+    m->ncs = 0, m->cid_used = m->cg_used = 0;
     for (int e = 0; e < m->nembeds; e++)
-        if (embed_active(m, ctx, e) && (rc = embed_rows(m, &m->E[e], NULL, B, 0))) return rc;
+        if (embed_active(m, ctx, e) && (rc = embed_grad(m, &m->E[e], B))) return rc;
+    return PT_OK;
+}
+
+int model_grad(struct model *m, const struct train_ctx *ctx, double *loss)
+{
+    int rc = grad(m, ctx, loss);
+    if (rc) return rc;
+    for (int c = 0; c < m->ncs; c++) {
+        const struct cslice *cs = &m->cs[c];
+        const struct param *p = &m->p[cs->param];
+        for (int k = 0; k < cs->nr; k++) {
+            float *dst = m->g + p->off + (size_t)m->crow[cs->id + (size_t)k] * (size_t)p->cols;
+            const float *src = m->cg + cs->g + (size_t)k * (size_t)p->cols;
+            for (int d = 0; d < p->cols; d++) dst[d] += src[d];
+        }
+    }
     return PT_OK;
 }
 
 int model_train_step(struct model *m, const struct train_ctx *ctx, double *loss)
 {
-    int B = m->bt.B, rc;
     struct optim *o = ctx->opt;
     optim_begin_step(o);
-    if ((rc = model_grad(m, ctx, loss))) return rc;
-    for (int e = 0; e < m->nembeds; e++)
-        if (embed_active(m, ctx, e) && (rc = embed_rows(m, &m->E[e], o, B, 1))) return rc;
+    int rc = grad(m, ctx, loss);
+    if (rc) return rc;
+    for (int c = 0; c < m->ncs; c++) {
+        const struct cslice *cs = &m->cs[c];
+        const struct param *p = &m->p[cs->param];
+        optim_update_rows(o, m->w + p->off, m->cg + cs->g, m->m + p->off, m->v + p->off, m->crow + cs->id, cs->nr,
+                          p->cols, 1);
+    }
     for (int i = 0; i < m->nparams; i++) {
         const struct param *p = &m->p[i];
         if (p->sparse) continue;

@@ -125,8 +125,17 @@ struct model {
     int logvar;                     /* uncertainty weighting param, or -1 */
     float *logits, *dlogits, *ycol; /* [bmax, T] */
     int bmax;
-    int32_t *uniq, *scratch;        /* nn_unique_rows buffers */
-    size_t uniq_cap;
+    /* The batch's embedding gradients, compact: per table touched, its
+     * distinct rows (crow), each id's row among them (cinv) and one gradient
+     * row per distinct row (cg), sliced by cs in table order. A full-size
+     * mirror would cost a cache miss per id to add into and another per row
+     * to read back, on tables of millions of rows. */
+    struct cslice { int nr, param; size_t id, g; } *cs;
+    int ncs;
+    int32_t *crow, *cinv;
+    uint64_t *ckeys;
+    float *cg;
+    size_t cs_cap, cid_cap, cinv_cap, ck_cap, cg_cap, cid_used, cg_used;
     struct batch bt;
     struct rng drop_rng;
     int gate_stats;                 /* accumulate gate means in predict */

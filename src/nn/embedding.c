@@ -5,7 +5,9 @@
  * Ids are trusted here: the data layer maps raw values into [0, rows) before
  * they reach a layer, so no bounds checks on the hot path.
  * Backward loops stay serial: a batch repeats popular ids, and parallel
- * scatter-adds into the same table row would race. */
+ * scatter-adds into the same table row would race. In training the "table"
+ * a backward adds into is the batch's compact gradient (one row per distinct
+ * id, indexed by nn_unique_rows_inv's inv), not a full-size mirror. */
 #include <string.h>
 
 #include "nn/nn.h"
@@ -68,13 +70,19 @@ void nn_embedding_bag_backward(float *dtable, const float *dout, int lddo, const
     }
 }
 
-/* LSD radix sort, 8 bits a pass, ping-ponging between a and tmp; returns
- * whichever buffer holds the result. Linear in n, no allocation: this runs
- * every batch over B * fields ids. Passes where every id shares the byte
- * (the high bytes, for small vocabularies) are skipped. */
-static uint32_t *radix_sort_u32(uint32_t *a, uint32_t *tmp, int n)
+/* rows[0..count) = sorted distinct values of ids[0..n), inv[k] = position
+ * in rows of ids[k]; returns count (0 for n <= 0). keys: scratch of 2n.
+ * One LSD radix sort, 8 bits a pass, of (id, k) pairs on the id half: linear
+ * in n, no allocation (this runs every batch over each table's ids), passes
+ * where every id shares the byte (the high bytes of small vocabularies)
+ * skipped. Flipping the sign bit maps int32 order onto uint32 order, so
+ * negative ids (which callers should not pass) still sort correctly. */
+int nn_unique_rows_inv(int32_t *rows, int32_t *inv, const int32_t *ids, int n, uint64_t *keys)
 {
-    for (int shift = 0; shift < 32; shift += 8) {
+    if (n <= 0) return 0;
+    uint64_t *a = keys, *tmp = keys + n;
+    for (int i = 0; i < n; i++) a[i] = (uint64_t)((uint32_t)ids[i] ^ 0x80000000u) << 32 | (uint32_t)i;
+    for (int shift = 32; shift < 64; shift += 8) {
         size_t cnt[256] = {0};
         for (int i = 0; i < n; i++) cnt[(a[i] >> shift) & 255u]++;
         if (cnt[(a[0] >> shift) & 255u] == (size_t)n) continue;
@@ -85,26 +93,15 @@ static uint32_t *radix_sort_u32(uint32_t *a, uint32_t *tmp, int n)
             pos += c;
         }
         for (int i = 0; i < n; i++) tmp[cnt[(a[i] >> shift) & 255u]++] = a[i];
-        uint32_t *t = a;
+        uint64_t *t = a;
         a = tmp;
         tmp = t;
     }
-    return a;
-}
-
-/* rows[0..count) = sorted distinct values of ids[0..n); rows and scratch each
- * hold n ints. Returns count (0 for n <= 0). */
-int nn_unique_rows(int32_t *rows, const int32_t *ids, int n, int32_t *scratch)
-{
-    if (n <= 0) return 0;
-    /* Flipping the sign bit maps int32 order onto uint32 order, so negative
-     * ids (which callers should not pass) still sort correctly. */
-    uint32_t *a = (uint32_t *)rows, *tmp = (uint32_t *)scratch;
-    for (int i = 0; i < n; i++) a[i] = (uint32_t)ids[i] ^ 0x80000000u;
-    uint32_t *s = radix_sort_u32(a, tmp, n);
     int count = 0;
-    for (int i = 0; i < n; i++)
-        if (i == 0 || s[i] != s[i - 1]) s[count++] = s[i];
-    for (int i = 0; i < count; i++) rows[i] = (int32_t)(s[i] ^ 0x80000000u);
+    for (int i = 0; i < n; i++) {
+        uint32_t id = (uint32_t)(a[i] >> 32);
+        if (i == 0 || id != (uint32_t)(a[i - 1] >> 32)) rows[count++] = (int32_t)(id ^ 0x80000000u);
+        inv[(uint32_t)a[i]] = count - 1;
+    }
     return count;
 }

@@ -50,9 +50,9 @@ void nn_embedding_bag_forward(float *out, int ldo, const float *table, const int
                               const int32_t *ids, int B, int D, int mean);
 void nn_embedding_bag_backward(float *dtable, const float *dout, int lddo, const int32_t *off,
                                const int32_t *ids, int B, int D, int mean);
-/* Sorted unique rows of ids[0..n) into rows (capacity n); returns count.
- * scratch: n ints. For sparse optimiser updates. */
-int nn_unique_rows(int32_t *rows, const int32_t *ids, int n, int32_t *scratch);
+/* rows[0..count) = sorted distinct ids[0..n), inv[k] = index in rows of
+ * ids[k]; keys: scratch of 2n. Returns count. */
+int nn_unique_rows_inv(int32_t *rows, int32_t *inv, const int32_t *ids, int n, uint64_t *keys);
 
 /* ---- ReLU ---- */
 void nn_relu_forward(float *y, const float *x, size_t N);

@@ -167,11 +167,12 @@ void optim_update_dense(const struct optim *o, float *w, float *g, float *m, flo
     }
 }
 
-/* rows[nrows]: distinct row indices (nn_unique_rows); each row r updates
- * w/g/m/v[r*D .. r*D+D). Rows must be distinct: a repeated row would be
- * stepped twice (and raced on under OpenMP). */
+/* rows[nrows]: distinct row indices (nn_unique_rows_inv); each row r updates
+ * w/m/v[r*D .. r*D+D) with gradient row r of g, or row k of a compact g.
+ * Rows must be distinct: a repeated row would be stepped twice (and raced
+ * on under OpenMP). */
 void optim_update_rows(const struct optim *o, float *w, float *g, float *m, float *v,
-                       const int32_t *rows, int nrows, int D)
+                       const int32_t *rows, int nrows, int D, int g_compact)
 {
     struct step_consts c = consts_of(o);
 #ifdef PT_HAVE_OPENMP
@@ -183,11 +184,12 @@ void optim_update_rows(const struct optim *o, float *w, float *g, float *m, floa
         if (k + 16 < nrows) {
             size_t pf = (size_t)rows[k + 16] * (size_t)D;
             PT_PREFETCH(w + pf, 1);
-            PT_PREFETCH(g + pf, 1);
+            if (!g_compact) PT_PREFETCH(g + pf, 1);
             if (m) PT_PREFETCH(m + pf, 1);
             if (v) PT_PREFETCH(v + pf, 1);
         }
         size_t off = (size_t)rows[k] * (size_t)D;
-        update_span(o, &c, w + off, g + off, m ? m + off : NULL, v ? v + off : NULL, (size_t)D);
+        float *gr = g + (g_compact ? (size_t)k * (size_t)D : off);
+        update_span(o, &c, w + off, gr, m ? m + off : NULL, v ? v + off : NULL, (size_t)D);
     }
 }

@@ -36,8 +36,10 @@ void optim_begin_step(struct optim *o);
  * of squares, m unused; SGD: neither). Zeroes g[0..N). */
 void optim_update_dense(const struct optim *o, float *w, float *g, float *m, float *v, size_t N);
 
-/* Same for rows[0..nrows) of a [*, D] table (w, g, m, v all [rows_total, D]). */
+/* Same for rows[0..nrows) of a [*, D] table (w, m, v all [rows_total, D]).
+ * g: [rows_total, D] like w when g_compact is 0; the batch's compact
+ * gradient [nrows, D] (row k for rows[k]) when 1. g is zeroed after use. */
 void optim_update_rows(const struct optim *o, float *w, float *g, float *m, float *v,
-                       const int32_t *rows, int nrows, int D);
+                       const int32_t *rows, int nrows, int D, int g_compact);
 
 #endif

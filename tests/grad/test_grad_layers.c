@@ -210,22 +210,27 @@ static int cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* nn_unique_rows_inv: sorted distinct rows, and every id's position among them. */
+static void check_unique(const int32_t *ids, int n, const int32_t *want, int nwant)
+{
+    int32_t rows[64], inv[64];
+    uint64_t keys[128];
+    assert_true(n <= 64);
+    int got = nn_unique_rows_inv(rows, inv, ids, n, keys);
+    assert_int_equal(got, nwant);
+    for (int i = 0; i < nwant; i++) assert_int_equal(rows[i], want[i]);
+    for (int i = 0; i < n; i++) assert_int_equal(rows[inv[i]], ids[i]);
+}
+
 static void test_unique_rows(void **state)
 {
     (void)state;
-    int32_t rows[16], scratch[16];
-    static const int32_t ids[] = {5, 3, 5, 0, 3, 9, 0};
-    int n = nn_unique_rows(rows, ids, 7, scratch);
-    assert_int_equal(n, 4);
-    static const int32_t want[] = {0, 3, 5, 9};
-    for (int i = 0; i < 4; i++) assert_int_equal(rows[i], want[i]);
-    assert_int_equal(nn_unique_rows(rows, ids, 0, scratch), 0);
-    static const int32_t one[] = {42};
-    assert_int_equal(nn_unique_rows(rows, one, 1, scratch), 1);
-    assert_int_equal(rows[0], 42);
-    static const int32_t same[] = {7, 7, 7};
-    assert_int_equal(nn_unique_rows(rows, same, 3, scratch), 1);
-    assert_int_equal(rows[0], 7);
+    static const int32_t ids[] = {5, 3, 5, 0, 3, 9, 0}, want[] = {0, 3, 5, 9};
+    check_unique(ids, 7, want, 4);
+    check_unique(ids, 0, want, 0);
+    static const int32_t one[] = {42}, same[] = {7, 7, 7}, seven[] = {7};
+    check_unique(one, 1, one, 1);
+    check_unique(same, 3, seven, 1);
 
     /* Random ids over several magnitudes (so every radix pass runs), a few
      * negatives, against qsort + dedupe. */
@@ -233,8 +238,9 @@ static void test_unique_rows(void **state)
     rng_seed(&r, 4);
     enum { NR = 3001 };
     int32_t *in = pt_malloc(NR * sizeof(int32_t)), *out = pt_malloc(NR * sizeof(int32_t));
-    int32_t *scr = pt_malloc(NR * sizeof(int32_t)), *ref = pt_malloc(NR * sizeof(int32_t));
-    assert_true(in && out && scr && ref);
+    int32_t *inv = pt_malloc(NR * sizeof(int32_t)), *ref = pt_malloc(NR * sizeof(int32_t));
+    uint64_t *keys = pt_malloc(2 * NR * sizeof(uint64_t));
+    assert_true(in && out && inv && ref && keys);
     for (int trial = 0; trial < 3; trial++) {
         for (int i = 0; i < NR; i++) {
             uint64_t k = rng_below(&r, 4);
@@ -250,11 +256,12 @@ static void test_unique_rows(void **state)
         int m = 0;
         for (int i = 0; i < NR; i++)
             if (i == 0 || ref[i] != ref[i - 1]) ref[m++] = ref[i];
-        int got = nn_unique_rows(out, in, NR, scr);
+        int got = nn_unique_rows_inv(out, inv, in, NR, keys);
         assert_int_equal(got, m);
         for (int i = 0; i < m; i++) assert_int_equal(out[i], ref[i]);
+        for (int i = 0; i < NR; i++) assert_int_equal(out[inv[i]], in[i]);
     }
-    pt_free(in), pt_free(out), pt_free(scr), pt_free(ref);
+    pt_free(in), pt_free(out), pt_free(inv), pt_free(ref), pt_free(keys);
 }
 
 /* ------------------------------------------------------------ elementwise */

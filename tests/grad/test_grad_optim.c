@@ -188,7 +188,7 @@ static void test_rows_lazy(void **state)
             memcpy(bw, w, sizeof w), memcpy(bg, g, sizeof g), memcpy(bm, m, sizeof m);
             memcpy(bv, v, sizeof v);
             optim_begin_step(&o);
-            optim_update_rows(&o, w, g, m, v, touch[t], ntouch[t], D);
+            optim_update_rows(&o, w, g, m, v, touch[t], ntouch[t], D, 0);
             for (int k = 0; k < ntouch[t]; k++) {
                 size_t off = (size_t)touch[t][k] * D;
                 optim_update_dense(&o, rw + off, rg + off, rm + off, rv + off, D);
@@ -235,7 +235,7 @@ static void test_rows_many(void **state)
     struct optim o;
     optim_init(&o, OPTIM_ADAM, 0.01f);
     optim_begin_step(&o), optim_begin_step(&o);
-    optim_update_rows(&o, w, g, m, v, rows, nrows, D);
+    optim_update_rows(&o, w, g, m, v, rows, nrows, D, 0);
     for (int k = 0; k < nrows; k++) {
         size_t off = (size_t)rows[k] * D;
         optim_update_dense(&o, rw + off, rg + off, rm + off, rv + off, D);
@@ -248,13 +248,54 @@ static void test_rows_many(void **state)
     pt_free(rv), pt_free(rows);
 }
 
+/* A compact gradient (row k for rows[k], as training passes it) gives the
+ * same update as the full-size gradient with those rows, for every kind. */
+static void test_rows_compact(void **state)
+{
+    (void)state;
+    enum { V = 3000, D = 16 };
+    size_t nt = (size_t)V * D;
+    for (int kind = 0; kind < 3; kind++) {
+        struct rng r;
+        rng_seed(&r, 21 + (uint64_t)kind);
+        float *w = gc_alloc(nt), *g = gc_alloc(nt), *m = gc_alloc(nt), *v = gc_alloc(nt);
+        float *cw = gc_alloc(nt), *cg = gc_alloc(nt), *cm = gc_alloc(nt), *cv = gc_alloc(nt);
+        int32_t *rows = pt_malloc(V * sizeof(int32_t));
+        assert_non_null(rows);
+        int nrows = 0;
+        for (int i = 1; i < V; i += 3) rows[nrows++] = i;
+        gc_fill_normal(w, nt, &r, 1.0f);
+        memcpy(cw, w, nt * sizeof(float));
+        struct optim o;
+        optim_init(&o, (enum optim_kind)kind, 0.01f);
+        o.l2 = 0.001f;
+        for (int step = 0; step < 3; step++) {
+            for (int k = 0; k < nrows; k++)
+                for (int d = 0; d < D; d++) {
+                    float x = rng_normal(&r);
+                    g[(size_t)rows[k] * D + (size_t)d] = x;
+                    cg[(size_t)k * D + (size_t)d] = x;
+                }
+            optim_begin_step(&o);
+            optim_update_rows(&o, w, g, m, v, rows, nrows, D, 0);
+            optim_update_rows(&o, cw, cg, cm, cv, rows, nrows, D, 1);
+            assert_memory_equal(w, cw, nt * sizeof(float));
+            assert_memory_equal(m, cm, nt * sizeof(float));
+            assert_memory_equal(v, cv, nt * sizeof(float));
+            for (int k = 0; k < nrows * D; k++) assert_true(cg[k] == 0.0f); /* zeroed after use */
+        }
+        pt_free(w), pt_free(g), pt_free(m), pt_free(v), pt_free(cw), pt_free(cg), pt_free(cm), pt_free(cv);
+        pt_free(rows);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sgd),        cmocka_unit_test(test_adam_defaults_and_steps),
         cmocka_unit_test(test_adagrad),    cmocka_unit_test(test_l2),
         cmocka_unit_test(test_dense_long), cmocka_unit_test(test_rows_lazy),
-        cmocka_unit_test(test_rows_many),
+        cmocka_unit_test(test_rows_many),  cmocka_unit_test(test_rows_compact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,11 +101,18 @@ static void test_embedding(void **state)
     float *e = plus(get(&fx, "dtable", (size_t)V * D), (size_t)V * D, 0.125f);
     EXPECT_CLOSE("embedding dtable", dtable, e, (size_t)V * D);
 
-    /* nn_unique_rows: sorted unique ids (the rows a sparse update touches). */
-    int32_t *rows = malloc((size_t)B * sizeof *rows), *scratch = malloc((size_t)B * sizeof *scratch);
-    assert_non_null(rows);
-    assert_non_null(scratch);
-    int nu = nn_unique_rows(rows, ids, B, scratch);
+    /* nn_unique_rows_inv: sorted unique ids (the rows a sparse update
+     * touches); the backward into the compact gradient they index, scattered
+     * back, is the table's gradient. */
+    int32_t *rows = malloc((size_t)B * sizeof *rows), *inv = malloc((size_t)B * sizeof *inv);
+    uint64_t *keys = malloc(2 * (size_t)B * sizeof *keys);
+    assert_true(rows && inv && keys);
+    int nu = nn_unique_rows_inv(rows, inv, ids, B, keys);
+    float *dc = fill((size_t)nu * D, 0.0f), *dfull = fill((size_t)V * D, 0.125f);
+    nn_embedding_backward(dc, dobuf + 2, ld, inv, B, D);
+    for (int r = 0; r < nu; r++)
+        for (int d = 0; d < D; d++) dfull[(size_t)rows[r] * D + (size_t)d] += dc[(size_t)r * D + (size_t)d];
+    EXPECT_CLOSE("embedding compact dtable", dfull, e, (size_t)V * D);
     int k = 0;
     for (int v = 0; v < V; v++) {
         int seen = 0;
@@ -117,7 +124,8 @@ static void test_embedding(void **state)
     }
     assert_int_equal(nu, k);
 
-    free(obuf), free(out), free(dobuf), free(dtable), free(e), free(ids), free(rows), free(scratch);
+    free(obuf), free(out), free(dobuf), free(dtable), free(e), free(ids), free(rows), free(inv), free(keys);
+    free(dc), free(dfull);
     fixture_free(&fx);
 }
 
@@ -452,7 +460,7 @@ static void test_optim_sparse_adam(void **state)
         optim_begin_step(&o);
         snprintf(an, sizeof an, "g%d", k);
         memcpy(g, get(&fx, an, N), N * sizeof *g);
-        optim_update_rows(&o, w, g, m, v, rows, nrows, D);
+        optim_update_rows(&o, w, g, m, v, rows, nrows, D, 0);
         for (size_t i = 0; i < N; i++) assert_true(g[i] == 0.0f); /* only touched rows were non-zero */
         static const char *const names[3] = {"w", "m", "v"};
         float *ours[3] = {w, m, v};
