@@ -320,10 +320,10 @@ static int join_load(struct join_table *j, const struct samples_join *jc, const 
             goto done;
         }
         if (!(hdr = pt_calloc(nf, sizeof *hdr))) goto oom;
+        ncols = (int)nf; /* before the copies, so a failed one frees those made */
         for (size_t k = 0; k < nf; k++)
             if (!(hdr[k] = pt_strdup(f[k]))) goto oom;
         names = hdr;
-        ncols = (int)nf;
     } else {
         ncols = jc->t.ncolumns;
     }
@@ -1283,8 +1283,9 @@ static int resolve_columns(struct build *b, char **names, int n, const char *fil
 
 static void state_free(struct build *b)
 {
-    for (int32_t u = 0; u < b->users_v.n; u++) pt_free(b->users[u].h);
-    for (int32_t i = 0; i < b->items_v.n; i++) pt_free(b->items[i].attrs);
+    /* a failed grow leaves ids in the vocabulary past the arrays' capacity */
+    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) pt_free(b->users[u].h);
+    for (int32_t i = 0; i < b->items_v.n && i < b->icap; i++) pt_free(b->items[i].attrs);
     vocab_free(&b->users_v);
     vocab_free(&b->items_v);
     vocab_free(&b->cats_v);
@@ -1727,13 +1728,13 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
             rc = pt_error(PT_ENOMEM, "out of memory");
             goto done;
         }
+        ncols = (int)nf; /* before the copies, so a failed one frees those made */
         for (size_t k = 0; k < nf; k++)
             if (!(hdr[k] = pt_strdup(f[k]))) {
                 rc = pt_error(PT_ENOMEM, "out of memory");
                 goto done;
             }
         names = hdr;
-        ncols = (int)nf;
     }
     if ((rc = resolve_columns(&b, names, ncols, file))) goto done;
     cols = column_names(&b);
