@@ -4,7 +4,8 @@
  * "fuzz.yaml". Checks what the parser promises: it returns PT_OK with a
  * config, or a negative code with none and a message naming the file;
  * a parsed config has the fields config_check guarantees (a train path,
- * at least one task and one feature, every task labelled and named). The
+ * at least one task and one feature, every task labelled and named; or,
+ * for a samples-only config, a samples: section build can run on). The
  * config is freed either way, so LeakSanitizer sees anything left behind. */
 #include <stdint.h>
 #include <string.h>
@@ -34,6 +35,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rc < 0 && c == NULL);
         CHECK(!strncmp(pt_errmsg(), "fuzz.yaml", 9) || rc == PT_ENOMEM);
         return 0;
+    }
+    const struct samples_cfg *sc = c ? c->samples : NULL;
+    if (sc) {
+        /* what build relies on: every type index in range, a cache folder */
+        CHECK(sc->events.path && sc->col_user && sc->col_item && sc->col_time && sc->cache && sc->text);
+        CHECK(sc->ntypes >= 1 && sc->exposure_type >= 0 && sc->exposure_type < sc->ntypes);
+        CHECK(sc->purchase_type >= -1 && sc->purchase_type < sc->ntypes);
+        CHECK(!sc->col_type != !sc->every_line);
+        for (int l = 0; l < sc->nlabels; l++)
+            CHECK(sc->labels[l].name && sc->labels[l].type >= 0 && sc->labels[l].type < sc->ntypes &&
+                  sc->labels[l].window > 0);
+        CHECK(sc->nlabels >= 1 || sc->neg_k >= 1);
+        CHECK(sc->seq_len <= sc->history && sc->nwindows >= 1);
+        if (!c->ntasks && !c->nfeats && !c->train) { /* samples only: a config for build */
+            pt_config_free(c);
+            return 0;
+        }
     }
     CHECK(c && c->train && c->ntasks >= 1 && c->nfeats >= 1);
     CHECK(c->header || c->ncolumns > 0);
