@@ -256,19 +256,6 @@ struct build {
 
 /* ---- small helpers ---- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return PT_OK;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
-    void *q = pt_realloc(*p, c * elem);
-    if (!q) return pt_error(PT_ENOMEM, "out of memory");
-    pt_advise_huge(q, c * elem);
-    *p = q;
-    *cap = c;
-    return PT_OK;
-}
-
 /* pt_realloc for the big per-user and per-item arrays, with huge pages. */
 static void *regrow(void *p, size_t n)
 {
@@ -566,7 +553,7 @@ static int out_patch(struct build *b, uint64_t off, char c)
     return pwrite(b->fd, &c, 1, (off_t)off) == 1 ? PT_OK : pt_error(PT_EIO, "writing samples: %s", strerror(errno));
 }
 
-static int row_room(struct build *b, size_t need) { return grow((void **)&b->row, &b->rowcap, need, 1); }
+static int row_room(struct build *b, size_t need) { return pt_grow((void **)&b->row, &b->rowcap, need, 1); }
 
 /* Writes id's name: as a CSV field (quoted when it must be) or raw (in a sequence). */
 static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, int32_t id, int field)
@@ -690,7 +677,7 @@ static int pend_push(struct build *b, struct pend **out)
             memmove(b->p, b->p + dead, (used - dead) * sizeof *b->p);
             b->pbase = b->phead;
             used -= dead;
-        } else if (grow((void **)&b->p, &b->pcap, used + 1, sizeof *b->p)) {
+        } else if (pt_grow((void **)&b->p, &b->pcap, used + 1, sizeof *b->p)) {
             return PT_ENOMEM;
         }
     }
@@ -738,7 +725,7 @@ static int split_note(struct build *b, int64_t t, int64_t rows, uint64_t off)
         }
     int64_t m = t >= 0 ? t / 60 : -((-t + 59) / 60);
     if (!b->nmins || b->mins[b->nmins - 1].m != m) {
-        if (grow((void **)&b->mins, &b->mincap, b->nmins + 1, sizeof *b->mins)) return PT_ENOMEM;
+        if (pt_grow((void **)&b->mins, &b->mincap, b->nmins + 1, sizeof *b->mins)) return PT_ENOMEM;
         b->mins[b->nmins++] = (struct minute){m, 0, off};
     }
     b->mins[b->nmins - 1].rows += rows;
@@ -1137,7 +1124,7 @@ static int look_read(struct build *b, struct look *lk, char **f, size_t *lens, i
     size_t cl = b->c_cat >= 0 && !is_missing(f[b->c_cat], lens[b->c_cat]) ? lens[b->c_cat] : 0;
     size_t room = lens[b->c_user] + lens[b->c_item] + cl + 4;
     for (int k = 0; k < sc->nattrs; k++) room += 1 + field_room(lens[b->c_attr[k]]);
-    if (grow((void **)&e->buf, &e->cap, room, 1)) {
+    if (pt_grow((void **)&e->buf, &e->cap, room, 1)) {
         *rc = PT_ENOMEM;
         return 0;
     }
@@ -1175,7 +1162,7 @@ static int look_map(struct build *b, struct slot *e)
         int32_t before = b->cats_v.n;
         if ((rc = vocab_add_h(&b->cats_v, cs, e->clen, e->ch, &e->cat))) return rc;
         if (e->cat >= before) {
-            if (grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
+            if (pt_grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
             name_set(&b->cnames[e->cat], cs, e->clen);
         }
         if (b->ucats.cap) PT_PREFETCH(&b->ucats.e[pmap_slot(pair_key(e->u, e->cat), b->ucats.cap)], 1);
@@ -1233,10 +1220,10 @@ static int look_handle(struct build *b, const struct slot *e)
     b->last_t = e->t;
     if (b->gn == b->gcap) {
         size_t cap = (size_t)b->gcap;
-        if (grow((void **)&b->g, &cap, cap + 1, sizeof *b->g)) return PT_ENOMEM;
+        if (pt_grow((void **)&b->g, &cap, cap + 1, sizeof *b->g)) return PT_ENOMEM;
         b->gcap = (int)cap;
     }
-    if (grow((void **)&b->gtext, &b->gtcap, b->gtlen + e->alen + 1, 1)) return PT_ENOMEM;
+    if (pt_grow((void **)&b->gtext, &b->gtcap, b->gtlen + e->alen + 1, 1)) return PT_ENOMEM;
     struct ev *g = &b->g[b->gn];
     g->u = e->u, g->i = e->i, g->cat = e->cat, g->type = e->type, g->sess = e->sess;
     g->attr_off = (uint32_t)b->gtlen;

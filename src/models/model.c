@@ -896,18 +896,6 @@ static void losses(struct model *m, const struct train_ctx *ctx, double *loss, i
 
 /* ---- optimiser ---- */
 
-static int grow_buf(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap) return PT_OK;
-    size_t c = *cap ? *cap : 4096;
-    while (c < need) c *= 2;
-    void *q = pt_realloc(*p, c * elem);
-    if (!q) return pt_error(PT_ENOMEM, "out of memory");
-    *p = q;
-    *cap = c;
-    return PT_OK;
-}
-
 /* The embedding tables' compact gradients from dx, one slice per table
  * that trains. */
 static int embed_grad(struct model *m, struct embed *e, int B)
@@ -922,11 +910,11 @@ static int embed_grad(struct model *m, struct embed *e, int B)
         int n = j < s->ncat ? B : b->moff[k][B];
         if (p->frozen) continue;
         size_t id0 = m->cid_used, g0 = m->cg_used;
-        if (grow_buf((void **)&m->cs, &m->cs_cap, (size_t)m->ncs + 1, sizeof *m->cs) ||
-            grow_buf((void **)&m->crow, &m->cid_cap, id0 + (size_t)n, sizeof *m->crow) ||
-            grow_buf((void **)&m->cinv, &m->cinv_cap, id0 + (size_t)n, sizeof *m->cinv) ||
-            grow_buf((void **)&m->ckeys, &m->ck_cap, 2 * (size_t)n, sizeof *m->ckeys) ||
-            grow_buf((void **)&m->cg, &m->cg_cap, g0 + (size_t)n * (size_t)dim, sizeof *m->cg))
+        if (pt_grow((void **)&m->cs, &m->cs_cap, (size_t)m->ncs + 1, sizeof *m->cs) ||
+            pt_grow((void **)&m->crow, &m->cid_cap, id0 + (size_t)n, sizeof *m->crow) ||
+            pt_grow((void **)&m->cinv, &m->cinv_cap, id0 + (size_t)n, sizeof *m->cinv) ||
+            pt_grow((void **)&m->ckeys, &m->ck_cap, 2 * (size_t)n, sizeof *m->ckeys) ||
+            pt_grow((void **)&m->cg, &m->cg_cap, g0 + (size_t)n * (size_t)dim, sizeof *m->cg))
             return PT_ENOMEM;
         int nr = nn_unique_rows_inv(m->crow + id0, m->cinv + id0, ids, n, m->ckeys);
         float *g = m->cg + g0;

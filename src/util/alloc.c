@@ -73,3 +73,16 @@ void pt_advise_huge(void *p, size_t n)
     (void)n;
 #endif
 }
+
+int pt_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return PT_OK;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    void *q = pt_realloc(*p, c * elem);
+    if (!q) return pt_error(PT_ENOMEM, "out of memory");
+    pt_advise_huge(q, c * elem);
+    *p = q;
+    *cap = c;
+    return PT_OK;
+}

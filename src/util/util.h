@@ -20,6 +20,10 @@ char *pt_strdup(const char *s);
 char *pt_strndup(const char *s, size_t n);
 /* Hints that [p, p+n) be backed by huge pages (no-op where unsupported). */
 void pt_advise_huge(void *p, size_t n);
+/* Grows *p (elem bytes each) to hold at least need, doubling *cap from 64;
+ * big buffers get huge pages. PT_ENOMEM (with the message set) leaves *p
+ * and *cap as they were. */
+int pt_grow(void **p, size_t *cap, size_t need, size_t elem);
 /* Tests: make the k-th allocation from now fail (k >= 1), 0 to disarm.
  * pt_alloc_count() counts allocations since the last arming. */
 void pt_alloc_fail_at(long k);
