@@ -1679,7 +1679,7 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     json_t *cols = NULL, *rep = NULL;
     struct csv_reader *r = NULL;
     struct atomic_file af = {0};
-    int rc = PT_OK, ncols = sc->events.ncolumns, opened = 0;
+    int rc = PT_OK, ncols = sc->events.ncolumns, opened = 0, made_dir = 0;
     if (!key) return pt_error(PT_ENOMEM, "out of memory");
     if (!b.o->force && cached(sc, dir, key, report)) {
         pt_log(PT_LOG_INFO, "samples in %s are up to date with their inputs; not rebuilt", dir);
@@ -1697,6 +1697,7 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
         goto done;
     }
     state_reset(&b);
+    made_dir = access(dir, F_OK) != 0;
     if ((rc = mkdirs(dir))) goto done;
     if ((sc->items.t.path && (rc = join_load(&b.jitems, &sc->items, "items"))) ||
         (sc->users.t.path && (rc = join_load(&b.jusers, &sc->users, "users"))))
@@ -1808,6 +1809,7 @@ int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_
     }
 done:
     if (opened) atomic_file_abort(&af);
+    if (rc && made_dir) rmdir(dir); /* a failed build leaves no folder it made (rmdir: only if empty) */
     csv_reader_close(r);
     if (hdr)
         for (int k = 0; k < ncols; k++) pt_free(hdr[k]);
