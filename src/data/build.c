@@ -1216,6 +1216,10 @@ static int look_handle(struct build *b, const struct slot *e)
         if (rc) return rc;
     }
     if (!b->events) b->t0 = e->t;
+    if (e->t - b->t0 > INT32_MAX) /* histories keep times as 32-bit offsets from the first event */
+        return pt_error_at(PT_EPARSE, b->sc->events.path, 0,
+                           "the events span more than 68 years (%" PRId64 " s); check the time column and time_format",
+                           e->t - b->t0);
     b->gt = e->t;
     b->last_t = e->t;
     if (b->gn == b->gcap) {
