@@ -169,6 +169,9 @@ typedef struct pt_eval_opts {
     double threshold;           /* for accuracy / precision / recall / F1 */
     int64_t max_bad_rows;       /* rows that may be skipped, counted */
     int threads;                /* 0: 1 */
+    int top_k;                  /* eval with group_by: also rank each group's rows by score and
+                                   report NDCG, recall, precision, hit rate and MAP at this K,
+                                   and MRR, over groups with a positive (0: off) */
     const char *score_column;   /* eval only: score every task by this numeric feature of the
                                    model instead of its predictions (a baseline such as an
                                    item's popularity); only AUC and GAUC are reported. NULL: off */

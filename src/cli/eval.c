@@ -23,6 +23,8 @@ static const char EVAL_HELP[] =
     "  --group-by COLUMN     also report GAUC over groups of this column (e.g. user id)\n"
     "  --roc-out FILE        write ROC curve points (task,threshold,fpr,tpr) as CSV\n"
     "  --threshold X         decision threshold for accuracy/precision/recall/F1 (0.5)\n"
+    "  --top-k K             with --group-by: rank each group's rows by score and report\n"
+    "                        NDCG, recall, precision, hit rate and MAP at K, and MRR\n"
     "  --score COLUMN        a baseline: score every task by this numeric feature of the\n"
     "                        model (e.g. i_view, an item's past views) instead of the\n"
     "                        model's predictions; reports AUC and GAUC only\n"
@@ -53,7 +55,7 @@ static int run(int argc, char **argv, int predict)
         {"out", required_argument, 0, 'o'}, {"group-by", required_argument, 0, 'g'},
         {"roc-out", required_argument, 0, 'r'}, {"threshold", required_argument, 0, 'T'},
         {"max-bad-rows", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"score", required_argument, 0, 's'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"score", required_argument, 0, 's'}, {"top-k", required_argument, 0, 'K'}, {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char *cmd = predict ? "predict" : "eval";
     const char *model = NULL, *data = NULL, *out = NULL;
@@ -72,6 +74,11 @@ static int run(int argc, char **argv, int predict)
         case 'r': if (predict) goto unknown; o.roc_out = optarg; break;
         case 'j': if (predict) goto unknown; json = 1; break;
         case 's': if (predict) goto unknown; o.score_column = optarg; break;
+        case 'K':
+            if (predict) goto unknown;
+            if (cli_parse_int(optarg, &v) || v < 1 || v > 1000000) return cli_usage_error(cmd, "--top-k needs a number 1..1000000");
+            o.top_k = (int)v;
+            break;
         case 'T':
             if (predict) goto unknown;
             o.threshold = strtod(optarg, &end);

@@ -63,7 +63,8 @@ static void cell(FILE *f, json_t *v)
 void cli_print_tasks(FILE *f, const char *tasks_json)
 {
     static const char *const cols[] = {"rows", "positives", "auc", "gauc", "logloss", "calibration",
-                                       "accuracy", "f1", "rmse", "mae"};
+                                       "accuracy", "f1", "rmse", "mae", "ndcg_at_k", "recall_at_k",
+                                       "hit_at_k", "map_at_k", "mrr"};
     json_t *tasks = json_loads(tasks_json, 0, NULL);
     if (!json_is_object(tasks)) {
         json_decref(tasks);

@@ -6,6 +6,7 @@
 #include "data/schema.h"
 #include "eval/evaluate.h"
 #include "eval/metrics.h"
+#include "eval/rank.h"
 #include "util/util.h"
 
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -29,8 +30,60 @@ static int write_roc(FILE *f, const char *task, const float *y, const float *p, 
     return PT_OK;
 }
 
+/* One row of a top-K ranking: its group, score, label and position in the file. */
+struct ranked {
+    int32_t g, i;
+    float p, y;
+};
+
+/* Group, then score high to low, then file order: the order rank_order gives
+ * within a group. NaN scores last. */
+static int ranked_cmp(const void *a, const void *b)
+{
+    const struct ranked *x = a, *y = b;
+    if (x->g != y->g) return x->g < y->g ? -1 : 1;
+    int xn = isnan(x->p), yn = isnan(y->p);
+    if (xn != yn) return xn - yn;
+    if (!xn && x->p != y->p) return x->p > y->p ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Top-K metrics averaged over the groups (users) that have a positive. */
+int eval_topk(const float *y, const float *p, const int32_t *g, size_t n, int k, json_t *o)
+{
+    struct ranked *r = pt_malloc((n ? n : 1) * sizeof *r);
+    float *rel = pt_malloc((n ? n : 1) * sizeof *rel);
+    if (!r || !rel) {
+        pt_free(r), pt_free(rel);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) r[i] = (struct ranked){g[i], (int32_t)i, p[i], y[i]};
+    qsort(r, n, sizeof *r, ranked_cmp);
+    double sum[6] = {0};
+    size_t used = 0;
+    for (size_t i = 0, j; i < n; i = j) {
+        int nrel = 0;
+        for (j = i; j < n && r[j].g == r[i].g; j++) nrel += (rel[j - i] = r[j].y > 0.5f ? 1.0f : 0.0f) > 0;
+        if (!nrel) continue;
+        int len = (int)(j - i);
+        sum[0] += rank_ndcg_at(rel, len, k);
+        sum[1] += rank_recall_at(rel, len, k, nrel);
+        sum[2] += rank_precision_at(rel, len, k);
+        sum[3] += rank_hit_at(rel, len, k);
+        sum[4] += rank_ap_at(rel, len, k, nrel);
+        sum[5] += rank_rr(rel, len);
+        used++;
+    }
+    static const char *const names[6] = {"ndcg_at_k", "recall_at_k", "precision_at_k", "hit_at_k", "map_at_k", "mrr"};
+    json_object_set_new(o, "k", json_integer(k));
+    for (int m = 0; m < 6; m++) json_object_set_new(o, names[m], num(used ? sum[m] / (double)used : NAN));
+    json_object_set_new(o, "topk_groups", json_integer((json_int_t)used));
+    pt_free(r), pt_free(rel);
+    return PT_OK;
+}
+
 int eval_tasks(const struct model *m, const struct dataset *d, const float *p, double threshold,
-               const char *roc_out, int ranking_only, json_t **out)
+               const char *roc_out, int ranking_only, int top_k, json_t **out)
 {
     const struct pt_config *c = m->cfg;
     int T = m->nout, rc = PT_OK;
@@ -78,6 +131,7 @@ int eval_tasks(const struct model *m, const struct dataset *d, const float *p, d
             size_t used = 0;
             json_object_set_new(o, "gauc", num(metric_gauc(yy, pp, gg, k, &used)));
             json_object_set_new(o, "gauc_groups", json_integer((json_int_t)used));
+            if (top_k > 0 && (rc = eval_topk(yy, pp, gg, k, top_k, o))) goto done;
         }
         if (ranking_only) continue;
         json_object_set_new(o, "logloss", num(k ? metric_logloss(yy, pp, k) : NAN));
@@ -165,7 +219,11 @@ int pt_model_eval(pt_model *pm, const char *path, const pt_eval_opts *opts, char
     } else if ((rc = model_predict_dataset(m, d, p))) {
         goto done;
     }
-    if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, o.score_column != NULL, &tasks))) goto done;
+    if (o.top_k > 0 && !o.group_by) {
+        rc = pt_error(PT_EINVAL, "top-K metrics need a group column (--group-by, e.g. the user id)");
+        goto done;
+    }
+    if ((rc = eval_tasks(m, d, p, o.threshold, o.roc_out, o.score_column != NULL, o.top_k, &tasks))) goto done;
     root = json_object();
     if (!root) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
     json_object_set_new(root, "rows", json_integer(d->n));

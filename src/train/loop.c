@@ -373,7 +373,7 @@ static int run_epochs(struct run *r)
         char *vj = NULL;
         if (va->n) {
             json_t *tasks = NULL;
-            if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, 0, &tasks))) goto done;
+            if ((rc = model_predict_dataset(m, va, pv)) || (rc = eval_tasks(m, va, pv, 0.5, NULL, 0, 0, &tasks))) goto done;
             for (int u = 0; u < U; u++) {
                 if (!r->active[u]) continue;
                 /* an independent network watches its own task */
@@ -424,7 +424,7 @@ static int final_report(struct run *r)
         json_t *tasks = NULL;
         if (!p) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
         rc = model_predict_dataset(m, d, p);
-        if (!rc) rc = eval_tasks(m, d, p, 0.5, NULL, 0, &tasks);
+        if (!rc) rc = eval_tasks(m, d, p, 0.5, NULL, 0, 0, &tasks);
         pt_free(p);
         if (rc) goto done;
         if (k == 1) valid = tasks;
