@@ -886,7 +886,9 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
         }
         static const char commas[] = ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,";
         const char *attrs = b->items[j].attrs;
-        size_t alen = attrs ? strlen(attrs) : (size_t)sc->nattrs; /* no attributes seen yet: empty fields */
+        /* drawn items have had an event, so they have attributes when any are
+         * configured; empty fields otherwise (never past commas[]) */
+        size_t alen = attrs ? strlen(attrs) : (size_t)sc->nattrs < sizeof commas - 1 ? (size_t)sc->nattrs : sizeof commas - 1;
         if (!attrs) attrs = commas;
         if (row_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8)) return PT_ENOMEM;
         size_t r = features(b, e->u, j, b->items[j].cat, attrs, alen);
