@@ -15,64 +15,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/pt_bad_input.XXXXXX") || { echo "FAIL: mktemp -d"
 trap 'rm -rf "$T"' EXIT
 trap 'exit 1' HUP INT TERM
 
-FAILS=0
-CMD=
-RC=0
-
-fail() {
-    echo "FAIL: $*"
-    echo "  command: polytask $CMD"
-    echo "  exit code: $RC"
-    echo "  stderr:"
-    sed 's/^/    | /' "$T/err"
-    echo "  stdout (first lines):"
-    head -n 5 "$T/out" | sed 's/^/    | /'
-    FAILS=$((FAILS + 1))
-}
-
-# run ARGS...: runs the binary; stdout in $T/out, stderr in $T/err, exit code in RC
-run() {
-    CMD="$*"
-    "$BIN" "$@" >"$T/out" 2>"$T/err"
-    RC=$?
-}
-
-# expect_fail NEEDLE...: exit 1, nothing on stdout, stderr one error line
-# "polytask: ..." (after optional warning lines) holding every NEEDLE.
-expect_fail() {
-    if [ "$RC" -ne 1 ]; then fail "want exit 1"; return; fi
-    if [ -s "$T/out" ]; then fail "want nothing on stdout"; return; fi
-    grep -v '^polytask: warning: ' "$T/err" >"$T/err1"
-    if [ "$(wc -l <"$T/err1")" -ne 1 ] || [ "$(wc -l <"$T/err")" -lt 1 ]; then
-        fail "want exactly one error line on stderr"
-        return
-    fi
-    if [ "$(tail -n 1 "$T/err")" != "$(cat "$T/err1")" ]; then fail "the error must be the last line"; return; fi
-    case $(cat "$T/err1") in
-    "polytask: polytask:"*) fail "prefix repeated"; return ;;
-    "polytask: "?*) ;;
-    *) fail "want the line to start with 'polytask: '"; return ;;
-    esac
-    for needle in "$@"; do
-        if ! grep -qF -- "$needle" "$T/err1"; then fail "stderr lacks '$needle'"; return; fi
-    done
-}
-
-# expect_usage: exit 2, nothing on stdout, one line on stderr starting "polytask"
-expect_usage() {
-    if [ "$RC" -ne 2 ]; then fail "want exit 2 (usage error)"; return; fi
-    if [ -s "$T/out" ]; then fail "want nothing on stdout"; return; fi
-    if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "want one line on stderr"; return; fi
-    case $(cat "$T/err") in
-    "polytask"*) ;;
-    *) fail "want the line to start with 'polytask'" ;;
-    esac
-}
-
-expect_ok() {
-    if [ "$RC" -ne 0 ]; then fail "want exit 0"; return 1; fi
-    return 0
-}
+. "$2/tests/cli/lib.sh"
 
 # ---- data and config -------------------------------------------------------
 

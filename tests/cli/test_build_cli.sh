@@ -41,49 +41,7 @@ for f in "$TAOBAO" "$REES46" "$RETAIL" "$ROOT/examples/taobao/mmoe.yaml" "$ROOT/
     [ -r "$f" ] || { echo "FAIL: cannot read $f"; exit 1; }
 done
 
-FAILS=0
-CMD=
-RC=0
-
-fail() {
-    echo "FAIL: $*"
-    echo "  command: polytask $CMD"
-    echo "  exit code: $RC"
-    echo "  stderr:"
-    head -n 20 "$T/err" | sed 's/^/    | /'
-    echo "  stdout (first lines):"
-    head -n 5 "$T/out" | cut -c 1-300 | sed 's/^/    | /'
-    FAILS=$((FAILS + 1))
-}
-
-# run ARGS...: runs the binary; stdout in $T/out, stderr in $T/err, exit code in RC
-run() {
-    CMD="$*"
-    "$BIN" "$@" >"$T/out" 2>"$T/err"
-    RC=$?
-}
-
-# expect_fail NEEDLE...: exit 1, nothing on stdout, stderr one error line
-# "polytask: ..." (after optional warning lines) holding every NEEDLE.
-expect_fail() {
-    if [ "$RC" -ne 1 ]; then fail "want exit 1"; return 1; fi
-    if [ -s "$T/out" ]; then fail "want nothing on stdout"; return 1; fi
-    grep -v '^polytask: warning: ' "$T/err" >"$T/err1"
-    if [ "$(wc -l <"$T/err1")" -ne 1 ] || [ "$(wc -l <"$T/err")" -lt 1 ]; then
-        fail "want exactly one error line on stderr"
-        return 1
-    fi
-    if [ "$(tail -n 1 "$T/err")" != "$(cat "$T/err1")" ]; then fail "the error must be the last line"; return 1; fi
-    case $(cat "$T/err1") in
-    "polytask: polytask:"*) fail "prefix repeated"; return 1 ;;
-    "polytask: "?*) ;;
-    *) fail "want the line to start with 'polytask: '"; return 1 ;;
-    esac
-    for needle in "$@"; do
-        if ! grep -qF -- "$needle" "$T/err1"; then fail "stderr lacks '$needle'"; return 1; fi
-    done
-    return 0
-}
+. "$ROOT/tests/cli/lib.sh"
 
 # expect_fail_at FILE NEEDLE...: expect_fail, and the line starts
 # "polytask: FILE:LINE: " with some line number
@@ -93,22 +51,6 @@ expect_fail_at() {
     expect_fail "$@" || return 1
     line=$(sed -n "s|^polytask: $file:\([0-9][0-9]*\): .*|\1|p" "$T/err1")
     [ -n "$line" ] && [ "$line" -ge 1 ] || fail "want 'polytask: $file:LINE: ...'"
-}
-
-# expect_usage: exit 2, nothing on stdout, one line on stderr starting "polytask"
-expect_usage() {
-    if [ "$RC" -ne 2 ]; then fail "want exit 2 (usage error)"; return; fi
-    if [ -s "$T/out" ]; then fail "want nothing on stdout"; return; fi
-    if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "want one line on stderr"; return; fi
-    case $(cat "$T/err") in
-    "polytask"*) ;;
-    *) fail "want the line to start with 'polytask'" ;;
-    esac
-}
-
-expect_ok() {
-    if [ "$RC" -ne 0 ]; then fail "want exit 0"; return 1; fi
-    return 0
 }
 
 # jget FILE KEY: a top-level number or true/false/null of a one-line JSON report
