@@ -26,18 +26,7 @@ fi
 models=${*:-esmm mmoe}
 cats=user_id,item_id,category_id,brand_id,shop_id,user_age,user_gender,user_city,position,hour
 
-field() { /usr/bin/python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))
-for k in sys.argv[2:]:
-    v=v[k]
-print(v)' "$@"; }
-timed() { # timed NAME CMD...: stdout to out/NAME.json, stderr to out/NAME.err, wall s and peak KiB to out/NAME.time
-    name=$1; shift
-    rc=0
-    /usr/bin/time -f '%e %M' -o "$out/$name.time.tmp" "$@" > "$out/$name.json" 2> "$out/$name.err" || rc=$?
-    # time(1) prepends "Command exited with non-zero status N" to its output then
-    tail -n 1 "$out/$name.time.tmp" > "$out/$name.time" && rm -f "$out/$name.time.tmp"
-    [ $rc = 0 ] || { echo "run.sh: $name exited with status $rc (see $out/$name.err)" >&2; exit 1; }
-}
+. "$root/bench/lib.sh"
 
 for m in $models; do
     timed "polytask-$m" "$bin" train --config "$here/$m.yaml" --threads 1 --json
