@@ -180,26 +180,13 @@ static void path_of(char *out, size_t cap, const char *fmt, ...)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/pt_build_XXXXXX");
-    return mkdtemp(root) ? 0 : -1;
+    return tmpdir_make(root, sizeof root, "build");
 }
 
-/* The folder holds files and the builds' output folders (flat). */
 static int teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(root);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] == '.') continue;
-            snprintf(p, sizeof p, "%s/%s", root, e->d_name);
-            tmpdir_remove(p); /* no-op on a file */
-        }
-        closedir(d);
-    }
-    tmpdir_remove(root);
+    tmpdir_remove(root); /* its files and the builds' output folders */
     return 0;
 }
 

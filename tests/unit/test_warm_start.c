@@ -171,8 +171,7 @@ static void log_cb(int level, const char *msg, void *user)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/pt_warm_XXXXXX");
-    if (!mkdtemp(tmpdir)) return -1;
+    if (tmpdir_make(tmpdir, sizeof tmpdir, "warm")) return -1;
     tmp_path(path_a, sizeof path_a, "a.csv");
     tmp_path(path_b, sizeof path_b, "b.csv");
     tmp_path(model_a, sizeof model_a, "a.ptm");
