@@ -200,6 +200,55 @@ PT_API int pt_model_gate_stats(pt_model *m, const char *data_path, const pt_eval
 /* Metadata, schema, parameter counts and metrics as JSON. [out] *json. */
 PT_API int pt_model_info(const pt_model *m, char **json);
 
+/* ---- recommendation (docs/recommend.md) ---- */
+
+typedef struct pt_recommender pt_recommender;
+
+typedef struct pt_rec_train_opts {
+    int threads;                /* 0: the config's recommend.threads, else 1 */
+    int eval;                   /* 1: hold out by recommend.eval's protocol and report metrics
+                                   beside the popularity baseline */
+    int refit;                  /* 1: after eval, train the kept model on every interaction */
+} pt_rec_train_opts;
+
+PT_API pt_rec_train_opts pt_rec_train_opts_default(void);
+
+/* Trains the retrieval model of cfg's recommend: section. [out] *out: free
+ * with pt_rec_free(). */
+PT_API int pt_rec_train(const pt_config *cfg, const pt_rec_train_opts *opts, pt_recommender **out);
+
+/* The training report as JSON: {"model", "interactions", "users", "items",
+ * "eval": {"protocol", "k", "users", "model": {"hr", "recall", "ndcg", "mrr",
+ * "coverage", "pop_rank"}, "popularity": {...}}, "train_seconds"}. [out] *json. */
+PT_API int pt_rec_report(const pt_recommender *r, char **json);
+
+PT_API int pt_rec_save(const pt_recommender *r, const char *path);
+PT_API int pt_rec_load(const char *path, pt_recommender **out);
+PT_API void pt_rec_free(pt_recommender *r);
+
+typedef struct pt_rec_query {
+    int k;                      /* results per user (default 20) */
+    int include_seen;           /* 1: items the user already has may come back */
+    const char *const *categories; /* with a catalogue: only these categories (NULL: all) */
+    int ncategories;
+    int exclude_categories;     /* 1: every category but these */
+    const char *const *allow;   /* item ids that may be returned (in stock), or NULL */
+    int nallow;
+} pt_rec_query;
+
+PT_API pt_rec_query pt_rec_query_default(void);
+
+/* Top-k items for one user id (an unknown id gets the cold-start answer):
+ * {"user": "...", "known": true, "items": [{"item": "...", "score": s}, ...]}.
+ * [out] *json. */
+PT_API int pt_rec_recommend(const pt_recommender *r, const char *user, const pt_rec_query *q, char **json);
+
+/* Top-k for each user id in users_path (one id per line; NULL: every known
+ * user), written atomically to out_csv as user,rank,item,score rows.
+ * [out] *users: users written (may be NULL). */
+PT_API int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const pt_rec_query *q,
+                                 const char *out_csv, int64_t *users);
+
 #ifdef __cplusplus
 }
 #endif

@@ -775,6 +775,186 @@ static int parse_samples(struct cx *x, struct fy_node *v)
     return PT_OK;
 }
 
+/* ---- recommend ---- */
+
+static int rec_columns_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    char **dst = !strcmp(k, "user") ? &r->col_user : !strcmp(k, "item") ? &r->col_item
+               : !strcmp(k, "time") ? &r->col_time : !strcmp(k, "weight") ? &r->col_weight
+               : !strcmp(k, "type") ? &r->col_type : NULL;
+    return dst ? get_str(x, v, k, dst) : 1;
+}
+
+static int rec_weights(struct cx *x, struct rec_cfg *r, struct fy_node *v)
+{
+    if (!v || !fy_node_is_mapping(v))
+        return err_at(x, v, "'event_weights' must map event types to weights, e.g. {view: 1, purchase: 4}", NULL, NULL);
+    int n = fy_node_mapping_item_count(v);
+    if (n < 1) return err_at(x, v, "'event_weights' is empty", NULL, NULL);
+    r->wtypes = pt_calloc((size_t)n, sizeof *r->wtypes);
+    r->wvalues = pt_calloc((size_t)n, sizeof *r->wvalues);
+    if (!r->wtypes || !r->wvalues) return pt_error(PT_ENOMEM, "out of memory");
+    void *it = NULL;
+    struct fy_node_pair *p;
+    while ((p = fy_node_mapping_iterate(v, &it))) {
+        const char *name = scalar(fy_node_pair_key(p));
+        if (!name) return err_at(x, fy_node_pair_key(p), "'event_weights' keys must be event types", NULL, NULL);
+        if (!(r->wtypes[r->nwtypes] = pt_strdup(name))) return pt_error(PT_ENOMEM, "out of memory");
+        int rc = get_f64(x, fy_node_pair_value(p), name, 0, 1e6, &r->wvalues[r->nwtypes]);
+        r->nwtypes++;
+        if (rc) return rc;
+    }
+    return PT_OK;
+}
+
+static int rec_in_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    const char *s = scalar(v);
+    if (!strcmp(k, "path")) return path_value(x, v, k, &r->in.path);
+    if (!strcmp(k, "format")) return walk(x, v, "recommend.interactions.format", table_format_pair, &r->in);
+    if (!strcmp(k, "columns")) return walk(x, v, "recommend.interactions.columns", rec_columns_pair, r);
+    if (!strcmp(k, "time_format")) {
+        static const char *const names[] = {"auto", "unix", "unix_ms", "iso8601"};
+        for (int i = 0; i < 4; i++)
+            if (s && !strcmp(s, names[i])) return r->time_format = i, PT_OK;
+        return err_at(x, v, "'time_format' must be auto, unix, unix_ms or iso8601", NULL, NULL);
+    }
+    if (!strcmp(k, "timezone")) {
+        if (!s || time_parse_offset(s, &r->tz)) return err_at(x, v, "'timezone' must be UTC or an offset such as +08:00", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "event_weights")) return rec_weights(x, r, v);
+    if (!strcmp(k, "max_bad_rows")) return get_i64(x, v, k, 0, INT64_MAX, &r->max_bad_rows);
+    return 1;
+}
+
+static int rec_items_columns_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    char **dst = !strcmp(k, "id") ? &r->item_id : !strcmp(k, "category") ? &r->item_category
+               : !strcmp(k, "brand") ? &r->item_brand : !strcmp(k, "price") ? &r->item_price
+               : !strcmp(k, "title") ? &r->item_title : NULL;
+    return dst ? get_str(x, v, k, dst) : 1;
+}
+
+static int rec_items_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    if (!strcmp(k, "path")) return path_value(x, v, k, &r->items.path);
+    if (!strcmp(k, "format")) return walk(x, v, "recommend.items.format", table_format_pair, &r->items);
+    if (!strcmp(k, "columns")) return walk(x, v, "recommend.items.columns", rec_items_columns_pair, r);
+    return 1;
+}
+
+static int rec_eval_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    const char *s = scalar(v);
+    if (!strcmp(k, "protocol")) {
+        if (s && !strcmp(s, "leave_last_out")) r->protocol = REC_LEAVE_LAST;
+        else if (s && !strcmp(s, "time_split")) r->protocol = REC_TIME_SPLIT;
+        else return err_at(x, v, "'protocol' must be leave_last_out or time_split", NULL, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "test_from")) {
+        if (!s || time_parse(s, strlen(s), TIME_ISO8601, r->tz, &r->test_from))
+            return err_at(x, v, "'%s' must be a date or time such as 2010-11-01 or 2010-11-01T12:00:00Z", k, NULL);
+        return PT_OK;
+    }
+    if (!strcmp(k, "k")) return get_int(x, v, k, 1, 10000, &r->k);
+    return 1;
+}
+
+static int rec_cold_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    if (!strcmp(k, "min_history")) return get_int(x, v, k, 0, 1 << 20, &r->cold_min_history);
+    if (!strcmp(k, "blend")) return get_f64(x, v, k, 0, 1, &r->cold_blend);
+    return 1;
+}
+
+static int rec_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    const char *s = scalar(v);
+    if (!strcmp(k, "interactions")) {
+        if (s && !strcmp(s, "samples")) return PT_OK; /* the samples: section's event log */
+        return walk(x, v, "recommend.interactions", rec_in_pair, r);
+    }
+    if (!strcmp(k, "items")) return walk(x, v, "recommend.items", rec_items_pair, r);
+    if (!strcmp(k, "model")) {
+        static const char *const names[] = {"popularity", "item2item", "bpr", "warp", "softmax"};
+        for (int i = 0; i < 5; i++)
+            if (s && !strcmp(s, names[i])) return r->model = (enum rec_kind)i, PT_OK;
+        return err_at(x, v, "'model' must be popularity, item2item, bpr, warp or softmax", NULL, NULL);
+    }
+    if (!strcmp(k, "dim")) return get_int(x, v, k, 1, 4096, &r->dim);
+    if (!strcmp(k, "epochs")) return get_int(x, v, k, 0, 100000, &r->epochs);
+    if (!strcmp(k, "batch")) return get_int(x, v, k, 1, 1 << 20, &r->batch);
+    if (!strcmp(k, "negatives")) return get_int(x, v, k, 1, 4096, &r->negatives);
+    if (!strcmp(k, "lr")) return get_f64(x, v, k, 1e-9, 100, &r->lr);
+    if (!strcmp(k, "l2")) return get_f64(x, v, k, 0, 100, &r->l2);
+    if (!strcmp(k, "seed")) {
+        int64_t sd;
+        int rc = get_i64(x, v, k, 0, INT64_MAX, &sd);
+        if (!rc) r->seed = (uint64_t)sd;
+        return rc;
+    }
+    if (!strcmp(k, "threads")) return get_int(x, v, k, 0, 1024, &r->threads);
+    if (!strcmp(k, "half_life")) return get_duration(x, v, k, &r->half_life);
+    if (!strcmp(k, "popularity_half_life")) return get_duration(x, v, k, &r->pop_half_life);
+    if (!strcmp(k, "neighbours")) return get_int(x, v, k, 1, 1 << 20, &r->neighbours);
+    if (!strcmp(k, "alpha")) return get_f64(x, v, k, 0, 1, &r->alpha);
+    if (!strcmp(k, "pair_window")) return get_duration(x, v, k, &r->pair_window);
+    if (!strcmp(k, "history")) return get_int(x, v, k, 1, 1024, &r->history);
+    if (!strcmp(k, "cold_start")) return walk(x, v, "recommend.cold_start", rec_cold_pair, r);
+    if (!strcmp(k, "eval")) return walk(x, v, "recommend.eval", rec_eval_pair, r);
+    if (!strcmp(k, "exclude_seen")) return get_bool(x, v, k, &r->exclude_seen);
+    return 1;
+}
+
+static int parse_rec(struct cx *x, struct fy_node *v)
+{
+    struct rec_cfg *r = pt_calloc(1, sizeof *r);
+    if (!r) return pt_error(PT_ENOMEM, "out of memory");
+    x->c->rec = r;
+    r->in.header = 1;
+    r->items.header = 1;
+    r->model = REC_ITEM2ITEM;
+    r->dim = 64;
+    r->epochs = 30;
+    r->batch = 1024;
+    r->negatives = 1;
+    r->lr = 0.005;
+    r->l2 = 1e-4;
+    r->seed = 1;
+    r->neighbours = 200;
+    r->alpha = 0.5;
+    r->history = 20;
+    r->cold_min_history = 3;
+    r->cold_blend = 0.5;
+    r->protocol = REC_LEAVE_LAST;
+    r->test_from = INT64_MIN;
+    r->k = 10;
+    r->exclude_seen = 1;
+    int rc = walk(x, v, "recommend", rec_pair, r);
+    if (rc) return rc;
+    if (r->in.path) {
+        if (!r->col_user) r->col_user = pt_strdup("user_id");
+        if (!r->col_item) r->col_item = pt_strdup("item_id");
+        if (!r->col_user || !r->col_item) return pt_error(PT_ENOMEM, "out of memory");
+        if (!r->in.header && !r->in.ncolumns)
+            return err_at(x, v, "'recommend.interactions.format.header' is false but no 'columns' are given", NULL, NULL);
+    }
+    if (r->nwtypes && !r->col_type && r->in.path)
+        return err_at(x, v, "'event_weights' needs a 'columns.type' column", NULL, NULL);
+    if (r->items.path && !r->item_id)
+        return err_at(x, v, "'recommend.items.columns.id' is missing", NULL, NULL);
+    return PT_OK;
+}
+
 static int top_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 {
     if (!strcmp(k, "data")) return walk(x, v, "data", data_pair, NULL);
@@ -788,6 +968,7 @@ static int top_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "model")) return walk(x, v, "model", model_pair, NULL);
     if (!strcmp(k, "train")) return walk(x, v, "train", train_pair, NULL);
     if (!strcmp(k, "samples")) return parse_samples(x, v);
+    if (!strcmp(k, "recommend")) return parse_rec(x, v);
     return 1;
 }
 
@@ -827,6 +1008,10 @@ static int config_check(struct cx *x, struct fy_node *root)
 {
     struct pt_config *c = x->c;
     struct samples_cfg *sc = c->samples;
+    if (c->rec && !c->rec->in.path && !sc)
+        return pt_error_at(PT_ECONFIG, x->path, 0, "'recommend.interactions' needs a path (or 'samples' with a samples: section)");
+    /* a recommend-only config is for `recommend train` */
+    if (c->rec && !c->ntasks && !c->nfeats && !c->train) return PT_OK;
     /* a samples-only config is for `build`; pt_train asks for tasks and features */
     if (sc && !c->ntasks && !c->nfeats && !c->train) return PT_OK;
     if (sc && !c->train) {
@@ -1120,6 +1305,18 @@ static void samples_free(struct samples_cfg *sc)
     pt_free(sc);
 }
 
+static void rec_free(struct rec_cfg *r)
+{
+    if (!r) return;
+    table_free(&r->in);
+    pt_free(r->col_user), pt_free(r->col_item), pt_free(r->col_time), pt_free(r->col_weight), pt_free(r->col_type);
+    free_strs(r->wtypes, r->nwtypes);
+    pt_free(r->wvalues);
+    table_free(&r->items);
+    pt_free(r->item_id), pt_free(r->item_category), pt_free(r->item_brand), pt_free(r->item_price), pt_free(r->item_title);
+    pt_free(r);
+}
+
 void pt_config_free(pt_config *c)
 {
     if (!c) return;
@@ -1149,5 +1346,6 @@ void pt_config_free(pt_config *c)
     pt_free(c->tower_dims);
     pt_free(c->es_watch);
     samples_free(c->samples);
+    rec_free(c->rec);
     pt_free(c);
 }

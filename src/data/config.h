@@ -99,6 +99,41 @@ struct samples_cfg {
     char *text;              /* the section as one line of YAML, for the build cache key */
 };
 
+/* The recommend: section: what `polytask recommend train` learns from and
+ * how (docs/recommend.md). */
+enum rec_kind { REC_POPULARITY = 0, REC_ITEM2ITEM = 1, REC_BPR = 2, REC_WARP = 3, REC_SOFTMAX = 4,
+                 REC_TWO_TOWER = 5 };
+enum rec_protocol { REC_LEAVE_LAST = 0, REC_TIME_SPLIT = 1 };
+struct rec_cfg {
+    struct samples_table in; /* interactions (path NULL: the samples: section's event log) */
+    char *col_user, *col_item, *col_time, *col_weight, *col_type;
+    int time_format;         /* enum time_format */
+    int32_t tz;
+    char **wtypes;           /* event_weights: with a type column only these types count */
+    double *wvalues;
+    int nwtypes;
+    struct samples_table items; /* catalogue (path NULL: none) */
+    char *item_id, *item_category, *item_brand, *item_price, *item_title;
+    enum rec_kind model;
+    int dim, epochs, batch, negatives;
+    double lr, l2;
+    uint64_t seed;
+    int threads;
+    int64_t half_life;       /* item2item: recency weight of a user's history; seconds */
+    int64_t pop_half_life;   /* popularity decay; seconds, 0: plain counts */
+    int neighbours;          /* item2item: neighbours kept per item */
+    double alpha;            /* item2item: sim = c_ij / (n_i^alpha n_j^(1-alpha)) */
+    int64_t pair_window;     /* item2item: co-occurrence only within this time; 0: whole history */
+    int history;             /* two-tower: recent items pooled */
+    int cold_min_history;    /* users with fewer items get the popularity blend */
+    double cold_blend;       /* weight of popularity for them */
+    enum rec_protocol protocol;
+    int64_t test_from;       /* time split: INT64_MIN = last 10 % of the time range */
+    int k;
+    int exclude_seen;
+    int64_t max_bad_rows;
+};
+
 struct pt_config {
     char *path, *dir;        /* the file and its folder */
     char *yaml;              /* the file's text, kept in model metadata */
@@ -142,6 +177,7 @@ struct pt_config {
     int es_patience;
     struct samples_cfg *samples; /* NULL without a samples: section */
     int built;               /* train/valid/test are what build writes into samples.cache */
+    struct rec_cfg *rec;     /* NULL without a recommend: section */
 };
 
 /* Parses YAML text (path used for messages and relative paths). */

@@ -95,6 +95,7 @@ int model_copy_tensors(const struct model *m, const struct mf_file *f, const cha
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         const struct mf_tensor *t = modelfile_find(f, name);
         if (!t) return pt_error_at(PT_ESCHEMA, path, 0, "tensor '%s' is missing", name);
+        if (t->dtype != MF_F32) return pt_error_at(PT_ESCHEMA, path, 0, "tensor '%s' is not F32", name);
         int64_t cnt = 1;
         for (int d = 0; d < t->ndim; d++) cnt *= t->shape[d];
         if (cnt != p->rows * p->cols)

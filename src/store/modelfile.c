@@ -1,6 +1,6 @@
 /* modelfile.c: writes and reads the polytask model file (layout in
  * modelfile.h): a fixed 32-byte header, JSON metadata, a safetensors blob
- * holding every tensor as F32, a CRC-32 and an end marker.
+ * holding every tensor as F32 (or I32), a CRC-32 and an end marker.
  *
  * Writing goes through atomic_file_* (temp file, fsync, rename), so a failed
  * write leaves whatever was at the path untouched. Reading takes the whole
@@ -9,7 +9,7 @@
  * tensor's dtype, shape and offsets. Every length in the file is treated as
  * hostile: all size arithmetic is checked before use.
  *
- * Deliberately not done: other dtypes than F32, mmap'd zero-copy tensors,
+ * Deliberately not done: other dtypes than F32 and I32, mmap'd zero-copy tensors,
  * big-endian hosts (refused at compile time). Jansson is pointed at
  * pt_malloc/pt_free so that allocation fault tests reach it too. */
 #define _POSIX_C_SOURCE 200809L
@@ -212,7 +212,7 @@ static int st_header(const char *path, const struct mf_tensor *t, size_t nt, cha
             ok = json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d])) == 0;
         ok = ok && json_array_append_new(offs, json_integer((json_int_t)off)) == 0 &&
              json_array_append_new(offs, json_integer((json_int_t)(off + bytes))) == 0 &&
-             json_object_set_new(e, "dtype", json_string("F32")) == 0 &&
+             json_object_set_new(e, "dtype", json_string(t[i].dtype == MF_I32 ? "I32" : "F32")) == 0 &&
              json_object_set(e, "shape", shape) == 0 && json_object_set(e, "data_offsets", offs) == 0 &&
              json_object_set(root, t[i].name, e) == 0;
         json_decref(e);
@@ -310,7 +310,7 @@ struct st_entry {
     const char *name;
     json_t *v;
     uint64_t begin, end;
-    int ndim;
+    int ndim, dtype;
     int64_t shape[MODELFILE_MAX_DIMS];
 };
 
@@ -346,9 +346,12 @@ static int check_entry(const char *file, struct st_entry *e, uint64_t data_len)
                            "tensor '%s': entry needs exactly dtype, shape and data_offsets", name);
     if (!json_is_string(dtype))
         return pt_error_at(PT_EFORMAT, file, 0, "tensor '%s': dtype is not a string", name);
-    if (strcmp(json_string_value(dtype), "F32") != 0) {
+    e->dtype = MF_F32;
+    if (!strcmp(json_string_value(dtype), "I32")) {
+        e->dtype = MF_I32;
+    } else if (strcmp(json_string_value(dtype), "F32") != 0) {
         char db[72];
-        return pt_error_at(PT_EFORMAT, file, 0, "tensor '%s': unsupported dtype '%s' (this build reads F32)",
+        return pt_error_at(PT_EFORMAT, file, 0, "tensor '%s': unsupported dtype '%s' (this build reads F32 and I32)",
                            name, safe_name(json_string_value(dtype), db));
     }
     if (!json_is_array(shape))
@@ -483,6 +486,7 @@ static int read_safetensors(const char *file, const uint8_t *st, uint64_t st_len
         }
         memcpy(t->data, data + ents[i].begin, bytes);
         t->ndim = ents[i].ndim;
+        t->dtype = ents[i].dtype;
         memcpy(t->shape, ents[i].shape, sizeof t->shape);
     }
 out:

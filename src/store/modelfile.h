@@ -26,9 +26,12 @@
 #define MODELFILE_VERSION 1u
 #define MODELFILE_MAX_DIMS 4
 
+enum mf_dtype { MF_F32 = 0, MF_I32 = 1 };
+
 struct mf_tensor {
     char *name;
-    float *data; /* F32 only */
+    float *data; /* F32; I32 tensors keep their int32_t values here too (mf_i32) */
+    int dtype;   /* enum mf_dtype */
     int ndim;
     int64_t shape[MODELFILE_MAX_DIMS];
 };
@@ -51,6 +54,8 @@ int modelfile_read_mem(const void *buf, size_t len, const char *name, struct mf_
 
 /* Tensor by name, or NULL. */
 const struct mf_tensor *modelfile_find(const struct mf_file *f, const char *name);
+
+static inline int32_t *mf_i32(const struct mf_tensor *t) { return (int32_t *)(void *)t->data; }
 
 void modelfile_free(struct mf_file *f);
 

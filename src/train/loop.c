@@ -224,7 +224,7 @@ static int warm_start(struct run *r)
     for (int i = 0; i < r->m->nparams; i++) {
         const struct param *p = &r->m->p[i];
         const struct mf_tensor *t = modelfile_find(f, p->name);
-        if (!t) continue;
+        if (!t || t->dtype != MF_F32) continue;
         int64_t rows = t->ndim == 1 ? 1 : t->shape[0], cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
         const char *fe = p->sparse ? strstr(p->name, "emb.") : NULL;
         const struct feat_state *fd = fe ? feature_named(r->m->schema, fe + 4) : NULL;

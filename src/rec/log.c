@@ -1,0 +1,195 @@
+/* log.c: interactions for recommendation: a (user, item[, weight, time,
+ * type]) table, or the samples: section's event log, read into dense ids. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/csv.h"
+#include "data/timeparse.h"
+#include "rec/rec.h"
+#include "util/util.h"
+
+/* Where the recommend section's reading options come from. */
+struct src {
+    const struct samples_table *t;
+    const char *user, *item, *time, *weight, *type;
+    int time_format;
+    int32_t tz;
+    const struct rec_cfg *r;
+    const char *every_line;  /* samples log without a type column */
+};
+
+static int col_index(const struct src *s, char **names, int n, const char *want, const char *what, int *out)
+{
+    *out = -1;
+    if (!want) return PT_OK;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], want)) return *out = i, PT_OK;
+    return pt_error_at(PT_EPARSE, s->t->path, 1, "no %s column '%s' in the header", what, want);
+}
+
+static int push(struct rec_log *log, int32_t u, int32_t i, int64_t t, float w)
+{
+    if (log->n == log->cap) {
+        int64_t cap = log->cap ? log->cap * 2 : 4096;
+        int32_t *nu = pt_realloc(log->user, (size_t)cap * sizeof *nu);
+        if (nu) log->user = nu;
+        int32_t *ni = nu ? pt_realloc(log->item, (size_t)cap * sizeof *ni) : NULL;
+        if (ni) log->item = ni;
+        int64_t *nt = ni ? pt_realloc(log->time, (size_t)cap * sizeof *nt) : NULL;
+        if (nt) log->time = nt;
+        float *nw = nt ? pt_realloc(log->weight, (size_t)cap * sizeof *nw) : NULL;
+        if (!nw) return pt_error(PT_ENOMEM, "out of memory");
+        log->weight = nw;
+        log->cap = cap;
+    }
+    log->user[log->n] = u, log->item[log->n] = i, log->time[log->n] = t, log->weight[log->n] = w;
+    log->n++;
+    return PT_OK;
+}
+
+static int bad(int64_t *nbad, int64_t max, const char *file, long line, const char *what)
+{
+    if (++*nbad <= max) {
+        if (*nbad <= 5) pt_log(PT_LOG_WARN, "%s:%ld: %s (skipped)", file, line, what);
+        return PT_OK;
+    }
+    return pt_error(PT_ETOOMANYBAD, "%s:%ld: %s (more than %" PRId64 " bad rows; raise max_bad_rows to skip them)",
+                    file, line, what, max);
+}
+
+static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
+{
+    struct csv_opts o = {.delim = s->t->delim};
+    struct csv_reader *rd = NULL;
+    char **names = NULL;
+    int nnames = 0, rc = csv_reader_open(&rd, s->t->path, &o);
+    if (rc) return rc;
+    size_t nf, *lens;
+    char **f;
+    const char *file = s->t->path;
+    if (s->t->header) {
+        rc = csv_reader_next(rd, &nf, &f, &lens);
+        if (rc <= 0) {
+            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
+            goto out;
+        }
+        if (!(names = pt_calloc(nf, sizeof *names))) goto oom;
+        for (size_t k = 0; k < nf; k++, nnames++)
+            if (!(names[k] = pt_strdup(f[k]))) goto oom;
+    } else {
+        names = s->t->columns;
+        nnames = s->t->ncolumns;
+    }
+    int cu, ci, ct, cw, cy;
+    if ((rc = col_index(s, names, nnames, s->user, "user", &cu)) || (rc = col_index(s, names, nnames, s->item, "item", &ci)) ||
+        (rc = col_index(s, names, nnames, s->time, "time", &ct)) || (rc = col_index(s, names, nnames, s->weight, "weight", &cw)) ||
+        (rc = col_index(s, names, nnames, s->type, "type", &cy)))
+        goto out;
+    log->has_time = ct >= 0;
+    const struct rec_cfg *r = s->r;
+    int64_t nbad = 0;
+    double every_w = 1;
+    if (s->every_line && r->nwtypes) {
+        every_w = 0;
+        for (int k = 0; k < r->nwtypes; k++)
+            if (!strcmp(r->wtypes[k], s->every_line)) every_w = r->wvalues[k];
+    }
+    while ((rc = csv_reader_next(rd, &nf, &f, &lens)) != 0) {
+        long line = csv_reader_line(rd);
+        if (rc < 0) {
+            if (rc != PT_EPARSE || (rc = bad(&nbad, max_bad, file, line, pt_errmsg()))) goto out;
+            continue;
+        }
+        if ((int)nf != nnames) {
+            if (nf == 1 && lens[0] == 0) continue; /* blank line */
+            char what[80];
+            snprintf(what, sizeof what, "%zu fields where the header has %d", nf, nnames);
+            if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+            continue;
+        }
+        if (!lens[cu] || !lens[ci] || !strcmp(f[cu], "NA") || !strcmp(f[ci], "NA")) {
+            log->skipped++;
+            continue;
+        }
+        double w = every_w;
+        if (cy >= 0 && r->nwtypes) {
+            w = 0;
+            for (int k = 0; k < r->nwtypes; k++)
+                if (!strcmp(r->wtypes[k], f[cy])) w = r->wvalues[k];
+        }
+        if (cw >= 0) {
+            char *end;
+            errno = 0;
+            double v = strtod(f[cw], &end);
+            if (errno || end == f[cw] || *end || !isfinite(v)) {
+                char what[160];
+                snprintf(what, sizeof what, "weight '%.60s' is not a number", f[cw]);
+                if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+                continue;
+            }
+            w *= v;
+        }
+        if (!(w > 0)) {
+            log->skipped++;
+            continue;
+        }
+        int64_t t = 0;
+        if (ct >= 0 && time_parse(f[ct], lens[ct], (enum time_format)s->time_format, s->tz, &t)) {
+            char what[160];
+            snprintf(what, sizeof what, "time '%.60s' is not a time", f[ct]);
+            if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+            continue;
+        }
+        int32_t u, i;
+        if ((rc = vocab_add(&log->users, f[cu], lens[cu], &u)) || (rc = vocab_add(&log->items, f[ci], lens[ci], &i)) ||
+            (rc = push(log, u, i, t, (float)w)))
+            goto out;
+    }
+    if (!log->n) rc = pt_error_at(PT_EPARSE, file, 0, "no interactions (%" PRId64 " lines skipped)", log->skipped);
+    goto out;
+oom:
+    rc = pt_error(PT_ENOMEM, "out of memory");
+out:
+    if (s->t->header && names) {
+        for (int k = 0; k < nnames; k++) pt_free(names[k]);
+        pt_free(names);
+    }
+    csv_reader_close(rd);
+    return rc;
+}
+
+int rec_log_read(const struct pt_config *c, struct rec_log *log)
+{
+    memset(log, 0, sizeof *log);
+    vocab_init(&log->users);
+    vocab_init(&log->items);
+    const struct rec_cfg *r = c->rec;
+    struct src s = {.r = r};
+    int64_t max_bad = r->max_bad_rows;
+    if (r->in.path) {
+        s.t = &r->in;
+        s.user = r->col_user, s.item = r->col_item, s.time = r->col_time, s.weight = r->col_weight, s.type = r->col_type;
+        s.time_format = r->time_format, s.tz = r->tz;
+    } else {
+        const struct samples_cfg *sc = c->samples;
+        s.t = &sc->events;
+        s.user = sc->col_user, s.item = sc->col_item, s.time = sc->col_time, s.type = sc->col_type;
+        s.time_format = sc->time_format, s.tz = sc->tz;
+        s.every_line = sc->col_type ? NULL : sc->every_line;
+        if (sc->max_bad_rows > max_bad) max_bad = sc->max_bad_rows;
+    }
+    int rc = read_table(&s, max_bad, log);
+    if (rc) rec_log_free(log);
+    return rc;
+}
+
+void rec_log_free(struct rec_log *log)
+{
+    pt_free(log->user), pt_free(log->item), pt_free(log->time), pt_free(log->weight);
+    vocab_free(&log->users);
+    vocab_free(&log->items);
+    memset(log, 0, sizeof *log);
+}

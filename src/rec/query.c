@@ -1,0 +1,149 @@
+/* query.c: top-K answers of a trained recommender, for one user or a batch
+ * written as CSV. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "data/csv.h"
+#include "rec/recommender.h"
+#include "util/util.h"
+
+struct ask {
+    const pt_recommender *r;
+    int K;
+    float *scores, *hs, *os;
+    int32_t *hi, *top;
+    uint8_t *deny, *base; /* base: the query's item filters; deny = base + the user's items */
+};
+
+static int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
+{
+    memset(a, 0, sizeof *a);
+    a->r = r;
+    a->K = q->k > 0 ? q->k : 20;
+    int32_t N = r->m.N;
+    if (q->ncategories) return pt_error(PT_EINVAL, "category filters need a catalogue (recommend.items) in the model");
+    a->scores = pt_malloc((size_t)(N ? N : 1) * sizeof *a->scores);
+    a->hs = pt_malloc((size_t)a->K * sizeof *a->hs);
+    a->os = pt_malloc((size_t)a->K * sizeof *a->os);
+    a->hi = pt_malloc((size_t)a->K * sizeof *a->hi);
+    a->top = pt_malloc((size_t)a->K * sizeof *a->top);
+    a->deny = pt_calloc((size_t)(N ? N : 1), 1);
+    a->base = pt_calloc((size_t)(N ? N : 1), 1);
+    if (!a->scores || !a->hs || !a->os || !a->hi || !a->top || !a->deny || !a->base) return pt_error(PT_ENOMEM, "out of memory");
+    if (q->allow) {
+        memset(a->base, 1, (size_t)N);
+        for (int k = 0; k < q->nallow; k++) {
+            int32_t j = vocab_find(&r->items, q->allow[k], strlen(q->allow[k]));
+            if (j >= 0) a->base[j] = 0;
+        }
+    }
+    return PT_OK;
+}
+
+static void ask_free(struct ask *a)
+{
+    pt_free(a->scores), pt_free(a->hs), pt_free(a->os), pt_free(a->hi), pt_free(a->top), pt_free(a->deny), pt_free(a->base);
+}
+
+/* Top-K for user id u (-1: unknown) into a->top / a->os; returns the count or a negative error. */
+static int ask_user(struct ask *a, int32_t u, int include_seen)
+{
+    const pt_recommender *r = a->r;
+    int32_t N = r->m.N;
+    int rc = rec_model_score(&r->m, &r->hist, &u, 1, a->scores);
+    if (rc) return rc;
+    memcpy(a->deny, a->base, (size_t)N);
+    if (u >= 0 && !include_seen)
+        for (int64_t p = r->hist.off[u]; p < r->hist.off[u + 1]; p++) a->deny[r->hist.item[p]] = 1;
+    return rec_select_row(a->scores, N, a->deny, a->K, a->hs, a->hi, a->top, a->os);
+}
+
+int pt_rec_recommend(const pt_recommender *r, const char *user, const pt_rec_query *q, char **json)
+{
+    *json = NULL;
+    pt_rec_query dq = pt_rec_query_default();
+    if (!q) q = &dq;
+    struct ask a;
+    int rc = ask_init(&a, r, q);
+    int32_t u = vocab_find(&r->users, user, strlen(user));
+    int n = rc ? rc : ask_user(&a, u, q->include_seen);
+    json_t *o = NULL, *items = NULL;
+    if (n < 0) {
+        rc = n;
+        goto out;
+    }
+    items = json_array();
+    o = json_pack("{s:s, s:b}", "user", user, "known", u >= 0);
+    if (!o || !items) goto oom;
+    for (int k = 0; k < n; k++)
+        if (json_array_append_new(items, json_pack("{s:s, s:f}", "item", vocab_str(&r->items, a.top[k]), "score", (double)a.os[k])))
+            goto oom;
+    if (json_object_set(o, "items", items) || !(*json = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)))) goto oom;
+    goto out;
+oom:
+    rc = pt_error(PT_ENOMEM, "out of memory");
+out:
+    json_decref(o), json_decref(items);
+    ask_free(&a);
+    return rc;
+}
+
+static int write_user(FILE *f, const struct ask *a, const char *user, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (fprintf(f, "%s,%d,%s,%.6g\n", user, k + 1, vocab_str(&a->r->items, a->top[k]), (double)a->os[k]) < 0)
+            return pt_error(PT_EIO, "write error");
+    return PT_OK;
+}
+
+int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const pt_rec_query *q, const char *out_csv,
+                          int64_t *users)
+{
+    pt_rec_query dq = pt_rec_query_default();
+    if (!q) q = &dq;
+    if (users) *users = 0;
+    struct ask a;
+    struct atomic_file af = {0};
+    struct csv_reader *rd = NULL;
+    int rc = ask_init(&a, r, q);
+    if (!rc) rc = atomic_file_open(&af, out_csv);
+    if (!rc && users_path) rc = csv_reader_open(&rd, users_path, NULL);
+    if (rc) goto out;
+    if (fputs("user,rank,item,score\n", af.f) < 0) {
+        rc = pt_error_at(PT_EIO, out_csv, 0, "write error");
+        goto out;
+    }
+    int64_t done = 0;
+    if (!users_path) {
+        for (int32_t u = 0; u < r->users.n && !rc; u++) {
+            int n = ask_user(&a, u, q->include_seen);
+            rc = n < 0 ? n : write_user(af.f, &a, vocab_str(&r->users, u), n);
+            done++;
+        }
+    } else {
+        size_t nf, *lens;
+        char **f;
+        int got;
+        while (!rc && (got = csv_reader_next(rd, &nf, &f, &lens)) != 0) {
+            if (got < 0) {
+                rc = got;
+                break;
+            }
+            if (!lens[0]) continue;
+            int32_t u = vocab_find(&r->users, f[0], lens[0]);
+            int n = ask_user(&a, u, q->include_seen);
+            rc = n < 0 ? n : write_user(af.f, &a, f[0], n);
+            done++;
+        }
+    }
+    if (!rc) rc = atomic_file_commit(&af);
+    if (!rc && users) *users = done;
+out:
+    if (rc) atomic_file_abort(&af);
+    csv_reader_close(rd);
+    ask_free(&a);
+    return rc;
+}
