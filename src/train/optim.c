@@ -79,7 +79,7 @@ static void sgd_span(const struct step_consts *c, float *restrict w, float *rest
     }
 }
 
-static void adam_span(const struct step_consts *c, float *restrict w, float *restrict g,
+PT_VECTOR_CLONES static void adam_span(const struct step_consts *c, float *restrict w, float *restrict g,
                       float *restrict m, float *restrict v, size_t n)
 {
     const float b1 = c->b1, b2 = c->b2, a1 = 1.0f - c->b1, a2 = 1.0f - c->b2;
