@@ -812,7 +812,19 @@ static int rec_in_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx
 {
     struct rec_cfg *r = ctx;
     const char *s = scalar(v);
-    if (!strcmp(k, "path")) return path_value(x, v, k, &r->in.path);
+    if (!strcmp(k, "path")) {
+        /* one file, or a list read one after another (each with its header) */
+        int rc = get_str_list(x, v, k, &r->paths, &r->npaths);
+        if (!rc && !r->npaths) return err_at(x, v, "'path' lists no file", NULL, NULL);
+        for (int i = 0; !rc && i < r->npaths; i++) {
+            char *abs = pt_path_join(x->c->dir, r->paths[i]);
+            if (!abs) return pt_error(PT_ENOMEM, "out of memory");
+            pt_free(r->paths[i]);
+            r->paths[i] = abs;
+        }
+        if (!rc && !(r->in.path = pt_strdup(r->paths[0]))) return pt_error(PT_ENOMEM, "out of memory");
+        return rc;
+    }
     if (!strcmp(k, "format")) return walk(x, v, "recommend.interactions.format", table_format_pair, &r->in);
     if (!strcmp(k, "columns")) return walk(x, v, "recommend.interactions.columns", rec_columns_pair, r);
     if (!strcmp(k, "time_format")) {
@@ -931,6 +943,7 @@ static int parse_rec(struct cx *x, struct fy_node *v)
     r->l2 = 1e-4;
     r->seed = 1;
     r->neighbours = 200;
+    r->half_life = 86400;
     r->alpha = 0.5;
     r->history = 20;
     r->cold_min_history = 3;
@@ -1309,6 +1322,7 @@ static void rec_free(struct rec_cfg *r)
 {
     if (!r) return;
     table_free(&r->in);
+    free_strs(r->paths, r->npaths);
     pt_free(r->col_user), pt_free(r->col_item), pt_free(r->col_time), pt_free(r->col_weight), pt_free(r->col_type);
     free_strs(r->wtypes, r->nwtypes);
     pt_free(r->wvalues);

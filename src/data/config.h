@@ -106,6 +106,8 @@ enum rec_kind { REC_POPULARITY = 0, REC_ITEM2ITEM = 1, REC_BPR = 2, REC_WARP = 3
 enum rec_protocol { REC_LEAVE_LAST = 0, REC_TIME_SPLIT = 1 };
 struct rec_cfg {
     struct samples_table in; /* interactions (path NULL: the samples: section's event log) */
+    char **paths;            /* in.path and the files after it, read in turn */
+    int npaths;
     char *col_user, *col_item, *col_time, *col_weight, *col_type;
     int time_format;         /* enum time_format */
     int32_t tz;

@@ -19,6 +19,7 @@ struct src {
     int32_t tz;
     const struct rec_cfg *r;
     const char *every_line;  /* samples log without a type column */
+    const char *file;        /* the one being read */
 };
 
 static int col_index(const struct src *s, char **names, int n, const char *want, const char *what, int *out)
@@ -27,7 +28,7 @@ static int col_index(const struct src *s, char **names, int n, const char *want,
     if (!want) return PT_OK;
     for (int i = 0; i < n; i++)
         if (!strcmp(names[i], want)) return *out = i, PT_OK;
-    return pt_error_at(PT_EPARSE, s->t->path, 1, "no %s column '%s' in the header", what, want);
+    return pt_error_at(PT_EPARSE, s->file, 1, "no %s column '%s' in the header", what, want);
 }
 
 static int push(struct rec_log *log, int32_t u, int32_t i, int64_t t, float w)
@@ -60,16 +61,16 @@ static int bad(int64_t *nbad, int64_t max, const char *file, long line, const ch
                     file, line, what, max);
 }
 
-static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
+static int read_table(struct src *s, const char *file, int64_t max_bad, struct rec_log *log)
 {
     struct csv_opts o = {.delim = s->t->delim};
     struct csv_reader *rd = NULL;
     char **names = NULL;
-    int nnames = 0, rc = csv_reader_open(&rd, s->t->path, &o);
+    s->file = file;
+    int nnames = 0, rc = csv_reader_open(&rd, file, &o);
     if (rc) return rc;
     size_t nf, *lens;
     char **f;
-    const char *file = s->t->path;
     if (s->t->header) {
         rc = csv_reader_next(rd, &nf, &f, &lens);
         if (rc <= 0) {
@@ -90,7 +91,6 @@ static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
         goto out;
     log->has_time = ct >= 0;
     const struct rec_cfg *r = s->r;
-    int64_t nbad = 0;
     double every_w = 1;
     if (s->every_line && r->nwtypes) {
         every_w = 0;
@@ -100,14 +100,14 @@ static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
     while ((rc = csv_reader_next(rd, &nf, &f, &lens)) != 0) {
         long line = csv_reader_line(rd);
         if (rc < 0) {
-            if (rc != PT_EPARSE || (rc = bad(&nbad, max_bad, file, line, pt_errmsg()))) goto out;
+            if (rc != PT_EPARSE || (rc = bad(&log->bad, max_bad, file, line, pt_errmsg()))) goto out;
             continue;
         }
         if ((int)nf != nnames) {
             if (nf == 1 && lens[0] == 0) continue; /* blank line */
             char what[80];
             snprintf(what, sizeof what, "%zu fields where the header has %d", nf, nnames);
-            if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+            if ((rc = bad(&log->bad, max_bad, file, line, what))) goto out;
             continue;
         }
         if (!lens[cu] || !lens[ci] || !strcmp(f[cu], "NA") || !strcmp(f[ci], "NA")) {
@@ -127,7 +127,7 @@ static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
             if (errno || end == f[cw] || *end || !isfinite(v)) {
                 char what[160];
                 snprintf(what, sizeof what, "weight '%.60s' is not a number", f[cw]);
-                if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+                if ((rc = bad(&log->bad, max_bad, file, line, what))) goto out;
                 continue;
             }
             w *= v;
@@ -140,7 +140,7 @@ static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
         if (ct >= 0 && time_parse(f[ct], lens[ct], (enum time_format)s->time_format, s->tz, &t)) {
             char what[160];
             snprintf(what, sizeof what, "time '%.60s' is not a time", f[ct]);
-            if ((rc = bad(&nbad, max_bad, file, line, what))) goto out;
+            if ((rc = bad(&log->bad, max_bad, file, line, what))) goto out;
             continue;
         }
         int32_t u, i;
@@ -148,7 +148,6 @@ static int read_table(const struct src *s, int64_t max_bad, struct rec_log *log)
             (rc = push(log, u, i, t, (float)w)))
             goto out;
     }
-    if (!log->n) rc = pt_error_at(PT_EPARSE, file, 0, "no interactions (%" PRId64 " lines skipped)", log->skipped);
     goto out;
 oom:
     rc = pt_error(PT_ENOMEM, "out of memory");
@@ -181,7 +180,13 @@ int rec_log_read(const struct pt_config *c, struct rec_log *log)
         s.every_line = sc->col_type ? NULL : sc->every_line;
         if (sc->max_bad_rows > max_bad) max_bad = sc->max_bad_rows;
     }
-    int rc = read_table(&s, max_bad, log);
+    int rc = PT_OK;
+    if (r->in.path)
+        for (int k = 0; k < r->npaths && !rc; k++) rc = read_table(&s, r->paths[k], max_bad, log);
+    else
+        rc = read_table(&s, s.t->path, max_bad, log);
+    if (!rc && !log->n)
+        rc = pt_error_at(PT_EPARSE, r->in.path ? r->in.path : s.t->path, 0, "no interactions (%" PRId64 " lines skipped)", log->skipped);
     if (rc) rec_log_free(log);
     return rc;
 }

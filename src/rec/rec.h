@@ -19,6 +19,7 @@ struct rec_log {
     struct vocab users, items;
     int has_time;
     int64_t skipped;         /* lines without a user or item, weight <= 0, or an unweighted type */
+    int64_t bad;             /* malformed lines skipped (at most max_bad_rows) */
 };
 
 /* Reads the interactions the recommend: section names (its own table, or
