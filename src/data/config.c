@@ -854,7 +854,18 @@ static int rec_items_columns_pair(struct cx *x, const char *k, struct fy_node *v
 static int rec_items_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 {
     struct rec_cfg *r = ctx;
-    if (!strcmp(k, "path")) return path_value(x, v, k, &r->items.path);
+    if (!strcmp(k, "path")) {
+        int rc = get_str_list(x, v, k, &r->item_paths, &r->nitem_paths);
+        if (!rc && !r->nitem_paths) return err_at(x, v, "'path' lists no file", NULL, NULL);
+        for (int i = 0; !rc && i < r->nitem_paths; i++) {
+            char *abs = pt_path_join(x->c->dir, r->item_paths[i]);
+            if (!abs) return pt_error(PT_ENOMEM, "out of memory");
+            pt_free(r->item_paths[i]);
+            r->item_paths[i] = abs;
+        }
+        if (!rc && !(r->items.path = pt_strdup(r->item_paths[0]))) return pt_error(PT_ENOMEM, "out of memory");
+        return rc;
+    }
     if (!strcmp(k, "format")) return walk(x, v, "recommend.items.format", table_format_pair, &r->items);
     if (!strcmp(k, "columns")) return walk(x, v, "recommend.items.columns", rec_items_columns_pair, r);
     return 1;
@@ -921,6 +932,7 @@ static int rec_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "alpha")) return get_f64(x, v, k, 0, 1, &r->alpha);
     if (!strcmp(k, "pair_window")) return get_duration(x, v, k, &r->pair_window);
     if (!strcmp(k, "history")) return get_int(x, v, k, 1, 1024, &r->history);
+    if (!strcmp(k, "content_weight")) return get_f64(x, v, k, 0, 10, &r->content_weight);
     if (!strcmp(k, "cold_start")) return walk(x, v, "recommend.cold_start", rec_cold_pair, r);
     if (!strcmp(k, "eval")) return walk(x, v, "recommend.eval", rec_eval_pair, r);
     if (!strcmp(k, "exclude_seen")) return get_bool(x, v, k, &r->exclude_seen);
@@ -944,6 +956,7 @@ static int parse_rec(struct cx *x, struct fy_node *v)
     r->seed = 1;
     r->neighbours = 200;
     r->half_life = 86400;
+    r->content_weight = 0.5;
     r->alpha = 0.5;
     r->history = 20;
     r->cold_min_history = 3;
@@ -1323,6 +1336,7 @@ static void rec_free(struct rec_cfg *r)
     if (!r) return;
     table_free(&r->in);
     free_strs(r->paths, r->npaths);
+    free_strs(r->item_paths, r->nitem_paths);
     pt_free(r->col_user), pt_free(r->col_item), pt_free(r->col_time), pt_free(r->col_weight), pt_free(r->col_type);
     free_strs(r->wtypes, r->nwtypes);
     pt_free(r->wvalues);

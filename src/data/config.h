@@ -115,6 +115,9 @@ struct rec_cfg {
     double *wvalues;
     int nwtypes;
     struct samples_table items; /* catalogue (path NULL: none) */
+    char **item_paths;       /* items.path and the files after it */
+    int nitem_paths;
+    double content_weight;   /* new items' content similarity relative to an item's best co-occurrence */
     char *item_id, *item_category, *item_brand, *item_price, *item_title;
     enum rec_kind model;
     int dim, epochs, batch, negatives;

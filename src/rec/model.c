@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "rec/catalog.h"
 #include "rec/rec.h"
 #include "util/util.h"
 
@@ -48,19 +49,35 @@ static void score_i2i(const struct rec_model *m, const struct rec_hist *h, int32
         for (int64_t q = m->nb_off[i]; q < m->nb_off[i + 1]; q++) s[m->nb_item[q]] += w * m->nb_sim[q];
         total += w;
     }
-    /* short histories lean on popularity (cold_start.blend), longer ones only break ties with it */
-    if (e - a < m->cold_min_history && m->cold_blend > 0) {
-        float mx = 0;
-        for (int32_t j = 0; j < m->N; j++) mx = s[j] > mx ? s[j] : mx;
-        float b = m->cold_blend;
-        for (int32_t j = 0; j < m->N; j++) s[j] = mx > 0 ? (1 - b) * s[j] / mx : 0;
-        add_pop(m, s, b > 0 ? b : 1e-3f);
-    } else {
-        float mx = 0;
-        for (int32_t j = 0; j < m->N; j++) mx = s[j] > mx ? s[j] : mx;
-        add_pop(m, s, mx > 0 ? mx * 1e-4f : 1.0f);
-    }
+    /* popularity breaks ties among items the history does not reach */
+    float mx = 0;
+    for (int32_t j = 0; j < m->N; j++) mx = s[j] > mx ? s[j] : mx;
+    add_pop(m, s, mx > 0 ? mx * 1e-4f : 1.0f);
     (void)total;
+}
+
+/* A user with fewer than cold_min_history items: (1 - blend) × the model's
+ * scores scaled to [0, 1] + blend × popularity scaled to [0, 1], where
+ * popularity counts tenfold in the categories of the user's items. */
+static void cold_blend(const struct rec_model *m, const struct rec_hist *h, int32_t u, float *s)
+{
+    int64_t a = u >= 0 && u < h->U ? h->off[u] : 0, e = u >= 0 && u < h->U ? h->off[u + 1] : 0;
+    if (e - a >= m->cold_min_history || m->cold_blend <= 0) return;
+    float lo = INFINITY, hi = -INFINITY, pmax = 0, b = m->cold_blend;
+    for (int32_t j = 0; j < m->N; j++) {
+        lo = s[j] < lo ? s[j] : lo, hi = s[j] > hi ? s[j] : hi;
+        pmax = m->pop[j] > pmax ? m->pop[j] : pmax;
+    }
+    float span = hi > lo ? hi - lo : 1;
+    for (int32_t j = 0; j < m->N; j++) {
+        float p = pmax > 0 ? m->pop[j] / pmax : 0;
+        if (m->item_cat && e > a) {
+            int in = 0;
+            for (int64_t q = a; q < e && !in; q++) in = m->item_cat[h->item[q]] >= 0 && m->item_cat[h->item[q]] == m->item_cat[j];
+            p *= in ? 1.0f : 0.1f;
+        }
+        s[j] = (1 - b) * (s[j] - lo) / span + b * p;
+    }
 }
 
 int rec_model_score(const struct rec_model *m, const struct rec_hist *h, const int32_t *uids, int B,
@@ -69,7 +86,10 @@ int rec_model_score(const struct rec_model *m, const struct rec_hist *h, const i
     size_t N = (size_t)m->N;
     switch (m->kind) {
     case REC_ITEM2ITEM:
-        for (int b = 0; b < B; b++) score_i2i(m, h, uids[b], scores + (size_t)b * N);
+        for (int b = 0; b < B; b++) {
+            score_i2i(m, h, uids[b], scores + (size_t)b * N);
+            cold_blend(m, h, uids[b], scores + (size_t)b * N);
+        }
         return PT_OK;
     case REC_BPR:
     case REC_WARP:
@@ -88,6 +108,7 @@ int rec_model_score(const struct rec_model *m, const struct rec_hist *h, const i
             if (m->vb)
                 for (size_t j = 0; j < N; j++) s[j] += m->vb[j];
             if (uids[b] < 0 || uids[b] >= m->U) memcpy(s, m->pop, N * sizeof *s);
+            else cold_blend(m, h, uids[b], s);
         }
         return PT_OK;
     }
@@ -103,5 +124,86 @@ void rec_model_free(struct rec_model *m)
     if (!m) return;
     pt_free(m->pop), pt_free(m->uf), pt_free(m->vf), pt_free(m->vb);
     pt_free(m->nb_off), pt_free(m->nb_item), pt_free(m->nb_sim);
+    pt_free(m->item_cat);
     memset(m, 0, sizeof *m);
+}
+
+int rec_cold_items(const struct rec_catalog *cat, double content_weight, const struct rec_hist *h, struct rec_model *m)
+{
+    int32_t N = m->N;
+    uint8_t *cold = pt_malloc((size_t)(N ? N : 1));
+    int64_t *coff = NULL;
+    int32_t *citem = NULL;
+    float *csim = NULL;
+    if (!cold) return pt_error(PT_ENOMEM, "out of memory");
+    memset(cold, 1, (size_t)N);
+    for (int64_t p = 0; p < h->off[h->U]; p++) cold[h->item[p]] = 0;
+    int rc = rec_catalog_neighbours(cat, cold, 20, &coff, &citem, &csim);
+    if (rc) goto out;
+    if (m->kind == REC_ITEM2ITEM && m->nb_off) {
+        /* extra links: cold j -> warm i (forward) and warm i -> cold j (reverse) */
+        int64_t *cnt = pt_calloc((size_t)N + 1, sizeof *cnt), *fill = pt_malloc(((size_t)N + 1) * sizeof *fill);
+        if (!cnt || !fill) {
+            pt_free(cnt), pt_free(fill);
+            goto oom;
+        }
+        for (int32_t j = 0; j < N; j++)
+            for (int64_t q = coff[j]; q < coff[j + 1]; q++) cnt[j]++, cnt[citem[q]]++;
+        int64_t total = m->nb_off[N];
+        for (int32_t i = 0; i < N; i++) total += cnt[i];
+        int64_t *off = pt_malloc(((size_t)N + 1) * sizeof *off);
+        int32_t *it = pt_malloc((size_t)(total ? total : 1) * sizeof *it);
+        float *sm = pt_malloc((size_t)(total ? total : 1) * sizeof *sm);
+        if (!off || !it || !sm) {
+            pt_free(cnt), pt_free(fill), pt_free(off), pt_free(it), pt_free(sm);
+            goto oom;
+        }
+        /* each row: its co-occurrence neighbours, then room for its extras */
+        int64_t w = 0;
+        for (int32_t i = 0; i < N; i++) {
+            int64_t n = m->nb_off[i + 1] - m->nb_off[i];
+            memcpy(it + w, m->nb_item + m->nb_off[i], (size_t)n * sizeof *it);
+            memcpy(sm + w, m->nb_sim + m->nb_off[i], (size_t)n * sizeof *sm);
+            off[i] = w;
+            fill[i] = w + n;
+            w += n + cnt[i];
+        }
+        off[N] = w;
+        pt_free(cnt);
+        /* a link is as strong as content_weight × similarity × the warm item's best co-occurrence */
+        for (int32_t j = 0; j < N; j++)
+            for (int64_t q = coff[j]; q < coff[j + 1]; q++) {
+                int32_t i = citem[q];
+                float best = m->nb_off[i + 1] > m->nb_off[i] ? m->nb_sim[m->nb_off[i]] : 0;
+                float v = (float)content_weight * csim[q] * best;
+                it[fill[i]] = j, sm[fill[i]++] = v;
+                it[fill[j]] = i, sm[fill[j]++] = v;
+            }
+        pt_free(fill);
+        pt_free(m->nb_off), pt_free(m->nb_item), pt_free(m->nb_sim);
+        m->nb_off = off, m->nb_item = it, m->nb_sim = sm;
+    } else if (m->vf) {
+        int D = m->D;
+        for (int32_t j = 0; j < N; j++) {
+            if (coff[j + 1] == coff[j]) continue;
+            float *v = m->vf + (size_t)j * D, tot = 0, bias = 0;
+            memset(v, 0, (size_t)D * sizeof *v);
+            for (int64_t q = coff[j]; q < coff[j + 1]; q++) {
+                const float *src = m->vf + (size_t)citem[q] * D;
+                for (int d = 0; d < D; d++) v[d] += csim[q] * src[d];
+                if (m->vb) bias += csim[q] * m->vb[citem[q]];
+                tot += csim[q];
+            }
+            if (tot > 0) {
+                for (int d = 0; d < D; d++) v[d] /= tot;
+                if (m->vb) m->vb[j] = bias / tot;
+            }
+        }
+    }
+    goto out;
+oom:
+    rc = pt_error(PT_ENOMEM, "out of memory");
+out:
+    pt_free(cold), pt_free(coff), pt_free(citem), pt_free(csim);
+    return rc;
 }

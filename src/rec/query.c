@@ -24,7 +24,8 @@ static int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *
     a->r = r;
     a->K = q->k > 0 ? q->k : 20;
     int32_t N = r->m.N;
-    if (q->ncategories) return pt_error(PT_EINVAL, "category filters need a catalogue (recommend.items) in the model");
+    if (q->ncategories && !r->m.item_cat)
+        return pt_error(PT_EINVAL, "category filters need a catalogue (recommend.items) in the model");
     a->scores = pt_malloc((size_t)(N ? N : 1) * sizeof *a->scores);
     a->hs = pt_malloc((size_t)a->K * sizeof *a->hs);
     a->os = pt_malloc((size_t)a->K * sizeof *a->os);
@@ -33,12 +34,32 @@ static int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *
     a->deny = pt_calloc((size_t)(N ? N : 1), 1);
     a->base = pt_calloc((size_t)(N ? N : 1), 1);
     if (!a->scores || !a->hs || !a->os || !a->hi || !a->top || !a->deny || !a->base) return pt_error(PT_ENOMEM, "out of memory");
+    if (q->ncategories) {
+        /* include: deny every item outside the categories; exclude: deny the items inside */
+        uint8_t *in = pt_calloc((size_t)r->cats.n + 1, 1);
+        if (!in) return pt_error(PT_ENOMEM, "out of memory");
+        for (int k = 0; k < q->ncategories; k++) {
+            int32_t c = vocab_find(&r->cats, q->categories[k], strlen(q->categories[k]));
+            if (c < 0) {
+                pt_free(in);
+                return pt_error(PT_EINVAL, "unknown category '%s'", q->categories[k]);
+            }
+            in[c] = 1;
+        }
+        for (int32_t j = 0; j < N; j++) {
+            int inside = r->m.item_cat[j] >= 0 && in[r->m.item_cat[j]];
+            a->base[j] |= q->exclude_categories ? inside : !inside;
+        }
+        pt_free(in);
+    }
     if (q->allow) {
-        memset(a->base, 1, (size_t)N);
+        uint8_t keep = 0;
+        /* 2 marks the allowed items, then everything else is denied */
         for (int k = 0; k < q->nallow; k++) {
             int32_t j = vocab_find(&r->items, q->allow[k], strlen(q->allow[k]));
-            if (j >= 0) a->base[j] = 0;
+            if (j >= 0 && !a->base[j]) a->base[j] = 2;
         }
+        for (int32_t j = 0; j < N; j++) a->base[j] = a->base[j] == 2 ? keep : 1;
     }
     return PT_OK;
 }

@@ -74,8 +74,16 @@ struct rec_model {
     int64_t half_life;       /* item2item history recency, seconds (0: none) */
     int cold_min_history;
     float cold_blend;
+    int32_t *item_cat;       /* [N] category id (catalogue), -1 unknown; NULL without a catalogue */
 };
 void rec_model_free(struct rec_model *m);
+
+struct rec_catalog;
+/* Cold start for items with no interaction in h: item2item links them both
+ * ways to their content neighbours (weight content_weight relative to the
+ * linked item's best co-occurrence); factor models give them the
+ * similarity-weighted mean of their content neighbours' factors. */
+int rec_cold_items(const struct rec_catalog *cat, double content_weight, const struct rec_hist *h, struct rec_model *m);
 
 /* Training (each model its own file). hist: the training histories; t_end:
  * the time the model is trained for. */

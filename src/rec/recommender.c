@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "rec/catalog.h"
 #include "rec/rec.h"
 #include "rec/recommender.h"
 #include "util/util.h"
@@ -34,7 +35,7 @@ static int64_t hist_t_end(const struct rec_hist *h)
 
 /* Trains cfg's model on histories h into m. */
 static int train_model(const struct rec_cfg *cfg, enum rec_kind kind, const struct rec_hist *h, int32_t N,
-                       struct rec_model *m)
+                       const struct rec_catalog *cat, struct rec_model *m)
 {
     memset(m, 0, sizeof *m);
     m->kind = kind;
@@ -55,6 +56,11 @@ static int train_model(const struct rec_cfg *cfg, enum rec_kind kind, const stru
     case REC_SOFTMAX: rc = rec_mf_train(cfg, h, N, m); break;
     case REC_POPULARITY: break;
     default: rc = pt_error(PT_EINVAL, "model '%s' is not available", rec_kind_name(kind));
+    }
+    if (!rc && cat) {
+        if (!(m->item_cat = pt_malloc((size_t)(N ? N : 1) * sizeof *m->item_cat))) rc = pt_error(PT_ENOMEM, "out of memory");
+        else memcpy(m->item_cat, cat->cat, (size_t)N * sizeof *m->item_cat);
+        if (!rc && kind != REC_POPULARITY) rc = rec_cold_items(cat, cfg->content_weight, h, m);
     }
     if (!rc) return PT_OK;
 fail:
@@ -85,23 +91,38 @@ int pt_rec_train(const pt_config *cfg, const pt_rec_train_opts *opts, pt_recomme
         pt_free(r);
         return rc;
     }
+    struct rec_catalog cat = {0}, *catp = NULL;
+    vocab_init(&cat.cats), vocab_init(&cat.brands);
+    if (rc_->items.path) {
+        if ((rc = rec_catalog_read(rc_, &log.items, &cat))) {
+            pt_free(r);
+            rec_log_free(&log);
+            return rc;
+        }
+        catp = &cat;
+        pt_log(PT_LOG_INFO, "catalogue: %lld rows, %lld items without interactions, %d categories", (long long)cat.rows,
+               (long long)cat.added, cat.cats.n);
+    }
     int32_t N = log.items.n;
     rep = json_pack("{s:s, s:I, s:I, s:I, s:I}", "model", rec_kind_name(rc_->model), "interactions", (json_int_t)log.n,
                     "skipped", (json_int_t)log.skipped, "users", (json_int_t)log.users.n, "items", (json_int_t)N);
     if (!rep) goto oom;
+    if (catp && json_object_set_new(rep, "catalogue", json_pack("{s:I, s:I, s:i}", "rows", (json_int_t)cat.rows, "new_items",
+                                                                 (json_int_t)cat.added, "categories", cat.cats.n)))
+        goto oom;
     if (o.eval) {
         if ((rc = rec_split_make(&log, rc_->protocol, rc_->test_from, &sp))) goto fail;
         pt_log(PT_LOG_INFO, "%s: %lld training interactions, %d test users", rec_kind_name(rc_->model),
                (long long)sp.train.off[sp.train.U], sp.ntest);
         struct rec_model me, mp;
         double t0 = pt_now();
-        if ((rc = train_model(rc_, rc_->model, &sp.train, N, &me))) goto fail;
+        if ((rc = train_model(rc_, rc_->model, &sp.train, N, catp, &me))) goto fail;
         double train_s = pt_now() - t0;
         struct rec_metrics xm, xp;
         t0 = pt_now();
         rc = rec_evaluate(&me, &sp, rc_->k, &xm);
         double eval_s = pt_now() - t0;
-        if (!rc) rc = train_model(rc_, REC_POPULARITY, &sp.train, N, &mp);
+        if (!rc) rc = train_model(rc_, REC_POPULARITY, &sp.train, N, catp, &mp);
         if (!rc) {
             rc = rec_evaluate(&mp, &sp, rc_->k, &xp);
             rec_model_free(&mp);
@@ -130,11 +151,12 @@ int pt_rec_train(const pt_config *cfg, const pt_rec_train_opts *opts, pt_recomme
     if (!o.eval || o.refit) {
         if ((rc = rec_hist_build(&log, &r->hist))) goto fail;
         double t0 = pt_now();
-        if ((rc = train_model(rc_, rc_->model, &r->hist, N, &r->m))) goto fail;
+        if ((rc = train_model(rc_, rc_->model, &r->hist, N, catp, &r->m))) goto fail;
         if (json_object_set_new(rep, "train_seconds", json_real(pt_now() - t0))) goto oom;
     }
-    r->users = log.users, r->items = log.items;
-    vocab_init(&log.users), vocab_init(&log.items);
+    r->users = log.users, r->items = log.items, r->cats = cat.cats;
+    vocab_init(&log.users), vocab_init(&log.items), vocab_init(&cat.cats);
+    rec_catalog_free(&cat);
     r->k_default = 20;
     if (!(r->report = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(6)))) goto oom;
     json_decref(rep);
@@ -146,6 +168,7 @@ oom:
     rc = pt_error(PT_ENOMEM, "out of memory");
 fail:
     json_decref(rep);
+    rec_catalog_free(&cat);
     rec_split_free(&sp);
     rec_log_free(&log);
     pt_rec_free(r);
@@ -165,6 +188,7 @@ void pt_rec_free(pt_recommender *r)
     rec_hist_free(&r->hist);
     vocab_free(&r->users);
     vocab_free(&r->items);
+    vocab_free(&r->cats);
     pt_free(r->report);
     pt_free(r);
 }

@@ -9,6 +9,7 @@ struct pt_recommender {
     struct rec_model m;
     struct rec_hist hist;    /* every user's items: scoring (item2item) and exclude-seen */
     struct vocab users, items;
+    struct vocab cats;       /* category names of m.item_cat (empty without a catalogue) */
     char *report;            /* training report, JSON */
     int k_default;
 };

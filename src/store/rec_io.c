@@ -34,7 +34,7 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     const struct rec_hist *h = &r->hist;
     int32_t U = h->U, N = m->N;
     int64_t P = h->off[U], NB = m->nb_off ? m->nb_off[N] : 0;
-    struct mf_tensor t[12];
+    struct mf_tensor t[13];
     size_t nt = 0;
     int32_t *hc = pt_malloc((size_t)(U ? U : 1) * sizeof *hc), *nc = pt_malloc((size_t)(N ? N : 1) * sizeof *nc);
     float *age = pt_malloc((size_t)(P ? P : 1) * sizeof *age);
@@ -47,7 +47,7 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     if (!hc || !nc || !age || !meta) goto out;
     json_t *rep = r->report ? json_loads(r->report, 0, NULL) : json_object();
     if (!rep || json_object_set_new(meta, "report", rep) || json_object_set_new(meta, "users", ids_json(&r->users)) ||
-        json_object_set_new(meta, "items", ids_json(&r->items)))
+        json_object_set_new(meta, "items", ids_json(&r->items)) || json_object_set_new(meta, "categories", ids_json(&r->cats)))
         goto out;
     if (!(mj = json_dumps(meta, JSON_COMPACT))) goto out;
     for (int32_t u = 0; u < U; u++) hc[u] = (int32_t)(h->off[u + 1] - h->off[u]);
@@ -60,6 +60,8 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     if (m->uf) t[nt++] = (struct mf_tensor){.name = "user_factors", .data = m->uf, .ndim = 2, .shape = {m->U, m->D}};
     if (m->vf) t[nt++] = (struct mf_tensor){.name = "item_factors", .data = m->vf, .ndim = 2, .shape = {N, m->D}};
     if (m->vb) t[nt++] = (struct mf_tensor){.name = "item_bias", .data = m->vb, .ndim = 1, .shape = {N}};
+    if (m->item_cat)
+        t[nt++] = (struct mf_tensor){.name = "item_category", .data = (float *)(void *)m->item_cat, .dtype = MF_I32, .ndim = 1, .shape = {N}};
     if (m->nb_off) {
         for (int32_t i = 0; i < N; i++) nc[i] = (int32_t)(m->nb_off[i + 1] - m->nb_off[i]);
         t[nt++] = (struct mf_tensor){.name = "nb_count", .data = (float *)(void *)nc, .dtype = MF_I32, .ndim = 1, .shape = {N}};
@@ -130,7 +132,7 @@ int pt_rec_load(const char *path, pt_recommender **out)
         modelfile_free(f);
         return pt_error(PT_ENOMEM, "out of memory");
     }
-    vocab_init(&r->users), vocab_init(&r->items);
+    vocab_init(&r->users), vocab_init(&r->items), vocab_init(&r->cats);
     struct rec_model *m = &r->m;
     struct rec_hist *h = &r->hist;
     meta = json_loads(f->meta_json, 0, NULL);
@@ -149,7 +151,8 @@ int pt_rec_load(const char *path, pt_recommender **out)
         goto fail;
     }
     if ((rc = ids_load(path, json_object_get(meta, "users"), "users", &r->users)) ||
-        (rc = ids_load(path, json_object_get(meta, "items"), "items", &r->items)))
+        (rc = ids_load(path, json_object_get(meta, "items"), "items", &r->items)) ||
+        (rc = ids_load(path, json_object_get(meta, "categories"), "categories", &r->cats)))
         goto fail;
     int32_t U = r->users.n, N = r->items.n;
     m->N = N;
@@ -189,6 +192,19 @@ int pt_rec_load(const char *path, pt_recommender **out)
         h->item[p] = it;
         h->time[p] = m->t_end - (int64_t)tha->data[p];
         h->weight[p] = thw->data[p];
+    }
+    const struct mf_tensor *tcat = modelfile_find(f, "item_category");
+    if (tcat) {
+        if (!(tcat = need(f, path, "item_category", MF_I32, N, &rc))) goto fail;
+        if (!(m->item_cat = pt_malloc((size_t)(N ? N : 1) * sizeof *m->item_cat))) goto oom;
+        for (int32_t j = 0; j < N; j++) {
+            int32_t cc = mf_i32(tcat)[j];
+            if (cc < -1 || cc >= r->cats.n) {
+                rc = pt_error_at(PT_ESCHEMA, path, 0, "item_category %d is out of range", j);
+                goto fail;
+            }
+            m->item_cat[j] = cc;
+        }
     }
     if (m->kind == REC_BPR || m->kind == REC_WARP || m->kind == REC_SOFTMAX) {
         const struct mf_tensor *tu = modelfile_find(f, "user_factors"), *tv;

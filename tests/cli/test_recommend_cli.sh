@@ -8,7 +8,8 @@
 #    under leave-last-out, and the popularity figures are those of
 #    shared/bench/peers/torch_bpr.py (HR@10 0.08127, NDCG@10 0.05400).
 # 2. The raw invoice lines (three files, Quantity as weight) and the Taobao
-#    event log through a samples: section load and train.
+#    event log through a samples: section load and train; the Taobao model's
+#    catalogue (categories) backs --category and --exclude-category.
 # 3. A model written with --out answers --user (known, unknown: cold start,
 #    --json), never returns what the user bought, honours --allow and
 #    --include-seen, and batch mode writes user,rank,item,score rows for
@@ -48,8 +49,28 @@ run recommend train --config "$ROOT/examples/recommend/retail_ii_raw.yaml" --no-
 if expect_ok; then
     [ "$(jnum "$T/out" skipped)" -gt 100000 ] || fail "lines without a customer or cancelled should be skipped"
 fi
-run recommend train --config "$ROOT/examples/recommend/taobao.yaml" --no-refit --json
+run recommend train --config "$ROOT/examples/recommend/taobao.yaml" --out "$T/tb.ptr" --json
 expect_ok && { [ "$(jnum "$T/out" interactions)" = 4321 ] || fail "want the 4321 Taobao events"; }
+# category filters: the catalogue's categories (the log's category_id column)
+TAOBAO=$SHARED/data/taobao_userbehavior_43users/UserBehavior_43users.csv.gz
+run recommend --model "$T/tb.ptr" --user 1 -k 5 --category 4756105 --json
+expect_ok && { python3 - "$T/out" "$TAOBAO" <<'PY' || fail "--category returns items of other categories"
+import gzip, json, sys
+cat = {l.split(",")[1]: l.split(",")[2] for l in gzip.open(sys.argv[2], "rt")}
+items = [x["item"] for x in json.load(open(sys.argv[1]))["items"]]
+assert len(items) == 5 and all(cat[i] == "4756105" for i in items), items
+PY
+}
+run recommend --model "$T/tb.ptr" --user 1 -k 20 --exclude-category 4756105 --json
+expect_ok && { python3 - "$T/out" "$TAOBAO" <<'PY' || fail "--exclude-category"
+import gzip, json, sys
+cat = {l.split(",")[1]: l.split(",")[2] for l in gzip.open(sys.argv[2], "rt")}
+items = [x["item"] for x in json.load(open(sys.argv[1]))["items"]]
+assert len(items) == 20 and all(cat[i] != "4756105" for i in items), items
+PY
+}
+run recommend --model "$T/tb.ptr" --user 1 --category no-such-category
+expect_fail "unknown category 'no-such-category'"
 
 # 3. a model on the small Online Retail sample, and queries
 cat >"$T/small.yaml" <<YAML

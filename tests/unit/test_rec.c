@@ -17,6 +17,7 @@
 
 #include "data/config.h"
 #include "polytask.h"
+#include "rec/catalog.h"
 #include "rec/rec.h"
 #include "tmpdir.h"
 #include "util/util.h"
@@ -153,6 +154,75 @@ static void test_item2item_similarity(void **state)
     rec_log_free(&log);
 }
 
+static void test_title_tokens(void **state)
+{
+    (void)state;
+    int32_t a[96], b[96], c[96];
+    /* case and punctuation do not matter; UTF-8 letters are word characters */
+    int na = rec_catalog_tokens("Red  Heart, T-Light", 19, a, 96);
+    int nb = rec_catalog_tokens("red heart t light", 17, b, 96);
+    assert_true(na > 4);
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, (size_t)na * sizeof *a);
+    const char *u = "Crème brûlée";
+    int nc = rec_catalog_tokens(u, strlen(u), c, 96);
+    /* 2 words, 1 bigram, trigrams over code points of "#crème#" (5) and "#brûlée#" (6) */
+    assert_int_equal(nc, 2 + 1 + 5 + 6);
+    for (int k = 0; k < nc; k++) assert_true(c[k] >= 0 && c[k] < CATALOG_TOKEN_BUCKETS);
+    /* a cut in the middle of a character never reads past the end */
+    assert_true(rec_catalog_tokens(u, 4, c, 96) >= 1);
+    assert_int_equal(rec_catalog_tokens("", 0, c, 96), 0);
+    assert_int_equal(rec_catalog_tokens("a b c d e f", 11, c, 3), 3);
+}
+
+static void test_content_neighbours(void **state)
+{
+    (void)state;
+    char dir[64], items[128];
+    assert_int_equal(tmpdir_make(dir, sizeof dir, "cat"), 0);
+    snprintf(items, sizeof items, "%s/items.csv", dir);
+    FILE *f = fopen(items, "w");
+    assert_non_null(f);
+    fputs("id,cat,title,price\nA,mugs,red spotty mug,3\nB,mugs,blue spotty mug,3.2\nC,lamps,paper lantern,9\n"
+          "A,mugs,ignored second row,1\nNEW,mugs,green spotty mug,3.1\n",
+          f);
+    fclose(f);
+    struct rec_cfg cfg = {.items = {.header = 1, .path = items}, .item_id = "id", .item_category = "cat", .item_title = "title",
+                          .item_price = "price"};
+    char *paths[1] = {items};
+    cfg.item_paths = paths, cfg.nitem_paths = 1;
+    struct vocab v;
+    vocab_init(&v);
+    int32_t id;
+    assert_int_equal(vocab_add(&v, "A", 1, &id), PT_OK);
+    assert_int_equal(vocab_add(&v, "B", 1, &id), PT_OK);
+    assert_int_equal(vocab_add(&v, "C", 1, &id), PT_OK);
+    struct rec_catalog c;
+    assert_int_equal(rec_catalog_read(&cfg, &v, &c), PT_OK);
+    assert_int_equal(v.n, 4); /* NEW was added */
+    assert_int_equal(c.added, 1);
+    assert_int_equal(c.rows, 5);
+    assert_int_equal(c.cats.n, 2);
+    assert_int_equal(c.cat[0], c.cat[1]);
+    assert_int_equal(c.cat[3], c.cat[0]);
+    close_to(c.price[0], 3); /* the first row of A wins */
+    uint8_t cold[4] = {0, 0, 0, 1};
+    int64_t *off;
+    int32_t *it;
+    float *sim;
+    assert_int_equal(rec_catalog_neighbours(&c, cold, 5, &off, &it, &sim), PT_OK);
+    assert_int_equal(off[3], 0); /* warm rows are empty */
+    assert_true(off[4] - off[3] >= 2);
+    /* the spotty mugs come before the lantern, whatever order */
+    assert_true(it[off[3]] == 0 || it[off[3]] == 1);
+    assert_true(sim[off[3]] > 0.05f && sim[off[3]] <= 1.0001f);
+    for (int64_t q = off[3]; q < off[4]; q++) assert_true(it[q] != 2 || (q >= off[3] + 2 && sim[q] < sim[off[3] + 1]));
+    pt_free(off), pt_free(it), pt_free(sim);
+    rec_catalog_free(&c);
+    vocab_free(&v);
+    tmpdir_remove(dir);
+}
+
 static void write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -265,7 +335,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leave_last_out),     cmocka_unit_test(test_metrics_by_hand),
         cmocka_unit_test(test_item2item_similarity), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_errors),      cmocka_unit_test(test_title_tokens),
+        cmocka_unit_test(test_content_neighbours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
