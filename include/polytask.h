@@ -249,6 +249,35 @@ PT_API int pt_rec_recommend(const pt_recommender *r, const char *user, const pt_
 PT_API int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const pt_rec_query *q,
                                  const char *out_csv, int64_t *users);
 
+enum pt_rank_objective {
+    PT_RANK_CTR = 0,            /* p(ctr task) */
+    PT_RANK_CTR_CVR = 1,        /* p(ctr task) x p(cvr task) */
+    PT_RANK_REVENUE = 2         /* p(ctr task) x p(cvr task) x price (catalogue) */
+};
+
+typedef struct pt_rec_rank_opts {
+    const char *rank_model;     /* a multi-task model file trained on the config's samples: rows */
+    int candidates;             /* retrieved per user before ranking (default 100) */
+    enum pt_rank_objective objective;
+    const char *ctr_task;       /* task names in the rank model (NULL: its first task) */
+    const char *cvr_task;       /* (NULL: its last task) */
+    int per_category;           /* diversity: at most this many items of a category in the top k (0: off) */
+} pt_rec_rank_opts;
+
+PT_API pt_rec_rank_opts pt_rec_rank_opts_default(void);
+
+/* The ranking stage: for each user of users_path (NULL: every known user),
+ * retrieve o->candidates items with r and q's filters, compute each
+ * candidate's features as of one second after the last event of cfg's
+ * samples: event log (the same features `polytask build` gives training
+ * rows), score them with the rank model, order by the objective, apply the
+ * diversity rule and write the top q->k to out_csv (atomically) as
+ * user,rank,item,score,p_ctr,p_cvr,price,retrieval_rank.
+ * [out] *users: users written (may be NULL). */
+PT_API int pt_rec_rank_file(const pt_recommender *r, const pt_config *cfg, const char *users_path,
+                            const pt_rec_query *q, const pt_rec_rank_opts *o, const char *out_csv,
+                            int64_t *users);
+
 #ifdef __cplusplus
 }
 #endif

@@ -31,6 +31,7 @@ static const char TRAIN_HELP[] =
 static const char QUERY_HELP[] =
     "usage: polytask recommend --model MODEL (--user ID | --users FILE | --all) [options]\n"
     "       polytask recommend train --config FILE --out MODEL   (see recommend train --help)\n"
+    "       polytask recommend rank ...    ranking stage with a multi-task model (see --help)\n"
     "\n"
     "Top-K items for a user (an unknown user gets the cold-start answer), or for each\n"
     "user of a file (one id per line) or every known user, written as CSV\n"
@@ -48,6 +49,32 @@ static const char QUERY_HELP[] =
     "  --exclude-category C  no items of category C (repeatable)\n"
     "  --allow FILE          only item ids listed in FILE, one per line (e.g. in stock)\n"
     "  --json                JSON output for --user\n"
+    "  -h, --help            this help\n";
+
+static const char RANK_HELP[] =
+    "usage: polytask recommend rank --config FILE --model MODEL --rank-model MTL (--users FILE | --all)\n"
+    "                               --out FILE [options]\n"
+    "\n"
+    "The ranking stage: retrieves --candidates items per user with MODEL, computes each\n"
+    "candidate's features as `polytask build` would for an exposure one second after the\n"
+    "last event of the config's samples: event log, scores them with the multi-task model\n"
+    "MTL (trained on those samples), orders them by the objective and writes the top k as\n"
+    "CSV user,rank,item,score,p_ctr,p_cvr,price,retrieval_rank.\n"
+    "\n"
+    "options:\n"
+    "  --config FILE         the YAML config whose samples: section MTL was trained on\n"
+    "  --model MODEL         a retrieval model (polytask recommend train --out)\n"
+    "  --rank-model MTL      a multi-task model (polytask train --out)\n"
+    "  --users FILE | --all  users to rank for (one id per line) or every known user\n"
+    "  --out FILE            CSV to write\n"
+    "  -k K                  items per user (default 20)\n"
+    "  --candidates N        retrieved per user before ranking (default 100)\n"
+    "  --objective OBJ       ctr, ctr_cvr (default) or revenue (ctr x cvr x price; needs a\n"
+    "                        catalogue with prices in the retrieval model)\n"
+    "  --ctr TASK            the click-like task (default: MTL's first task)\n"
+    "  --cvr TASK            the purchase-like task (default: MTL's last task)\n"
+    "  --per-category M      at most M items of one category in the top k (0: off)\n"
+    "  --include-seen, --category C, --exclude-category C, --allow FILE: as for recommend\n"
     "  -h, --help            this help\n";
 
 static void print_metrics_row(const char *name, json_t *m)
@@ -249,8 +276,97 @@ static int cmd_rec_query(int argc, char **argv)
     return EXIT_OK;
 }
 
+static int cmd_rec_rank(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'C'}, {"model", required_argument, 0, 'm'}, {"rank-model", required_argument, 0, 'R'},
+        {"users", required_argument, 0, 'U'}, {"all", no_argument, 0, 'a'}, {"out", required_argument, 0, 'o'},
+        {"candidates", required_argument, 0, 'n'}, {"objective", required_argument, 0, 'O'}, {"ctr", required_argument, 0, 'c'},
+        {"cvr", required_argument, 0, 'v'}, {"per-category", required_argument, 0, 'p'}, {"include-seen", no_argument, 0, 's'},
+        {"category", required_argument, 0, 'g'}, {"exclude-category", required_argument, 0, 'x'},
+        {"allow", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *config = NULL, *model = NULL, *users = NULL, *out = NULL, *allow = NULL, *cats[64];
+    int all = 0, ncats = 0, excl = -1, c;
+    long long v;
+    pt_rec_query q = pt_rec_query_default();
+    pt_rec_rank_opts o = pt_rec_rank_opts_default();
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":hk:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'C': config = optarg; break;
+        case 'm': model = optarg; break;
+        case 'R': o.rank_model = optarg; break;
+        case 'U': users = optarg; break;
+        case 'a': all = 1; break;
+        case 'o': out = optarg; break;
+        case 'n':
+            if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("recommend rank", "--candidates needs a number 1..100000");
+            o.candidates = (int)v;
+            break;
+        case 'O':
+            if (!strcmp(optarg, "ctr")) o.objective = PT_RANK_CTR;
+            else if (!strcmp(optarg, "ctr_cvr")) o.objective = PT_RANK_CTR_CVR;
+            else if (!strcmp(optarg, "revenue")) o.objective = PT_RANK_REVENUE;
+            else return cli_usage_error("recommend rank", "--objective must be ctr, ctr_cvr or revenue");
+            break;
+        case 'c': o.ctr_task = optarg; break;
+        case 'v': o.cvr_task = optarg; break;
+        case 'p':
+            if (cli_parse_int(optarg, &v) || v > 100000) return cli_usage_error("recommend rank", "--per-category needs a number 0..100000");
+            o.per_category = (int)v;
+            break;
+        case 's': q.include_seen = 1; break;
+        case 'g':
+        case 'x':
+            if ((excl >= 0 && excl != (c == 'x')) || ncats == 64)
+                return cli_usage_error("recommend rank", "give up to 64 --category or --exclude-category, not both");
+            excl = c == 'x';
+            cats[ncats++] = optarg;
+            break;
+        case 'A': allow = optarg; break;
+        case 'k':
+            if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("recommend rank", "-k needs a number 1..100000");
+            q.k = (int)v;
+            break;
+        case 'h': fputs(RANK_HELP, stdout); return EXIT_OK;
+        case ':': return cli_usage_error("recommend rank", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("recommend rank", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("recommend rank", "unexpected argument '%s'", argv[optind]);
+    if (!config || !model || !o.rank_model || !out) return cli_usage_error("recommend rank", "--config, --model, --rank-model and --out are required");
+    if (!!users + all != 1) return cli_usage_error("recommend rank", "give one of --users and --all");
+    q.categories = ncats ? cats : NULL;
+    q.ncategories = ncats;
+    q.exclude_categories = excl == 1;
+    char **allowed = NULL;
+    int nallowed = 0;
+    if (allow) {
+        if (!(allowed = read_lines(allow, &nallowed))) {
+            fprintf(stderr, "polytask: %s: cannot read the allow list\n", allow);
+            return EXIT_RUNTIME;
+        }
+        q.allow = (const char *const *)allowed, q.nallow = nallowed;
+    }
+    pt_set_log_callback(cli_log, NULL);
+    pt_config *cfg = NULL;
+    pt_recommender *r = NULL;
+    int64_t n = 0;
+    int rc = pt_config_load(config, &cfg);
+    if (!rc) rc = pt_rec_load(model, &r);
+    if (!rc) rc = pt_rec_rank_file(r, cfg, users, &q, &o, out, &n);
+    free_lines(allowed);
+    pt_rec_free(r);
+    pt_config_free(cfg);
+    if (rc) return cli_fail(rc);
+    printf("wrote %s: %lld users\n", out, (long long)n);
+    return EXIT_OK;
+}
+
 int cmd_recommend(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "train")) return cmd_rec_train(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "rank")) return cmd_rec_rank(argc - 1, argv + 1);
     return cmd_rec_query(argc, argv);
 }

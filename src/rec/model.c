@@ -124,7 +124,7 @@ void rec_model_free(struct rec_model *m)
     if (!m) return;
     pt_free(m->pop), pt_free(m->uf), pt_free(m->vf), pt_free(m->vb);
     pt_free(m->nb_off), pt_free(m->nb_item), pt_free(m->nb_sim);
-    pt_free(m->item_cat);
+    pt_free(m->item_cat), pt_free(m->item_price);
     memset(m, 0, sizeof *m);
 }
 

@@ -10,15 +10,7 @@
 #include "rec/recommender.h"
 #include "util/util.h"
 
-struct ask {
-    const pt_recommender *r;
-    int K;
-    float *scores, *hs, *os;
-    int32_t *hi, *top;
-    uint8_t *deny, *base; /* base: the query's item filters; deny = base + the user's items */
-};
-
-static int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
+int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
 {
     memset(a, 0, sizeof *a);
     a->r = r;
@@ -64,13 +56,12 @@ static int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *
     return PT_OK;
 }
 
-static void ask_free(struct ask *a)
+void ask_free(struct ask *a)
 {
     pt_free(a->scores), pt_free(a->hs), pt_free(a->os), pt_free(a->hi), pt_free(a->top), pt_free(a->deny), pt_free(a->base);
 }
 
-/* Top-K for user id u (-1: unknown) into a->top / a->os; returns the count or a negative error. */
-static int ask_user(struct ask *a, int32_t u, int include_seen)
+int ask_user(struct ask *a, int32_t u, int include_seen)
 {
     const pt_recommender *r = a->r;
     int32_t N = r->m.N;

@@ -75,6 +75,7 @@ struct rec_model {
     int cold_min_history;
     float cold_blend;
     int32_t *item_cat;       /* [N] category id (catalogue), -1 unknown; NULL without a catalogue */
+    float *item_price;       /* [N] price (catalogue), NAN unknown; NULL without prices */
 };
 void rec_model_free(struct rec_model *m);
 

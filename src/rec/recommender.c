@@ -60,6 +60,12 @@ static int train_model(const struct rec_cfg *cfg, enum rec_kind kind, const stru
     if (!rc && cat) {
         if (!(m->item_cat = pt_malloc((size_t)(N ? N : 1) * sizeof *m->item_cat))) rc = pt_error(PT_ENOMEM, "out of memory");
         else memcpy(m->item_cat, cat->cat, (size_t)N * sizeof *m->item_cat);
+        int priced = 0;
+        for (int32_t j = 0; j < N && !priced; j++) priced = !isnan(cat->price[j]);
+        if (!rc && priced) {
+            if (!(m->item_price = pt_malloc((size_t)N * sizeof *m->item_price))) rc = pt_error(PT_ENOMEM, "out of memory");
+            else memcpy(m->item_price, cat->price, (size_t)N * sizeof *m->item_price);
+        }
         if (!rc && kind != REC_POPULARITY) rc = rec_cold_items(cat, cfg->content_weight, h, m);
     }
     if (!rc) return PT_OK;

@@ -16,4 +16,17 @@ struct pt_recommender {
 
 const char *rec_kind_name(enum rec_kind k);
 
+/* One query's state: scores, the filters of q, the result of the last user. */
+struct ask {
+    const pt_recommender *r;
+    int K;
+    float *scores, *hs, *os;
+    int32_t *hi, *top;
+    uint8_t *deny, *base; /* base: the query's item filters; deny = base + the user's items */
+};
+int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q);
+/* Top-K for user id u (-1: unknown) into a->top / a->os; returns the count or a negative error. */
+int ask_user(struct ask *a, int32_t u, int include_seen);
+void ask_free(struct ask *a);
+
 #endif

@@ -34,7 +34,7 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     const struct rec_hist *h = &r->hist;
     int32_t U = h->U, N = m->N;
     int64_t P = h->off[U], NB = m->nb_off ? m->nb_off[N] : 0;
-    struct mf_tensor t[13];
+    struct mf_tensor t[14];
     size_t nt = 0;
     int32_t *hc = pt_malloc((size_t)(U ? U : 1) * sizeof *hc), *nc = pt_malloc((size_t)(N ? N : 1) * sizeof *nc);
     float *age = pt_malloc((size_t)(P ? P : 1) * sizeof *age);
@@ -62,6 +62,7 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     if (m->vb) t[nt++] = (struct mf_tensor){.name = "item_bias", .data = m->vb, .ndim = 1, .shape = {N}};
     if (m->item_cat)
         t[nt++] = (struct mf_tensor){.name = "item_category", .data = (float *)(void *)m->item_cat, .dtype = MF_I32, .ndim = 1, .shape = {N}};
+    if (m->item_price) t[nt++] = (struct mf_tensor){.name = "item_price", .data = m->item_price, .ndim = 1, .shape = {N}};
     if (m->nb_off) {
         for (int32_t i = 0; i < N; i++) nc[i] = (int32_t)(m->nb_off[i + 1] - m->nb_off[i]);
         t[nt++] = (struct mf_tensor){.name = "nb_count", .data = (float *)(void *)nc, .dtype = MF_I32, .ndim = 1, .shape = {N}};
@@ -205,6 +206,12 @@ int pt_rec_load(const char *path, pt_recommender **out)
             }
             m->item_cat[j] = cc;
         }
+    }
+    const struct mf_tensor *tpr = modelfile_find(f, "item_price");
+    if (tpr) {
+        if (!(tpr = need(f, path, "item_price", MF_F32, N, &rc))) goto fail;
+        if (!(m->item_price = pt_malloc((size_t)(N ? N : 1) * sizeof *m->item_price))) goto oom;
+        memcpy(m->item_price, tpr->data, (size_t)N * sizeof *m->item_price);
     }
     if (m->kind == REC_BPR || m->kind == REC_WARP || m->kind == REC_SOFTMAX) {
         const struct mf_tensor *tu = modelfile_find(f, "user_factors"), *tv;

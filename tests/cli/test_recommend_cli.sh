@@ -72,6 +72,44 @@ PY
 run recommend --model "$T/tb.ptr" --user 1 --category no-such-category
 expect_fail "unknown category 'no-such-category'"
 
+# ranking stage: Taobao candidates scored by the example MMoE on build's features
+sed "s|\.\./\.\./\.\./shared|$SHARED|" "$ROOT/examples/taobao/mmoe.yaml" | sed 's/epochs: 10/epochs: 2/' >"$T/mmoe.yaml"
+run train --config "$T/mmoe.yaml" --out "$T/mmoe.ptm"
+expect_ok
+run recommend rank --config "$T/mmoe.yaml" --model "$T/tb.ptr" --rank-model "$T/mmoe.ptm" --all -k 6 --candidates 40 \
+    --ctr cart --cvr buy --per-category 2 --out "$T/ranked.csv"
+if expect_ok; then
+    python3 - "$T/ranked.csv" "$TAOBAO" <<'PY' || fail "ranked output"
+import csv, gzip, sys
+from collections import defaultdict
+cat = {l.split(",")[1]: l.split(",")[2] for l in gzip.open(sys.argv[2], "rt")}
+bought = defaultdict(set)
+for l in gzip.open(sys.argv[2], "rt"):
+    f = l.split(",")
+    bought[f[0]].add(f[1])
+rows = list(csv.DictReader(open(sys.argv[1])))
+by = defaultdict(list)
+for r in rows:
+    by[r["user"]].append(r)
+assert len(by) == 43, len(by)
+for u, rs in by.items():
+    assert [int(r["rank"]) for r in rs] == list(range(1, len(rs) + 1))
+    assert len(rs) == 6, (u, len(rs))
+    for r in rs:
+        assert abs(float(r["score"]) - float(r["p_ctr"]) * float(r["p_cvr"])) <= 1e-4 * max(1e-9, float(r["score"])) + 1e-9, r
+        assert 1 <= int(r["retrieval_rank"]) <= 40 and r["item"] not in bought[u], r
+    cats = [cat[r["item"]] for r in rs]
+    # at most 2 per category unless fewer than 6 candidates in other categories were left
+    assert max(cats.count(c) for c in cats) <= 2 or len(set(cats)) < 3, cats
+PY
+fi
+run recommend rank --config "$T/mmoe.yaml" --model "$T/tb.ptr" --rank-model "$T/mmoe.ptm" --all --objective revenue --out "$T/rev.csv"
+expect_fail "revenue objective needs prices"
+run recommend rank --config "$T/mmoe.yaml" --model "$T/tb.ptr" --rank-model "$T/mmoe.ptm" --all --ctr click --out "$T/x.csv"
+expect_fail "no task 'click'"
+run recommend rank --config "$T/mmoe.yaml" --model "$T/tb.ptr" --all --out "$T/x.csv"
+expect_usage
+
 # 3. a model on the small Online Retail sample, and queries
 cat >"$T/small.yaml" <<YAML
 recommend:
