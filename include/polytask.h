@@ -234,6 +234,9 @@ typedef struct pt_rec_query {
     int exclude_categories;     /* 1: every category but these */
     const char *const *allow;   /* item ids that may be returned (in stock), or NULL */
     int nallow;
+    const char *const *history; /* for a user the model does not know: the items of their first
+                                   events (session), which stand in for a history; NULL: none */
+    int nhistory;
 } pt_rec_query;
 
 PT_API pt_rec_query pt_rec_query_default(void);

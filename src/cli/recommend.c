@@ -48,6 +48,8 @@ static const char QUERY_HELP[] =
     "  --category C          only items of category C (repeatable; needs a catalogue)\n"
     "  --exclude-category C  no items of category C (repeatable)\n"
     "  --allow FILE          only item ids listed in FILE, one per line (e.g. in stock)\n"
+    "  --history I1,I2,...   for a user the model does not know: the items of their first\n"
+    "                        events, used as their history (cold start)\n"
     "  --json                JSON output for --user\n"
     "  -h, --help            this help\n";
 
@@ -194,10 +196,11 @@ static int cmd_rec_query(int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"user", required_argument, 0, 'u'}, {"users", required_argument, 0, 'U'},
         {"all", no_argument, 0, 'a'}, {"out", required_argument, 0, 'o'}, {"include-seen", no_argument, 0, 's'},
         {"category", required_argument, 0, 'c'}, {"exclude-category", required_argument, 0, 'x'},
-        {"allow", required_argument, 0, 'A'}, {"json", no_argument, 0, 'j'},
+        {"allow", required_argument, 0, 'A'}, {"json", no_argument, 0, 'j'}, {"history", required_argument, 0, 'H'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model = NULL, *user = NULL, *users = NULL, *out = NULL, *allow = NULL;
-    const char *cats[64];
+    const char *model = NULL, *user = NULL, *users = NULL, *out = NULL, *allow = NULL, *history = NULL;
+    const char *cats[64], *hist[256];
+    char histbuf[4096];
     int ncats = 0, excl = -1, all = 0, json = 0, c;
     long long v;
     pt_rec_query q = pt_rec_query_default();
@@ -219,6 +222,7 @@ static int cmd_rec_query(int argc, char **argv)
             cats[ncats++] = optarg;
             break;
         case 'A': allow = optarg; break;
+        case 'H': history = optarg; break;
         case 'k':
             if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("recommend", "-k needs a number 1..100000");
             q.k = (int)v;
@@ -236,6 +240,13 @@ static int cmd_rec_query(int argc, char **argv)
     q.categories = ncats ? cats : NULL;
     q.ncategories = ncats;
     q.exclude_categories = excl == 1;
+    if (history) {
+        if (!user) return cli_usage_error("recommend", "--history goes with --user");
+        snprintf(histbuf, sizeof histbuf, "%s", history);
+        for (char *save = NULL, *t = strtok_r(histbuf, ",", &save); t && q.nhistory < 256; t = strtok_r(NULL, ",", &save))
+            hist[q.nhistory++] = t;
+        q.history = hist;
+    }
     char **allowed = NULL;
     int nallowed = 0;
     if (allow) {
@@ -264,8 +275,9 @@ static int cmd_rec_query(int argc, char **argv)
         printf("user %s (%s)\n", user, json_is_true(json_object_get(j, "known")) ? "known" : "unknown: cold start");
         for (size_t k = 0; k < json_array_size(items); k++) {
             json_t *it = json_array_get(items, k);
-            printf("%3zu  %-24s %.6g\n", k + 1, json_string_value(json_object_get(it, "item")),
-                   json_number_value(json_object_get(it, "score")));
+            const char *title = json_string_value(json_object_get(it, "title"));
+            printf("%3zu  %-12s %9.6g  %s\n", k + 1, json_string_value(json_object_get(it, "item")),
+                   json_number_value(json_object_get(it, "score")), title ? title : "");
         }
         json_decref(j);
     } else {

@@ -76,8 +76,11 @@ static int grow(struct rec_catalog *c, int32_t n)
     if (pr) c->price = pr;
     int64_t *to = pr ? pt_realloc(c->tok_off, ((size_t)cap + 1) * sizeof *to) : NULL;
     if (to) c->tok_off = to;
-    if (!to) return pt_error(PT_ENOMEM, "out of memory");
-    for (int32_t j = c->N; j < cap; j++) c->cat[j] = -1, c->brand[j] = -1, c->price[j] = NAN, c->tok_off[j + 1] = -1;
+    char **ti = to ? pt_realloc(c->title, (size_t)cap * sizeof *ti) : NULL;
+    if (ti) c->title = ti;
+    if (!ti) return pt_error(PT_ENOMEM, "out of memory");
+    for (int32_t j = c->N; j < cap; j++)
+        c->cat[j] = -1, c->brand[j] = -1, c->price[j] = NAN, c->tok_off[j + 1] = -1, c->title[j] = NULL;
     c->N = cap;
     return PT_OK;
 }
@@ -167,6 +170,7 @@ static int read_one(const struct rec_cfg *cfg, const char *file, struct vocab *i
             double v = strtod(f[cp], &end);
             if (!errno && end != f[cp] && !*end && isfinite(v) && v > 0) c->price[j] = (float)v;
         }
+        if (ct >= 0 && lens[ct] && !(c->title[j] = pt_strndup(f[ct], lens[ct]))) goto oom;
         int n = ct >= 0 ? rec_catalog_tokens(f[ct], lens[ct], buf, TITLE_MAX_TOKENS) : 0;
         if (tk->n + n > tk->cap) {
             int64_t cap = tk->cap ? tk->cap * 2 : 65536;
@@ -259,6 +263,8 @@ int rec_catalog_read(const struct rec_cfg *cfg, struct vocab *items, struct rec_
 
 void rec_catalog_free(struct rec_catalog *c)
 {
+    for (int32_t j = 0; c->title && j < c->N; j++) pt_free(c->title[j]);
+    pt_free(c->title);
     pt_free(c->cat), pt_free(c->brand), pt_free(c->price), pt_free(c->band), pt_free(c->tok_off), pt_free(c->tok);
     vocab_free(&c->cats);
     vocab_free(&c->brands);

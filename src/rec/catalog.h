@@ -23,6 +23,7 @@ struct rec_catalog {
     int32_t *tok;            /* title tokens: hashed word unigrams and character
                                 trigrams of the lower-cased UTF-8 title, in
                                 [0, CATALOG_TOKEN_BUCKETS) */
+    char **title;            /* [N] the title as given, or NULL */
     struct vocab cats, brands;
     int64_t rows, added;     /* table rows read; ids the interactions did not name */
 };

@@ -207,3 +207,45 @@ out:
     pt_free(cold), pt_free(coff), pt_free(citem), pt_free(csim);
     return rc;
 }
+
+int rec_score_history(const struct rec_model *m, const int32_t *items, int n, float *scores)
+{
+    int64_t off[2] = {0, n};
+    int32_t *it = pt_malloc((size_t)(n ? n : 1) * sizeof *it);
+    int64_t *tm = pt_malloc((size_t)(n ? n : 1) * sizeof *tm);
+    float *w = pt_malloc((size_t)(n ? n : 1) * sizeof *w);
+    int rc = PT_OK;
+    if (!it || !tm || !w) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto out;
+    }
+    int k = 0;
+    for (int q = 0; q < n; q++)
+        if (items[q] >= 0 && items[q] < m->N) it[k] = items[q], tm[k] = m->t_end, w[k] = 1, k++;
+    off[1] = k;
+    struct rec_hist h = {.U = 1, .off = off, .item = it, .time = tm, .weight = w};
+    size_t N = (size_t)m->N;
+    if (m->kind == REC_ITEM2ITEM) {
+        score_i2i(m, &h, 0, scores);
+    } else if (m->vf && k) {
+        /* fold-in: the mean of the history's item factors stands for the user */
+        int D = m->D;
+        float *u = pt_calloc((size_t)D, sizeof *u);
+        if (!u) {
+            rc = pt_error(PT_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (int q = 0; q < k; q++)
+            for (int d = 0; d < D; d++) u[d] += m->vf[(size_t)it[q] * D + d] / (float)k;
+        nn_sgemm('N', 'T', 1, m->N, D, 1.0f, u, D, m->vf, D, 0.0f, scores, m->N);
+        pt_free(u);
+        if (m->vb)
+            for (size_t j = 0; j < N; j++) scores[j] += m->vb[j];
+    } else {
+        memcpy(scores, m->pop, N * sizeof *scores);
+    }
+    cold_blend(m, &h, 0, scores);
+out:
+    pt_free(it), pt_free(tm), pt_free(w);
+    return rc;
+}

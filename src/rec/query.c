@@ -26,6 +26,13 @@ int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
     a->deny = pt_calloc((size_t)(N ? N : 1), 1);
     a->base = pt_calloc((size_t)(N ? N : 1), 1);
     if (!a->scores || !a->hs || !a->os || !a->hi || !a->top || !a->deny || !a->base) return pt_error(PT_ENOMEM, "out of memory");
+    if (q->nhistory) {
+        if (!(a->hist = pt_malloc((size_t)q->nhistory * sizeof *a->hist))) return pt_error(PT_ENOMEM, "out of memory");
+        for (int k = 0; k < q->nhistory; k++) {
+            int32_t j = vocab_find(&r->items, q->history[k], strlen(q->history[k]));
+            if (j >= 0) a->hist[a->nhist++] = j;
+        }
+    }
     if (q->ncategories) {
         /* include: deny every item outside the categories; exclude: deny the items inside */
         uint8_t *in = pt_calloc((size_t)r->cats.n + 1, 1);
@@ -58,6 +65,7 @@ int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
 
 void ask_free(struct ask *a)
 {
+    pt_free(a->hist);
     pt_free(a->scores), pt_free(a->hs), pt_free(a->os), pt_free(a->hi), pt_free(a->top), pt_free(a->deny), pt_free(a->base);
 }
 
@@ -65,11 +73,14 @@ int ask_user(struct ask *a, int32_t u, int include_seen)
 {
     const pt_recommender *r = a->r;
     int32_t N = r->m.N;
-    int rc = rec_model_score(&r->m, &r->hist, &u, 1, a->scores);
+    int rc = u < 0 && a->nhist ? rec_score_history(&r->m, a->hist, a->nhist, a->scores)
+                               : rec_model_score(&r->m, &r->hist, &u, 1, a->scores);
     if (rc) return rc;
     memcpy(a->deny, a->base, (size_t)N);
     if (u >= 0 && !include_seen)
         for (int64_t p = r->hist.off[u]; p < r->hist.off[u + 1]; p++) a->deny[r->hist.item[p]] = 1;
+    if (u < 0 && !include_seen)
+        for (int k = 0; k < a->nhist; k++) a->deny[a->hist[k]] = 1;
     return rec_select_row(a->scores, N, a->deny, a->K, a->hs, a->hi, a->top, a->os);
 }
 
@@ -91,7 +102,10 @@ int pt_rec_recommend(const pt_recommender *r, const char *user, const pt_rec_que
     o = json_pack("{s:s, s:b}", "user", user, "known", u >= 0);
     if (!o || !items) goto oom;
     for (int k = 0; k < n; k++)
-        if (json_array_append_new(items, json_pack("{s:s, s:f}", "item", vocab_str(&r->items, a.top[k]), "score", (double)a.os[k])))
+        if (json_array_append_new(items, r->titles && r->titles[a.top[k]]
+                                             ? json_pack("{s:s, s:f, s:s}", "item", vocab_str(&r->items, a.top[k]), "score",
+                                                         (double)a.os[k], "title", r->titles[a.top[k]])
+                                             : json_pack("{s:s, s:f}", "item", vocab_str(&r->items, a.top[k]), "score", (double)a.os[k])))
             goto oom;
     if (json_object_set(o, "items", items) || !(*json = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)))) goto oom;
     goto out;

@@ -103,6 +103,12 @@ int rec_model_score(const struct rec_model *m, const struct rec_hist *h, const i
 int rec_select_row(const float *scores, int32_t N, const uint8_t *deny, int K, float *hs, int32_t *hi, int32_t *out,
                    float *out_score);
 
+/* scores[0:N] for someone the model has not seen, from the items of their
+ * first events (item2item: their neighbours; factor models: the mean of
+ * their factors as the user's; short histories blend in popularity within
+ * their categories). */
+int rec_score_history(const struct rec_model *m, const int32_t *items, int n, float *scores);
+
 /* Ranking metrics of a model on a split (docs/recommend.md): hr, recall, ndcg,
  * mrr at K, coverage at K, mean popularity rank of what is recommended.
  * pop_rank: [N] popularity rank of each item in training (1 = most popular). */

@@ -160,6 +160,11 @@ int pt_rec_train(const pt_config *cfg, const pt_rec_train_opts *opts, pt_recomme
         if ((rc = train_model(rc_, rc_->model, &r->hist, N, catp, &r->m))) goto fail;
         if (json_object_set_new(rep, "train_seconds", json_real(pt_now() - t0))) goto oom;
     }
+    if (catp) {
+        int any = 0;
+        for (int32_t j = 0; j < N && !any; j++) any = cat.title[j] != NULL;
+        if (any) r->titles = cat.title, cat.title = NULL;
+    }
     r->users = log.users, r->items = log.items, r->cats = cat.cats;
     vocab_init(&log.users), vocab_init(&log.items), vocab_init(&cat.cats);
     rec_catalog_free(&cat);
@@ -190,6 +195,8 @@ int pt_rec_report(const pt_recommender *r, char **json)
 void pt_rec_free(pt_recommender *r)
 {
     if (!r) return;
+    for (int32_t j = 0; r->titles && j < r->m.N; j++) pt_free(r->titles[j]);
+    pt_free(r->titles);
     rec_model_free(&r->m);
     rec_hist_free(&r->hist);
     vocab_free(&r->users);

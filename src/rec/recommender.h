@@ -10,6 +10,7 @@ struct pt_recommender {
     struct rec_hist hist;    /* every user's items: scoring (item2item) and exclude-seen */
     struct vocab users, items;
     struct vocab cats;       /* category names of m.item_cat (empty without a catalogue) */
+    char **titles;           /* [m.N] item titles from the catalogue, or NULL */
     char *report;            /* training report, JSON */
     int k_default;
 };
@@ -23,6 +24,8 @@ struct ask {
     float *scores, *hs, *os;
     int32_t *hi, *top;
     uint8_t *deny, *base; /* base: the query's item filters; deny = base + the user's items */
+    int32_t *hist;        /* the query's history items (known ids) for unknown users */
+    int nhist;
 };
 int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q);
 /* Top-K for user id u (-1: unknown) into a->top / a->os; returns the count or a negative error. */

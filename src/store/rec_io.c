@@ -49,6 +49,12 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     if (!rep || json_object_set_new(meta, "report", rep) || json_object_set_new(meta, "users", ids_json(&r->users)) ||
         json_object_set_new(meta, "items", ids_json(&r->items)) || json_object_set_new(meta, "categories", ids_json(&r->cats)))
         goto out;
+    if (r->titles) {
+        json_t *ta = json_array();
+        if (!ta || json_object_set_new(meta, "titles", ta)) goto out;
+        for (int32_t j = 0; j < N; j++)
+            if (json_array_append_new(ta, r->titles[j] ? json_string(r->titles[j]) : json_null())) goto out;
+    }
     if (!(mj = json_dumps(meta, JSON_COMPACT))) goto out;
     for (int32_t u = 0; u < U; u++) hc[u] = (int32_t)(h->off[u + 1] - h->off[u]);
     for (int64_t p = 0; p < P; p++) age[p] = (float)(m->t_end - h->time[p]);
@@ -163,6 +169,18 @@ int pt_rec_load(const char *path, pt_recommender **out)
     m->cold_min_history = (int)json_integer_value(json_object_get(meta, "cold_min_history"));
     m->cold_blend = (float)json_number_value(json_object_get(meta, "cold_blend"));
     m->D = (int32_t)json_integer_value(json_object_get(meta, "dim"));
+    json_t *ta = json_object_get(meta, "titles");
+    if (ta) {
+        if (!json_is_array(ta) || json_array_size(ta) != (size_t)N) {
+            rc = pt_error_at(PT_ESCHEMA, path, 0, "metadata 'titles' is not a list of %d titles", N);
+            goto fail;
+        }
+        if (!(r->titles = pt_calloc((size_t)(N ? N : 1), sizeof *r->titles))) goto oom;
+        for (int32_t j = 0; j < N; j++) {
+            json_t *t = json_array_get(ta, (size_t)j);
+            if (json_is_string(t) && !(r->titles[j] = pt_strdup(json_string_value(t)))) goto oom;
+        }
+    }
     json_t *rep = json_object_get(meta, "report");
     if (rep && !(r->report = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(6)))) goto oom;
     const struct mf_tensor *tp = need(f, path, "pop", MF_F32, N, &rc), *thc, *thi, *tha, *thw;
