@@ -908,10 +908,10 @@ static int rec_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     }
     if (!strcmp(k, "items")) return walk(x, v, "recommend.items", rec_items_pair, r);
     if (!strcmp(k, "model")) {
-        static const char *const names[] = {"popularity", "item2item", "bpr", "warp", "softmax"};
-        for (int i = 0; i < 5; i++)
+        static const char *const names[] = {"popularity", "item2item", "bpr", "warp", "softmax", "two_tower"};
+        for (int i = 0; i < 6; i++)
             if (s && !strcmp(s, names[i])) return r->model = (enum rec_kind)i, PT_OK;
-        return err_at(x, v, "'model' must be popularity, item2item, bpr, warp or softmax", NULL, NULL);
+        return err_at(x, v, "'model' must be popularity, item2item, bpr, warp, softmax or two_tower", NULL, NULL);
     }
     if (!strcmp(k, "dim")) return get_int(x, v, k, 1, 4096, &r->dim);
     if (!strcmp(k, "epochs")) return get_int(x, v, k, 0, 100000, &r->epochs);
@@ -958,7 +958,7 @@ static int parse_rec(struct cx *x, struct fy_node *v)
     r->half_life = 86400;
     r->content_weight = 0.5;
     r->alpha = 0.5;
-    r->history = 20;
+    r->history = 3;
     r->cold_min_history = 3;
     r->cold_blend = 0.5;
     r->protocol = REC_LEAVE_LAST;

@@ -5,6 +5,7 @@
 #include "nn/nn.h"
 #include "rec/catalog.h"
 #include "rec/rec.h"
+#include "rec/twotower.h"
 #include "util/util.h"
 
 int rec_pop_train(const struct rec_hist *h, int32_t N, int64_t t_end, int64_t half_life, float *pop)
@@ -112,6 +113,22 @@ int rec_model_score(const struct rec_model *m, const struct rec_hist *h, const i
         }
         return PT_OK;
     }
+    case REC_TWO_TOWER: {
+        int D = m->D;
+        float *ub = pt_malloc((size_t)B * (size_t)D * sizeof *ub);
+        if (!ub) return pt_error(PT_ENOMEM, "out of memory");
+        int rc = rec_tt_user_vectors(m->tt, h, uids, B, ub);
+        if (!rc) nn_sgemm('N', 'T', B, m->N, D, 1.0f, ub, D, m->vf, D, 0.0f, scores, m->N);
+        pt_free(ub);
+        for (int b = 0; !rc && b < B; b++) {
+            float *s = scores + (size_t)b * N;
+            int32_t u = uids[b];
+            /* no history, no user vector: popularity */
+            if (u < 0 || u >= h->U || h->off[u + 1] == h->off[u]) memcpy(s, m->pop, N * sizeof *s);
+            else cold_blend(m, h, u, s);
+        }
+        return rc;
+    }
     case REC_POPULARITY:
     default:
         for (int b = 0; b < B; b++) memcpy(scores + (size_t)b * N, m->pop, N * sizeof *scores);
@@ -125,6 +142,7 @@ void rec_model_free(struct rec_model *m)
     pt_free(m->pop), pt_free(m->uf), pt_free(m->vf), pt_free(m->vb);
     pt_free(m->nb_off), pt_free(m->nb_item), pt_free(m->nb_sim);
     pt_free(m->item_cat), pt_free(m->item_price);
+    rec_tt_free(m->tt);
     memset(m, 0, sizeof *m);
 }
 
@@ -227,6 +245,10 @@ int rec_score_history(const struct rec_model *m, const int32_t *items, int n, fl
     size_t N = (size_t)m->N;
     if (m->kind == REC_ITEM2ITEM) {
         score_i2i(m, &h, 0, scores);
+    } else if (m->kind == REC_TWO_TOWER && k) {
+        int32_t zero = 0;
+        rc = rec_model_score(m, &h, &zero, 1, scores); /* blends on its own */
+        goto out;
     } else if (m->vf && k) {
         /* fold-in: the mean of the history's item factors stands for the user */
         int D = m->D;

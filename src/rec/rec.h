@@ -54,7 +54,8 @@ struct rec_split {
 /* Every (user, item) pair once at its first time; no held-out part. */
 int rec_hist_build(const struct rec_log *log, struct rec_hist *out);
 /* leave_last_out: each user with >= 2 distinct items holds out the latest
- * (ties: file order). time_split: items first met at or after test_from
+ * (ties: file order); users with one item are left out of training too, as
+ * the peer's protocol does. time_split: items first met at or after test_from
  * (INT64_MIN: the last 10 % of the log's time range) are held out for users
  * who have a training item. */
 int rec_split_make(const struct rec_log *log, enum rec_protocol proto, int64_t test_from, struct rec_split *out);
@@ -76,6 +77,7 @@ struct rec_model {
     float cold_blend;
     int32_t *item_cat;       /* [N] category id (catalogue), -1 unknown; NULL without a catalogue */
     float *item_price;       /* [N] price (catalogue), NAN unknown; NULL without prices */
+    struct rec_tt *tt;       /* two_tower: the towers (vf holds the item tower's outputs) */
 };
 void rec_model_free(struct rec_model *m);
 

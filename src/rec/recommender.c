@@ -7,6 +7,7 @@
 
 #include "rec/catalog.h"
 #include "rec/rec.h"
+#include "rec/twotower.h"
 #include "rec/recommender.h"
 #include "util/util.h"
 
@@ -54,6 +55,10 @@ static int train_model(const struct rec_cfg *cfg, enum rec_kind kind, const stru
     case REC_BPR:
     case REC_WARP:
     case REC_SOFTMAX: rc = rec_mf_train(cfg, h, N, m); break;
+    case REC_TWO_TOWER:
+        m->D = cfg->dim;
+        rc = rec_tt_train(cfg, h, N, &m->tt, &m->vf);
+        break;
     case REC_POPULARITY: break;
     default: rc = pt_error(PT_EINVAL, "model '%s' is not available", rec_kind_name(kind));
     }

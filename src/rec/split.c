@@ -122,8 +122,10 @@ int rec_split_make(const struct rec_log *log, enum rec_protocol proto, int64_t t
     uint8_t *held = pt_calloc((size_t)(m ? m : 1), 1);
     if (!held) goto oom;
     if (proto == REC_LEAVE_LAST) {
+        /* as bench/peers/torch_bpr.py: users with one item are left out altogether (2: dropped) */
         for (int32_t u = 0; u < U; u++)
             if (all.off[u + 1] - all.off[u] >= 2) held[all.off[u + 1] - 1] = 1;
+            else if (all.off[u + 1] > all.off[u]) held[all.off[u]] = 2;
     } else {
         if (test_from == INT64_MIN) {
             int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -147,7 +149,8 @@ int rec_split_make(const struct rec_log *log, enum rec_protocol proto, int64_t t
     for (int64_t p = 0; p < m; p++) nt += !held[p], nh += held[p] == 1;
     for (int32_t u = 0; u < U; u++) {
         int any = 0;
-        for (int64_t p = all.off[u]; p < all.off[u + 1]; p++) any |= held[p] == 1, out->cold_users += held[p] == 2 && p == all.off[u];
+        for (int64_t p = all.off[u]; p < all.off[u + 1]; p++)
+            any |= held[p] == 1, out->cold_users += proto == REC_TIME_SPLIT && held[p] == 2 && p == all.off[u];
         out->ntest += any;
     }
     t->off = pt_calloc((size_t)U + 1, sizeof *t->off);

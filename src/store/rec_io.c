@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "rec/recommender.h"
+#include "rec/twotower.h"
 #include "store/modelfile.h"
 #include "util/util.h"
 
@@ -34,7 +35,7 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     const struct rec_hist *h = &r->hist;
     int32_t U = h->U, N = m->N;
     int64_t P = h->off[U], NB = m->nb_off ? m->nb_off[N] : 0;
-    struct mf_tensor t[14];
+    struct mf_tensor t[14 + REC_TT_NTENSORS];
     size_t nt = 0;
     int32_t *hc = pt_malloc((size_t)(U ? U : 1) * sizeof *hc), *nc = pt_malloc((size_t)(N ? N : 1) * sizeof *nc);
     float *age = pt_malloc((size_t)(P ? P : 1) * sizeof *age);
@@ -63,6 +64,14 @@ int pt_rec_save(const pt_recommender *r, const char *path)
     t[nt++] = (struct mf_tensor){.name = "hist_item", .data = (float *)(void *)h->item, .dtype = MF_I32, .ndim = 1, .shape = {P}};
     t[nt++] = (struct mf_tensor){.name = "hist_age", .data = age, .ndim = 1, .shape = {P}};
     t[nt++] = (struct mf_tensor){.name = "hist_weight", .data = h->weight, .ndim = 1, .shape = {P}};
+    if (m->tt) {
+        int n = rec_tt_tensors(m->tt, t + nt, REC_TT_NTENSORS);
+        if (n < 0) {
+            rc = n;
+            goto out;
+        }
+        nt += (size_t)n;
+    }
     if (m->uf) t[nt++] = (struct mf_tensor){.name = "user_factors", .data = m->uf, .ndim = 2, .shape = {m->U, m->D}};
     if (m->vf) t[nt++] = (struct mf_tensor){.name = "item_factors", .data = m->vf, .ndim = 2, .shape = {N, m->D}};
     if (m->vb) t[nt++] = (struct mf_tensor){.name = "item_bias", .data = m->vb, .ndim = 1, .shape = {N}};
@@ -254,6 +263,19 @@ int pt_rec_load(const char *path, pt_recommender **out)
             if (!(m->vb = pt_malloc((size_t)(N ? N : 1) * sizeof(float)))) goto oom;
             memcpy(m->vb, tb->data, (size_t)N * sizeof(float));
         }
+    }
+    if (m->kind == REC_TWO_TOWER) {
+        const struct mf_tensor *tv;
+        if ((rc = rec_tt_from_file(f, path, N, &m->tt))) goto fail;
+        int D;
+        rec_tt_dims(m->tt, NULL, &D, NULL);
+        if (D != m->D) {
+            rc = pt_error_at(PT_ESCHEMA, path, 0, "two-tower width %d is not the model's dim %d", D, m->D);
+            goto fail;
+        }
+        if (!(tv = need(f, path, "item_factors", MF_F32, (int64_t)N * m->D, &rc))) goto fail;
+        if (!(m->vf = pt_malloc((size_t)N * (size_t)m->D * sizeof(float) + 1))) goto oom;
+        memcpy(m->vf, tv->data, (size_t)N * (size_t)m->D * sizeof(float));
     }
     if (m->kind == REC_ITEM2ITEM) {
         const struct mf_tensor *tc, *ti, *ts;
