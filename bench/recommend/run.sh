@@ -44,6 +44,8 @@ bin=$out/polytask.bin
 dim=64 epochs=30 batch=1024 lr=0.005 l2=0.0001 seed=1
 warp_neg=20     # warp: up to 20 uniform draws to find a violating negative
 softmax_neg=64  # softmax: 64 uniform sampled negatives per positive
+tt_epochs=10 tt_history=3   # two_tower: 10 epochs, the last 3 items pooled, no extra negatives
+seeds=${SEEDS:-1 2 3 4 5}   # BPR, both engines, once per seed: small sets vary a lot by seed
 
 data_of() {
     case $1 in
@@ -72,6 +74,8 @@ config() { # config SET MODEL DATA: writes out/SET-MODEL.yaml
         softmax) echo "  dim: $dim"; echo "  epochs: $epochs"; echo "  batch: $batch"; echo "  lr: $lr"
                  echo "  l2: $l2"; echo "  negatives: $softmax_neg" ;;
         item2item) echo "  neighbours: 1000"; echo "  half_life: 1h"; echo "  alpha: 0.5" ;;
+        two_tower) echo "  dim: $dim"; echo "  epochs: $tt_epochs"; echo "  batch: $batch"; echo "  lr: $lr"
+                   echo "  l2: $l2"; echo "  negatives: 0"; echo "  history: $tt_history" ;;
         esac
         echo "  eval: {protocol: leave_last_out, k: 10}"
     } > "$f"
@@ -90,9 +94,15 @@ for s in $sets; do
         continue
     fi
     timed "$s-peer-bpr" /usr/bin/python3 "$peer" --data "$data" --dim $dim --epochs $epochs --threads 1
-    for m in bpr warp softmax item2item popularity; do
+    for m in bpr warp softmax item2item two_tower popularity; do
         config "$s" "$m" "$data"
         timed "$s-$m" "$bin" recommend train --config "$out/$s-$m.yaml" --no-refit --json
+    done
+    # BPR again for every seed, both engines (quality only)
+    for sd in $seeds; do
+        /usr/bin/python3 "$peer" --data "$data" --dim $dim --epochs $epochs --threads 1 --seed "$sd" > "$out/$s-peer-bpr-s$sd.json"
+        sed "s/^  seed: .*/  seed: $sd/" "$out/$s-bpr.yaml" > "$out/$s-bpr-s$sd.yaml"
+        "$bin" recommend train --config "$out/$s-bpr-s$sd.yaml" --no-refit --json > "$out/$s-bpr-s$sd.json" 2>/dev/null
     done
     pj=$out/$s-peer-bpr.json
     say ""
@@ -111,13 +121,14 @@ for s in $sets; do
     awk -v h="$(field "$pj" pop_hr@10)" -v n="$(field "$pj" pop_ndcg@10)" 'BEGIN {
         printf "| peer popularity | %.4f | %.4f | | | | |\n", h, n }' | tee -a "$summary"
     best=popularity best_n=-1
-    for m in bpr warp softmax item2item popularity; do
+    for m in bpr warp softmax item2item two_tower popularity; do
         j=$out/$s-$m.json
         read -r pw pr < "$out/$s-$m.time"
         h=$(field "$j" eval model hr) n=$(field "$j" eval model ndcg) t=$(field "$j" eval train_seconds)
         sp=""; [ $m = bpr ] && sp=$(awk -v a="$qt" -v b="$t" 'BEGIN { printf "%.2fx", a / b }')
         case $m in warp) label="warp ($warp_neg draws)" ;; softmax) label="softmax ($softmax_neg negatives)" ;;
-                   item2item) label="item2item (1000 nb, 1h)" ;; *) label=$m ;; esac
+                   item2item) label="item2item (1000 nb, 1h)" ;; two_tower) label="two_tower (history $tt_history, $tt_epochs epochs)" ;;
+                   *) label=$m ;; esac
         awk -v m="$label" -v h="$h" -v n="$n" -v t="$t" -v w="$pw" -v r="$pr" -v sp="$sp" 'BEGIN {
             printf "| polytask %s | %.4f | %.4f | %.2f | %.2f | %.0f | %s |\n", m, h, n, t, w, r / 1024, sp }' | tee -a "$summary"
         if awk -v a="$n" -v b="$best_n" 'BEGIN { exit !(a > b) }'; then best=$m best_n=$n; fi
@@ -130,5 +141,17 @@ for s in $sets; do
         printf "\ntargets: BPR NDCG@10 %.4f >= peer %.4f - 0.005: %s; best (%s) NDCG@10 %.4f >= 1.15 x max(peer BPR, popularity) = %.4f: %s%s; BPR speed %.2fx >= 5x: %s\n",
                bn, qn, ok1 ? "met" : "MISSED", best, best_n, 1.15 * base, r2,
                s == "retail_ii" ? "" : " (the target is set on retail_ii only)", qt / t, ok3 ? "met" : "MISSED" }' | tee -a "$summary"
+    pn="" on=""
+    for sd in $seeds; do
+        pn="$pn $(field "$out/$s-peer-bpr-s$sd.json" ndcg@10)"
+        on="$on $(field "$out/$s-bpr-s$sd.json" eval model ndcg)"
+    done
+    awk -v p="$pn" -v o="$on" -v seeds="$seeds" 'function stats(s, a,   n, i, t, lo, hi) {
+            n = split(s, a, " "); t = 0; lo = 1e9; hi = -1e9
+            for (i = 1; i <= n; i++) { t += a[i]; if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i] }
+            return sprintf("%.4f (%.4f-%.4f)", t / n, lo, hi) }
+        function mean(s, a,   n, i, t) { n = split(s, a, " "); t = 0; for (i = 1; i <= n; i++) t += a[i]; return t / n }
+        BEGIN { printf "BPR NDCG@10 over seeds %s, mean (min-max): peer %s, polytask %s; mean target %s\n", seeds,
+                       stats(p), stats(o), ((mean(o) >= mean(p) - 0.005) ? "met" : "MISSED") }' | tee -a "$summary"
 done
 echo "" ; echo "raw outputs and generated configs: $out (tables: $summary)"

@@ -916,7 +916,7 @@ static int rec_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
     if (!strcmp(k, "dim")) return get_int(x, v, k, 1, 4096, &r->dim);
     if (!strcmp(k, "epochs")) return get_int(x, v, k, 0, 100000, &r->epochs);
     if (!strcmp(k, "batch")) return get_int(x, v, k, 1, 1 << 20, &r->batch);
-    if (!strcmp(k, "negatives")) return get_int(x, v, k, 1, 4096, &r->negatives);
+    if (!strcmp(k, "negatives")) return get_int(x, v, k, 0, 4096, &r->negatives);
     if (!strcmp(k, "lr")) return get_f64(x, v, k, 1e-9, 100, &r->lr);
     if (!strcmp(k, "l2")) return get_f64(x, v, k, 0, 100, &r->l2);
     if (!strcmp(k, "seed")) {
@@ -976,6 +976,8 @@ static int parse_rec(struct cx *x, struct fy_node *v)
     }
     if (r->nwtypes && !r->col_type && r->in.path)
         return err_at(x, v, "'event_weights' needs a 'columns.type' column", NULL, NULL);
+    if (r->negatives < 1 && (r->model == REC_BPR || r->model == REC_WARP || r->model == REC_SOFTMAX))
+        return err_at(x, v, "'negatives' must be at least 1 for bpr, warp and softmax", NULL, NULL);
     if (r->items.path && !r->item_id)
         return err_at(x, v, "'recommend.items.columns.id' is missing", NULL, NULL);
     return PT_OK;
