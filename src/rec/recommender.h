@@ -17,6 +17,10 @@ struct pt_recommender {
 
 const char *rec_kind_name(enum rec_kind k);
 
+struct mf_file;
+/* The recommender in a read model file (store/rec_io.c); path for messages. */
+int rec_load_file(const struct mf_file *f, const char *path, pt_recommender **out);
+
 /* One query's state: scores, the filters of q, the result of the last user. */
 struct ask {
     const pt_recommender *r;

@@ -140,14 +140,19 @@ int pt_rec_load(const char *path, pt_recommender **out)
 {
     *out = NULL;
     struct mf_file *f = NULL;
-    json_t *meta = NULL;
     int rc = modelfile_read(path, &f);
-    if (rc) return rc;
+    if (!rc) rc = rec_load_file(f, path, out);
+    modelfile_free(f);
+    return rc;
+}
+
+int rec_load_file(const struct mf_file *f, const char *path, pt_recommender **out)
+{
+    *out = NULL;
+    json_t *meta = NULL;
+    int rc;
     struct pt_recommender *r = pt_calloc(1, sizeof *r);
-    if (!r) {
-        modelfile_free(f);
-        return pt_error(PT_ENOMEM, "out of memory");
-    }
+    if (!r) return pt_error(PT_ENOMEM, "out of memory");
     vocab_init(&r->users), vocab_init(&r->items), vocab_init(&r->cats);
     struct rec_model *m = &r->m;
     struct rec_hist *h = &r->hist;
@@ -174,10 +179,15 @@ int pt_rec_load(const char *path, pt_recommender **out)
     m->N = N;
     m->U = U;
     m->t_end = json_integer_value(json_object_get(meta, "t_end"));
+    if (m->t_end < -(int64_t)1e15 || m->t_end > (int64_t)1e15) {
+        rc = pt_error_at(PT_ESCHEMA, path, 0, "t_end %lld is out of range", (long long)m->t_end);
+        goto fail;
+    }
     m->half_life = json_integer_value(json_object_get(meta, "half_life"));
     m->cold_min_history = (int)json_integer_value(json_object_get(meta, "cold_min_history"));
     m->cold_blend = (float)json_number_value(json_object_get(meta, "cold_blend"));
-    m->D = (int32_t)json_integer_value(json_object_get(meta, "dim"));
+    json_int_t dim = json_integer_value(json_object_get(meta, "dim"));
+    m->D = dim >= 0 && dim <= 4096 ? (int32_t)dim : -1;
     json_t *ta = json_object_get(meta, "titles");
     if (ta) {
         if (!json_is_array(ta) || json_array_size(ta) != (size_t)N) {
@@ -213,7 +223,7 @@ int pt_rec_load(const char *path, pt_recommender **out)
     memcpy(m->pop, tp->data, (size_t)N * sizeof *m->pop);
     for (int64_t p = 0; p < P; p++) {
         int32_t it = mf_i32(thi)[p];
-        if (it < 0 || it >= N || !isfinite(tha->data[p])) {
+        if (it < 0 || it >= N || !(fabsf(tha->data[p]) < 1e15f)) {
             rc = pt_error_at(PT_ESCHEMA, path, 0, "hist_item %lld is out of range", (long long)p);
             goto fail;
         }
@@ -301,14 +311,12 @@ int pt_rec_load(const char *path, pt_recommender **out)
         }
     }
     json_decref(meta);
-    modelfile_free(f);
     *out = r;
     return PT_OK;
 oom:
     rc = pt_error(PT_ENOMEM, "out of memory");
 fail:
     json_decref(meta);
-    modelfile_free(f);
     pt_rec_free(r);
     return rc;
 }

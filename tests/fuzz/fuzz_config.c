@@ -5,7 +5,8 @@
  * config, or a negative code with none and a message naming the file;
  * a parsed config has the fields config_check guarantees (a train path,
  * at least one task and one feature, every task labelled and named; or,
- * for a samples-only config, a samples: section build can run on). The
+ * for a samples-only config, a samples: section build can run on; for a
+ * recommend: section, what recommend train reads). The
  * config is freed either way, so LeakSanitizer sees anything left behind. */
 #include <stdint.h>
 #include <string.h>
@@ -37,6 +38,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const struct samples_cfg *sc = c ? c->samples : NULL;
+    const struct rec_cfg *r = c ? c->rec : NULL;
+    if (r) {
+        CHECK(r->in.path || sc);
+        if (r->in.path) CHECK(r->col_user && r->col_item && r->npaths >= 1 && r->paths[0]);
+        CHECK(!r->items.path || (r->item_id && r->nitem_paths >= 1));
+        CHECK(r->k >= 1 && r->dim >= 1 && r->batch >= 1 && r->history >= 1 && r->neighbours >= 1);
+        CHECK(r->negatives >= 1 || (r->model != REC_BPR && r->model != REC_WARP && r->model != REC_SOFTMAX));
+        CHECK(!r->nwtypes || r->col_type || !r->in.path);
+        if (!sc && !c->ntasks && !c->nfeats && !c->train) { /* recommend only */
+            pt_config_free(c);
+            return 0;
+        }
+    }
     if (sc) {
         /* what build relies on: every type index in range, a cache folder */
         CHECK(sc->events.path && sc->col_user && sc->col_item && sc->col_time && sc->cache && sc->text);
@@ -48,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   sc->labels[l].window > 0);
         CHECK(sc->nlabels >= 1 || sc->neg_k >= 1);
         CHECK(sc->seq_len <= sc->history && sc->nwindows >= 1);
-        if (!c->ntasks && !c->nfeats && !c->train) { /* samples only: a config for build */
+        if (!c->ntasks && !c->nfeats && !c->train) { /* samples only: a config for build (and recommend) */
             pt_config_free(c);
             return 0;
         }
