@@ -179,7 +179,7 @@ static int read_one(const struct rec_cfg *cfg, const char *file, struct vocab *i
             if (!nt) goto oom;
             tk->tok = nt, tk->cap = cap;
         }
-        memcpy(tk->tok + tk->n, buf, (size_t)n * sizeof *buf);
+        if (n) memcpy(tk->tok + tk->n, buf, (size_t)n * sizeof *buf);
         (*tstart)[j] = (int32_t)tk->n; /* < 2^31 tokens: tables of a few million items */
         (*tlen)[j] = n;
         tk->n += n;
@@ -230,7 +230,7 @@ int rec_catalog_read(const struct rec_cfg *cfg, struct vocab *items, struct rec_
             int64_t w = 0;
             out->tok_off[0] = 0;
             for (int32_t j = 0; j < N; j++) {
-                if (j < seen_cap && seen[j]) {
+                if (j < seen_cap && seen[j] && tlen[j]) {
                     memcpy(out->tok + w, tk.tok + tstart[j], (size_t)tlen[j] * sizeof *out->tok);
                     w += tlen[j];
                 }
