@@ -52,7 +52,10 @@ PT_API const char *pt_version(void);
     X(ESCHEMA, -8, "data does not match the model's schema")              \
     X(EINVAL, -9, "invalid argument")                                     \
     X(ENUMERIC, -10, "non-finite number")                                 \
-    X(ETOOMANYBAD, -11, "too many bad rows")
+    X(ETOOMANYBAD, -11, "too many bad rows")                              \
+    X(EAUTH, -12, "not authorised")                                       \
+    X(ENOTFOUND, -13, "not found")                                        \
+    X(EDB, -14, "database error")
 
 enum pt_errno {
 #define PT_ERRNO_ENUM(name, code, msg) PT_##name = code,
@@ -280,6 +283,80 @@ PT_API pt_rec_rank_opts pt_rec_rank_opts_default(void);
 PT_API int pt_rec_rank_file(const pt_recommender *r, const pt_config *cfg, const char *users_path,
                             const pt_rec_query *q, const pt_rec_rank_opts *o, const char *out_csv,
                             int64_t *users);
+
+/* ---- serving: in-memory scoring (docs/api.md) ---- */
+
+/* Scores rows given as JSON text: an array of objects keyed by the training
+ * data's column names, values strings, numbers, booleans or null. A missing
+ * column, or null, is an empty cell and takes the training-time default
+ * (imputed numeric, unknown category). An unknown column, a value of another
+ * type (object, array), more than max_rows rows (0: no limit) or text that is
+ * not such an array is PT_EINVAL with a message "row R: column 'C': what is
+ * wrong" (or what is wrong with the text). [out] *json: the predictions, an
+ * array of {"<task>": p, ...} in row order; free with pt_string_free. */
+PT_API int pt_model_predict_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, char **json);
+
+/* ---- model registry (docs/operations.md): one SQLite database ---- */
+
+typedef struct pt_registry pt_registry;
+
+enum pt_scope { PT_SCOPE_READ = 1, PT_SCOPE_ADMIN = 2 };
+
+/* Opens (creating when missing) the registry database at path, in WAL mode,
+ * with its tables: models, versions, active version per model, A/B splits,
+ * accepted events, API keys (hashed) and the audit log. [out] *out: close
+ * with pt_registry_close. */
+PT_API int pt_registry_open(const char *path, pt_registry **out);
+PT_API void pt_registry_close(pt_registry *r);
+
+/* Checks a model file (checksum, schema: it must load) and records it as the
+ * next version of model `name` (created when new), with its path, SHA-256,
+ * stored metrics, parent version (0: none) and actor; audited. The first
+ * version of a model becomes active. [out] *version (may be NULL). */
+PT_API int pt_registry_import(pt_registry *r, const char *name, const char *model_path, int parent,
+                              const char *actor, int *version);
+/* Makes version the active one (after checking its file again); audited. */
+PT_API int pt_registry_activate(pt_registry *r, const char *name, int version, const char *actor);
+/* Activates the version that was active before the current one; audited.
+ * [out] *version: the now active version (may be NULL). */
+PT_API int pt_registry_rollback(pt_registry *r, const char *name, const char *actor, int *version);
+/* Serves versions[0..n) with weights (summing to > 0) by a stable hash of a
+ * user id; n = 0 clears the split. Audited. */
+PT_API int pt_registry_split(pt_registry *r, const char *name, const int *versions, const double *weights, int n,
+                             const char *actor);
+/* Models, versions, the active one and the split as JSON:
+ * {"models": [{"name", "active", "split": [{"version", "weight"}], "versions":
+ * [{"version", "path", "sha256", "metrics", "parent", "created_by", "created_unix"}]}]}
+ * (name NULL: every model). [out] *json. */
+PT_API int pt_registry_list(pt_registry *r, const char *name, char **json);
+/* The file path of the version to serve: the active one, or by the split
+ * for user (may be NULL). [out] *path (pt_string_free), *version. */
+PT_API int pt_registry_resolve(pt_registry *r, const char *name, const char *user, char **path, int *version);
+
+/* A new random API key with scope PT_SCOPE_READ or PT_SCOPE_ADMIN, stored
+ * hashed (libsodium); the key itself is returned once. Audited.
+ * [out] *key: pt_string_free. */
+PT_API int pt_registry_key_create(pt_registry *r, const char *label, int scope, const char *actor, char **key);
+PT_API int pt_registry_key_revoke(pt_registry *r, const char *label, const char *actor);
+/* [out] *scope of a valid key; PT_EAUTH (message without the key) otherwise. */
+PT_API int pt_registry_key_check(pt_registry *r, const char *key, int *scope);
+/* Labels, scopes and creation times (never the keys) as JSON. [out] *json. */
+PT_API int pt_registry_key_list(pt_registry *r, char **json);
+
+/* Appends accepted events (a JSON array of labelled rows) for model name in
+ * one transaction, durable (synchronous=FULL) when this returns PT_OK.
+ * [out] *first, *last: their ids. */
+PT_API int pt_registry_events_append(pt_registry *r, const char *name, const char *rows_json, size_t len,
+                                     int64_t *first, int64_t *last);
+/* Up to max events of name with id > after as a JSON array of
+ * {"id": N, "row": {...}}. [out] *json, *last_id (after when none). */
+PT_API int pt_registry_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json,
+                                    int64_t *last_id);
+/* The online learner's position (last consumed event id) for name: get and set (set is transactional). */
+PT_API int pt_registry_offset_get(pt_registry *r, const char *name, int64_t *offset);
+PT_API int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offset);
+/* The audit log, newest first, as JSON (limit rows). [out] *json. */
+PT_API int pt_registry_audit(pt_registry *r, int limit, char **json);
 
 #ifdef __cplusplus
 }

@@ -2,12 +2,12 @@
 # Installs the Debian packages polytask needs to build and test, if any is missing.
 # Usage: scripts/deps.sh [build|test|bench]   (default: test)
 set -eu
-want="cmake make gcc pkg-config libdnnl-dev libopenblas-dev libfyaml-dev libjansson-dev zlib1g-dev"
+want="cmake make gcc pkg-config libdnnl-dev libopenblas-dev libfyaml-dev libjansson-dev zlib1g-dev libsqlite3-dev libsodium-dev libmicrohttpd-dev"
 case "${1:-test}" in
   build) ;;
-  test)  want="$want libcmocka-dev" ;;
+  test)  want="$want libcmocka-dev curl" ;;
   fuzz)  want="$want libcmocka-dev clang libclang-rt-dev" ;;
-  bench) want="$want libcmocka-dev python3-torch python3-sklearn python3-pandas time" ;;
+  bench) want="$want libcmocka-dev python3-torch python3-sklearn python3-pandas time wrk curl" ;;
   ref)   want="$want python3-torch python3-sklearn python3-numpy" ;;
 esac
 missing=""
