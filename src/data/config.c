@@ -959,7 +959,7 @@ static int parse_rec(struct cx *x, struct fy_node *v)
     r->content_weight = 0.5;
     r->alpha = 0.5;
     r->history = 3;
-    r->cold_min_history = 3;
+    r->cold_min_history = 0;
     r->cold_blend = 0.5;
     r->protocol = REC_LEAVE_LAST;
     r->test_from = INT64_MIN;

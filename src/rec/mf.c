@@ -46,9 +46,10 @@ static inline float *rows_grad(struct rows *r, int32_t row, int D)
     return r->g + (size_t)k * D;
 }
 
-static void rows_step(struct rows *r, const struct optim *o, float *w, float *m, float *v, int D)
+/* base: the table interleaved by row, [w | m | v] of D each */
+static void rows_step(struct rows *r, const struct optim *o, float *base, int D)
 {
-    optim_update_rows(o, w, r->g, m, v, r->row, r->n, D, 1);
+    optim_update_rows_interleaved(o, base, 3 * (int64_t)D, r->g, r->row, r->n, D);
     for (int k = 0; k < r->n; k++) r->slot[r->row[k]] = -1;
     r->n = 0;
 }
@@ -80,8 +81,11 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
     size_t nu = (size_t)U * D, ni = (size_t)N * D;
     m->uf = pt_malloc((nu ? nu : 1) * sizeof(float));
     m->vf = pt_malloc((ni ? ni : 1) * sizeof(float));
-    float *mu = pt_calloc(nu ? nu : 1, sizeof(float)), *vu = pt_calloc(nu ? nu : 1, sizeof(float));
-    float *mi = pt_calloc(ni ? ni : 1, sizeof(float)), *vi = pt_calloc(ni ? ni : 1, sizeof(float));
+    /* while training, each row holds its factors and both Adam moments side
+     * by side: a batch touches a few thousand scattered rows, and one
+     * contiguous stretch per row is what the memory system serves fastest */
+    const int64_t LD = 3 * (int64_t)D;
+    float *U3 = pt_calloc(3 * (nu ? nu : 1), sizeof(float)), *V3 = pt_calloc(3 * (ni ? ni : 1), sizeof(float));
     /* the training pairs themselves are shuffled, so a batch reads them in order */
     struct pair {
         int32_t u, i;
@@ -90,13 +94,13 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
     float *sn = pt_malloc((size_t)K * sizeof *sn), *gu = pt_malloc((size_t)D * sizeof *gu);
     struct rows ru = {0}, ri = {0};
     int rc = PT_ENOMEM;
-    if (!m->uf || !m->vf || !mu || !vu || !mi || !vi || !pairs || !neg || !sn || !gu ||
+    if (!m->uf || !m->vf || !U3 || !V3 || !pairs || !neg || !sn || !gu ||
         rows_init(&ru, U, B, D) || rows_init(&ri, N, B * (1 + K), D))
         goto out;
     struct rng g;
     rng_seed(&g, cfg->seed);
-    for (size_t k = 0; k < nu; k++) m->uf[k] = 0.1f * rng_normal(&g);
-    for (size_t k = 0; k < ni; k++) m->vf[k] = 0.1f * rng_normal(&g);
+    for (size_t k = 0; k < nu; k++) U3[k / D * LD + k % D] = 0.1f * rng_normal(&g);
+    for (size_t k = 0; k < ni; k++) V3[k / D * LD + k % D] = 0.1f * rng_normal(&g);
     for (int32_t u = 0; u < U; u++)
         for (int64_t p = h->off[u]; p < h->off[u + 1]; p++) pairs[p].u = u, pairs[p].i = h->item[p];
     struct optim o;
@@ -115,7 +119,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
             optim_begin_step(&o);
             for (int r = 0; r < b; r++) {
                 int32_t u = pairs[s0 + r].u, it = pairs[s0 + r].i;
-                const float *uv = m->uf + (size_t)u * D, *pv = m->vf + (size_t)it * D;
+                const float *uv = U3 + (size_t)u * LD, *pv = V3 + (size_t)it * LD;
                 float sp = dot(uv, pv, D);
                 for (int k = 0; k < K; k++) neg[k] = (int32_t)rng_below(&g, (uint64_t)N);
                 memset(gu, 0, (size_t)D * sizeof *gu);
@@ -123,7 +127,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                 if (cfg->model == REC_SOFTMAX) {
                     float mx = sp, z;
                     for (int k = 0; k < K; k++) {
-                        sn[k] = dot(uv, m->vf + (size_t)neg[k] * D, D);
+                        sn[k] = dot(uv, V3 + (size_t)neg[k] * LD, D);
                         mx = sn[k] > mx ? sn[k] : mx;
                     }
                     z = expf(sp - mx);
@@ -135,7 +139,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                     axpy(gp, dp, uv, D);
                     for (int k = 0; k < K; k++) {
                         float dn = expf(sn[k] - mx) / z * inv;
-                        const float *nv = m->vf + (size_t)neg[k] * D;
+                        const float *nv = V3 + (size_t)neg[k] * LD;
                         axpy(gu, dn, nv, D);
                         float *gn = rows_grad(&ri, neg[k], D);
                         axpy(gn, dn, uv, D);
@@ -145,7 +149,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                     int k = 0;
                     float s = 0;
                     for (; k < K; k++) {
-                        s = dot(uv, m->vf + (size_t)neg[k] * D, D);
+                        s = dot(uv, V3 + (size_t)neg[k] * LD, D);
                         if (s > sp - 1) break;
                     }
                     if (k < K) {
@@ -155,7 +159,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                         for (int64_t q = 1; q <= rank; q++) L += 1.0f / (float)q;
                         loss += L * (1 - sp + s);
                         float d = L * inv;
-                        const float *nv = m->vf + (size_t)neg[k] * D;
+                        const float *nv = V3 + (size_t)neg[k] * LD;
                         axpy(gu, d, nv, D);
                         axpy(gu, -d, pv, D);
                         axpy(gp, -d, uv, D);
@@ -165,7 +169,7 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                     }
                 } else { /* bpr */
                     for (int k = 0; k < K; k++) {
-                        const float *nv = m->vf + (size_t)neg[k] * D;
+                        const float *nv = V3 + (size_t)neg[k] * LD;
                         float x = sp - dot(uv, nv, D);
                         float sg = 1.0f / (1.0f + expf(x)); /* 1 - σ(x) */
                         loss += x > 0 ? log1pf(expf(-x)) : -x + log1pf(expf(x));
@@ -184,15 +188,17 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                 axpy(gU, 1.0f, gu, D);
                 axpy(gU, c2, uv, D);
             }
-            rows_step(&ru, &o, m->uf, mu, vu, D);
-            rows_step(&ri, &o, m->vf, mi, vi, D);
+            rows_step(&ru, &o, U3, D);
+            rows_step(&ri, &o, V3, D);
         }
         pt_log(PT_LOG_INFO, "epoch %d/%d: loss %.5f", ep + 1, cfg->epochs, P ? loss / (double)P : 0);
     }
+    for (size_t k = 0; k < nu; k++) m->uf[k] = U3[k / D * LD + k % D];
+    for (size_t k = 0; k < ni; k++) m->vf[k] = V3[k / D * LD + k % D];
     rc = PT_OK;
 out:
     if (rc) rc = pt_error(PT_ENOMEM, "out of memory");
-    pt_free(mu), pt_free(vu), pt_free(mi), pt_free(vi), pt_free(pairs), pt_free(neg), pt_free(sn), pt_free(gu);
+    pt_free(U3), pt_free(V3), pt_free(pairs), pt_free(neg), pt_free(sn), pt_free(gu);
     rows_free(&ru), rows_free(&ri);
     return rc;
 }

@@ -193,3 +193,17 @@ void optim_update_rows(const struct optim *o, float *w, float *g, float *m, floa
         update_span(o, &c, w + off, gr, m ? m + off : NULL, v ? v + off : NULL, (size_t)D);
     }
 }
+
+void optim_update_rows_interleaved(const struct optim *o, float *base, int64_t ld, float *g, const int32_t *rows,
+                                   int nrows, int D)
+{
+    struct step_consts c = consts_of(o);
+    for (int k = 0; k < nrows; k++) {
+        if (k + 8 < nrows) {
+            const float *pf = base + (size_t)rows[k + 8] * (size_t)ld;
+            for (int64_t b = 0; b < 3 * (int64_t)D; b += 16) PT_PREFETCH(pf + b, 1);
+        }
+        float *w = base + (size_t)rows[k] * (size_t)ld;
+        update_span(o, &c, w, g + (size_t)k * (size_t)D, w + D, w + 2 * D, (size_t)D);
+    }
+}

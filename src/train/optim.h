@@ -42,4 +42,12 @@ void optim_update_dense(const struct optim *o, float *w, float *g, float *m, flo
 void optim_update_rows(const struct optim *o, float *w, float *g, float *m, float *v,
                        const int32_t *rows, int nrows, int D, int g_compact);
 
+/* The same for tables stored row-interleaved: row r is w at base + r*ld,
+ * then its m at + D and v at + 2D (ld >= 3D), so one row's update touches one
+ * contiguous stretch of memory instead of three scattered ones; g is the
+ * batch's compact gradient [nrows, D] (zeroed after use). Adam and Adagrad
+ * (v only at + 2D) and SGD. */
+void optim_update_rows_interleaved(const struct optim *o, float *base, int64_t ld, float *g, const int32_t *rows,
+                                   int nrows, int D);
+
 #endif

@@ -289,6 +289,38 @@ static void test_rows_compact(void **state)
     }
 }
 
+
+/* Row-interleaved tables ([w | m | v] per row) step exactly like separate arrays. */
+static void test_rows_interleaved(void **state)
+{
+    (void)state;
+    enum { V = 7, D = 5, LD = 3 * D + 2 };
+    static const int32_t rows[3] = {5, 0, 3};
+    struct rng r;
+    rng_seed(&r, 21);
+    for (int kind = OPTIM_SGD; kind <= OPTIM_ADAGRAD; kind++) {
+        float w[V * D], m[V * D] = {0}, v[V * D] = {0}, base[V * LD] = {0}, g[3 * D], gi[3 * D];
+        gc_fill_normal(w, V * D, &r, 1.0f);
+        for (int i = 0; i < V; i++) memcpy(base + i * LD, w + i * D, D * sizeof(float));
+        struct optim o;
+        optim_init(&o, (enum optim_kind)kind, 0.05f);
+        o.l2 = 0.01f;
+        for (int t = 0; t < 4; t++) {
+            gc_fill_normal(g, 3 * D, &r, 1.0f);
+            memcpy(gi, g, sizeof g);
+            optim_begin_step(&o);
+            optim_update_rows(&o, w, g, m, v, rows, 3, D, 1);
+            optim_update_rows_interleaved(&o, base, LD, gi, rows, 3, D);
+            for (int k = 0; k < 3 * D; k++) assert_true(gi[k] == 0.0f);
+        }
+        for (int i = 0; i < V; i++) {
+            assert_memory_equal(base + i * LD, w + i * D, D * sizeof(float));
+            if (kind != OPTIM_SGD) assert_memory_equal(base + i * LD + 2 * D, v + i * D, D * sizeof(float));
+            if (kind == OPTIM_ADAM) assert_memory_equal(base + i * LD + D, m + i * D, D * sizeof(float));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_adagrad),    cmocka_unit_test(test_l2),
         cmocka_unit_test(test_dense_long), cmocka_unit_test(test_rows_lazy),
         cmocka_unit_test(test_rows_many),  cmocka_unit_test(test_rows_compact),
+        cmocka_unit_test(test_rows_interleaved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
