@@ -8,6 +8,8 @@
 
 #include "data/csv.h"
 #include "rec/recommender.h"
+#include "rec/topk.h"
+#include "rec/twotower.h"
 #include "util/util.h"
 
 int ask_init(struct ask *a, const pt_recommender *r, const pt_rec_query *q)
@@ -117,11 +119,120 @@ out:
     return rc;
 }
 
-static int write_user(FILE *f, const struct ask *a, const char *user, int n)
+
+/* Batch answers for factor models: the users of a block whose scores are a
+ * plain dot product (known, with a history at least cold_start.min_history
+ * long) go through topk_dot, blocked matrix products without a users × items
+ * matrix; the rest (unknown users, short histories, two-tower users without
+ * items) through ask_user. Either way the same scores and the same tie rule. */
+struct batch {
+    struct ask *a;
+    int include_seen;
+    int32_t cap, n;          /* users per block */
+    int32_t *uid;            /* [cap] recommender ids, -1 unknown */
+    char **name;             /* [cap] as asked */
+    int32_t *fast;           /* [cap] index among the block's dot-product users, or -1 */
+    float *uvec;             /* [cap, D] */
+    int64_t *xoff;           /* [cap+1] */
+    int32_t *xitem;          /* the block's users' items, each list sorted */
+    int64_t xcap;
+    int32_t *oitem;          /* [cap, K] */
+    float *oscore;
+    uint8_t *allow;          /* [N]: !base */
+};
+
+static int factor_model(const struct rec_model *m)
 {
-    for (int k = 0; k < n; k++)
-        if (fprintf(f, "%s,%d,%s,%.6g\n", user, k + 1, vocab_str(&a->r->items, a->top[k]), (double)a->os[k]) < 0)
-            return pt_error(PT_EIO, "write error");
+    return m->kind == REC_BPR || m->kind == REC_WARP || m->kind == REC_SOFTMAX || m->kind == REC_TWO_TOWER;
+}
+
+static int i32_cmp(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int batch_flush(struct batch *b, FILE *f)
+{
+    const pt_recommender *r = b->a->r;
+    const struct rec_model *m = &r->m;
+    const struct rec_hist *h = &r->hist;
+    int K = b->a->K, D = m->D, nf = 0, rc = PT_OK;
+    int64_t nx = 0;
+    for (int32_t i = 0; i < b->n; i++) {
+        int32_t u = b->uid[i];
+        int64_t len = u >= 0 && u < h->U ? h->off[u + 1] - h->off[u] : 0;
+        int dot = factor_model(m) && u >= 0 && u < m->U && len >= m->cold_min_history && (m->kind != REC_TWO_TOWER || len > 0);
+        b->fast[i] = dot ? nf++ : -1;
+        if (dot && !b->include_seen) nx += len;
+    }
+    if (nf) {
+        if (nx > b->xcap) {
+            int32_t *nxi = pt_realloc(b->xitem, (size_t)nx * sizeof *nxi);
+            if (!nxi) return pt_error(PT_ENOMEM, "out of memory");
+            b->xitem = nxi, b->xcap = nx;
+        }
+        int32_t *uids = pt_malloc((size_t)nf * sizeof *uids);
+        if (!uids) return pt_error(PT_ENOMEM, "out of memory");
+        int64_t w = 0;
+        b->xoff[0] = 0;
+        for (int32_t i = 0; i < b->n; i++) {
+            if (b->fast[i] < 0) continue;
+            int32_t u = b->uid[i], k = b->fast[i];
+            uids[k] = u;
+            if (m->kind != REC_TWO_TOWER) memcpy(b->uvec + (size_t)k * D, m->uf + (size_t)u * D, (size_t)D * sizeof *b->uvec);
+            if (!b->include_seen) {
+                int64_t len = h->off[u + 1] - h->off[u];
+                memcpy(b->xitem + w, h->item + h->off[u], (size_t)len * sizeof *b->xitem);
+                qsort(b->xitem + w, (size_t)len, sizeof *b->xitem, i32_cmp);
+                w += len;
+            }
+            b->xoff[k + 1] = w;
+        }
+        if (m->kind == REC_TWO_TOWER) rc = rec_tt_user_vectors(m->tt, h, uids, nf, b->uvec);
+        pt_free(uids);
+        struct topk_filter flt = {.excl_off = b->include_seen ? NULL : b->xoff, .excl = b->include_seen ? NULL : b->xitem,
+                                  .allow = b->allow};
+        if (!rc) rc = topk_dot(b->uvec, nf, m->vf, m->N, D, m->vb, K, &flt, b->oitem, b->oscore);
+        if (rc) return rc;
+    }
+    for (int32_t i = 0; i < b->n && !rc; i++) {
+        const int32_t *items;
+        const float *sc;
+        int n = 0;
+        if (b->fast[i] >= 0) {
+            items = b->oitem + (size_t)b->fast[i] * K, sc = b->oscore + (size_t)b->fast[i] * K;
+            while (n < K && items[n] >= 0) n++;
+        } else {
+            n = ask_user(b->a, b->uid[i], b->include_seen);
+            if (n < 0) return n;
+            items = b->a->top, sc = b->a->os;
+        }
+        for (int k = 0; k < n && !rc; k++)
+            if (fprintf(f, "%s,%d,%s,%.6g\n", b->name[i], k + 1, vocab_str(&r->items, items[k]), (double)sc[k]) < 0)
+                rc = pt_error(PT_EIO, "write error");
+    }
+    for (int32_t i = 0; i < b->n; i++) pt_free(b->name[i]);
+    b->n = 0;
+    return rc;
+}
+
+static void batch_free(struct batch *b)
+{
+    for (int32_t i = 0; b->name && i < b->n; i++) pt_free(b->name[i]);
+    pt_free(b->uid), pt_free(b->name), pt_free(b->fast), pt_free(b->uvec), pt_free(b->xoff), pt_free(b->xitem);
+    pt_free(b->oitem), pt_free(b->oscore), pt_free(b->allow);
+}
+
+static int batch_add(struct batch *b, FILE *f, int32_t u, const char *name, size_t len)
+{
+    if (b->n == b->cap) {
+        int rc = batch_flush(b, f);
+        if (rc) return rc;
+    }
+    b->uid[b->n] = u;
+    if (!(b->name[b->n] = pt_strndup(name, len))) return pt_error(PT_ENOMEM, "out of memory");
+    b->n++;
     return PT_OK;
 }
 
@@ -132,9 +243,27 @@ int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const
     if (!q) q = &dq;
     if (users) *users = 0;
     struct ask a;
+    struct batch b = {.a = &a, .include_seen = q->include_seen};
     struct atomic_file af = {0};
     struct csv_reader *rd = NULL;
     int rc = ask_init(&a, r, q);
+    int32_t N = r->m.N;
+    /* one user at a time for the models scored by lookups; blocks of 256 for factor models */
+    b.cap = factor_model(&r->m) ? 256 : 1;
+    if (!rc) {
+        int D = r->m.D > 0 ? r->m.D : 1;
+        b.uid = pt_malloc((size_t)b.cap * sizeof *b.uid);
+        b.name = pt_calloc((size_t)b.cap, sizeof *b.name);
+        b.fast = pt_malloc((size_t)b.cap * sizeof *b.fast);
+        b.uvec = pt_malloc((size_t)b.cap * (size_t)D * sizeof *b.uvec);
+        b.xoff = pt_malloc(((size_t)b.cap + 1) * sizeof *b.xoff);
+        b.oitem = pt_malloc((size_t)b.cap * (size_t)a.K * sizeof *b.oitem);
+        b.oscore = pt_malloc((size_t)b.cap * (size_t)a.K * sizeof *b.oscore);
+        b.allow = pt_malloc((size_t)(N ? N : 1));
+        if (!b.uid || !b.name || !b.fast || !b.uvec || !b.xoff || !b.oitem || !b.oscore || !b.allow)
+            rc = pt_error(PT_ENOMEM, "out of memory");
+        for (int32_t j = 0; !rc && j < N; j++) b.allow[j] = !a.base[j];
+    }
     if (!rc) rc = atomic_file_open(&af, out_csv);
     if (!rc && users_path) rc = csv_reader_open(&rd, users_path, NULL);
     if (rc) goto out;
@@ -144,11 +273,8 @@ int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const
     }
     int64_t done = 0;
     if (!users_path) {
-        for (int32_t u = 0; u < r->users.n && !rc; u++) {
-            int n = ask_user(&a, u, q->include_seen);
-            rc = n < 0 ? n : write_user(af.f, &a, vocab_str(&r->users, u), n);
-            done++;
-        }
+        for (int32_t u = 0; u < r->users.n && !rc; u++, done++)
+            rc = batch_add(&b, af.f, u, vocab_str(&r->users, u), strlen(vocab_str(&r->users, u)));
     } else {
         size_t nf, *lens;
         char **f;
@@ -159,17 +285,17 @@ int pt_rec_recommend_file(const pt_recommender *r, const char *users_path, const
                 break;
             }
             if (!lens[0]) continue;
-            int32_t u = vocab_find(&r->users, f[0], lens[0]);
-            int n = ask_user(&a, u, q->include_seen);
-            rc = n < 0 ? n : write_user(af.f, &a, f[0], n);
+            rc = batch_add(&b, af.f, vocab_find(&r->users, f[0], lens[0]), f[0], lens[0]);
             done++;
         }
     }
+    if (!rc) rc = batch_flush(&b, af.f);
     if (!rc) rc = atomic_file_commit(&af);
     if (!rc && users) *users = done;
 out:
     if (rc) atomic_file_abort(&af);
     csv_reader_close(rd);
+    batch_free(&b);
     ask_free(&a);
     return rc;
 }

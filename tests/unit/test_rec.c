@@ -270,6 +270,33 @@ static void round_trip(const char *dir, const char *kind)
         pt_string_free(a);
         pt_string_free(b);
     }
+    /* batch mode (blocked top-K for factor models) answers as single queries do */
+    char batch[600];
+    snprintf(batch, sizeof batch, "%s/%s.top.csv", dir, kind);
+    int64_t nu = 0;
+    assert_int_equal(pt_rec_recommend_file(r2, NULL, &q, batch, &nu), PT_OK);
+    assert_int_equal(nu, 30);
+    FILE *bf = fopen(batch, "r");
+    assert_non_null(bf);
+    char line[256];
+    assert_non_null(fgets(line, sizeof line, bf));
+    assert_string_equal(line, "user,rank,item,score\n");
+    for (int u = 0; u < 30; u++) {
+        char uname[16], *one = NULL, want[64];
+        snprintf(uname, sizeof uname, "U%d", u);
+        assert_int_equal(pt_rec_recommend(r2, uname, &q, &one), PT_OK);
+        for (int k = 1; k <= 4; k++) {
+            assert_non_null(fgets(line, sizeof line, bf));
+            char *c1 = strchr(line, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL, *c3 = c2 ? strchr(c2 + 1, ',') : NULL;
+            assert_non_null(c3);
+            assert_true(!strncmp(line, uname, (size_t)(c1 - line)) && atoi(c1 + 1) == k);
+            snprintf(want, sizeof want, "\"item\":\"%.*s\"", (int)(c3 - c2 - 1), c2 + 1);
+            if (!strstr(one, want)) fail_msg("%s: batch row %s not in %s", kind, line, one);
+        }
+        pt_string_free(one);
+    }
+    assert_null(fgets(line, sizeof line, bf));
+    fclose(bf);
     /* a seen item never comes back unless asked: U0 bought I0, I1, I2 */
     char *a = NULL;
     assert_int_equal(pt_rec_recommend(r2, "U0", &q, &a), PT_OK);
