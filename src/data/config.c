@@ -808,6 +808,19 @@ static int rec_weights(struct cx *x, struct rec_cfg *r, struct fy_node *v)
     return PT_OK;
 }
 
+static int rec_format_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
+{
+    struct rec_cfg *r = ctx;
+    if (!strcmp(k, "type")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "csv")) r->jsonl = 0;
+        else if (s && !strcmp(s, "jsonl")) r->jsonl = 1;
+        else return err_at(x, v, "'type' must be csv or jsonl", NULL, NULL);
+        return PT_OK;
+    }
+    return table_format_pair(x, k, v, &r->in);
+}
+
 static int rec_in_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
 {
     struct rec_cfg *r = ctx;
@@ -825,7 +838,7 @@ static int rec_in_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx
         if (!rc && !(r->in.path = pt_strdup(r->paths[0]))) return pt_error(PT_ENOMEM, "out of memory");
         return rc;
     }
-    if (!strcmp(k, "format")) return walk(x, v, "recommend.interactions.format", table_format_pair, &r->in);
+    if (!strcmp(k, "format")) return walk(x, v, "recommend.interactions.format", rec_format_pair, r);
     if (!strcmp(k, "columns")) return walk(x, v, "recommend.interactions.columns", rec_columns_pair, r);
     if (!strcmp(k, "time_format")) {
         static const char *const names[] = {"auto", "unix", "unix_ms", "iso8601"};

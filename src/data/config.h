@@ -107,6 +107,7 @@ enum rec_protocol { REC_LEAVE_LAST = 0, REC_TIME_SPLIT = 1 };
 struct rec_cfg {
     struct samples_table in; /* interactions (path NULL: the samples: section's event log) */
     char **paths;            /* in.path and the files after it, read in turn */
+    int jsonl;               /* format.type: jsonl: one JSON object per line, columns are its keys */
     int npaths;
     char *col_user, *col_item, *col_time, *col_weight, *col_type;
     int time_format;         /* enum time_format */

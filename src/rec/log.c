@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <zlib.h>
+
 #include "data/csv.h"
 #include "data/timeparse.h"
 #include "rec/rec.h"
@@ -160,6 +163,111 @@ out:
     return rc;
 }
 
+/* The text of a JSON scalar for an id or a time: strings as they are,
+ * integers in decimal, reals with %.17g; NULL for anything else. */
+static const char *scalar_text(json_t *v, char *buf, size_t n, size_t *len)
+{
+    if (json_is_string(v)) return *len = json_string_length(v), json_string_value(v);
+    if (json_is_integer(v)) snprintf(buf, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v)) snprintf(buf, n, "%.17g", json_real_value(v));
+    else if (json_is_true(v) || json_is_false(v)) snprintf(buf, n, "%d", json_is_true(v));
+    else return NULL;
+    *len = strlen(buf);
+    return buf;
+}
+
+/* One JSON object per line (gzip or plain): the columns are its keys. */
+static int read_jsonl(struct src *s, const char *file, int64_t max_bad, struct rec_log *log)
+{
+    gzFile g = gzopen(file, "rb");
+    if (!g) return pt_error_at(PT_EIO, file, 0, "cannot open: %s", strerror(errno ? errno : ENOENT));
+    size_t cap = 1 << 16, len;
+    char *line = pt_malloc(cap);
+    int rc = line ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
+    const struct rec_cfg *r = s->r;
+    long lineno = 0;
+    log->has_time = s->time != NULL;
+    while (!rc) {
+        len = 0;
+        line[0] = 0;
+        /* a whole line, however long */
+        while (gzgets(g, line + len, (int)(cap - len > INT32_MAX ? INT32_MAX : cap - len))) {
+            len += strlen(line + len);
+            if (len && line[len - 1] == '\n') break;
+            if (cap - len < 2) {
+                if (cap > ((size_t)1 << 26)) {
+                    rc = pt_error_at(PT_EPARSE, file, lineno + 1, "line longer than 64 MiB");
+                    break;
+                }
+                char *nl = pt_realloc(line, cap * 2);
+                if (!nl) {
+                    rc = pt_error(PT_ENOMEM, "out of memory");
+                    break;
+                }
+                line = nl, cap *= 2;
+            }
+        }
+        if (rc || !len) break;
+        lineno++;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        if (!len) continue;
+        json_error_t jerr;
+        json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            if ((rc = bad(&log->bad, max_bad, file, lineno, "not a JSON object"))) break;
+            continue;
+        }
+        char ub[64], ib[64], tb[64], wb[64], yb[64];
+        size_t ul = 0, il = 0, tl = 0, wl = 0, yl = 0;
+        const char *u = scalar_text(json_object_get(o, s->user), ub, sizeof ub, &ul);
+        const char *it = scalar_text(json_object_get(o, s->item), ib, sizeof ib, &il);
+        const char *tm = s->time ? scalar_text(json_object_get(o, s->time), tb, sizeof tb, &tl) : NULL;
+        const char *wt = s->weight ? scalar_text(json_object_get(o, s->weight), wb, sizeof wb, &wl) : NULL;
+        const char *ty = s->type ? scalar_text(json_object_get(o, s->type), yb, sizeof yb, &yl) : NULL;
+        double w = 1;
+        int64_t t = 0;
+        const char *what = NULL;
+        if (!u || !it || !ul || !il) {
+            log->skipped++;
+        } else if (s->time && (!tm || time_parse(tm, tl, (enum time_format)s->time_format, s->tz, &t))) {
+            what = "time missing or not a time";
+        } else {
+            if (ty && r->nwtypes) {
+                w = 0;
+                for (int k = 0; k < r->nwtypes; k++)
+                    if (strlen(r->wtypes[k]) == yl && !memcmp(r->wtypes[k], ty, yl)) w = r->wvalues[k];
+            }
+            if (s->weight) {
+                char *end;
+                double v = wt ? strtod(wt, &end) : NAN;
+                if (!wt || end == wt || *end || !isfinite(v)) what = "weight missing or not a number";
+                else w *= v;
+            }
+            int32_t ui, ii;
+            if (!what && w > 0) {
+                if ((rc = vocab_add(&log->users, u, ul, &ui)) || (rc = vocab_add(&log->items, it, il, &ii)) ||
+                    (rc = push(log, ui, ii, t, (float)w))) {
+                    json_decref(o);
+                    break;
+                }
+            } else if (!what) {
+                log->skipped++;
+            }
+        }
+        json_decref(o);
+        if (what && (rc = bad(&log->bad, max_bad, file, lineno, what))) break;
+    }
+    if (!rc && !gzeof(g)) {
+        int zerr;
+        const char *msg = gzerror(g, &zerr);
+        if (zerr != Z_OK) rc = pt_error_at(PT_EIO, file, 0, "read error: %s", msg);
+    }
+    pt_free(line);
+    gzclose(g);
+    return rc;
+}
+
 int rec_log_read(const struct pt_config *c, struct rec_log *log)
 {
     memset(log, 0, sizeof *log);
@@ -182,7 +290,8 @@ int rec_log_read(const struct pt_config *c, struct rec_log *log)
     }
     int rc = PT_OK;
     if (r->in.path)
-        for (int k = 0; k < r->npaths && !rc; k++) rc = read_table(&s, r->paths[k], max_bad, log);
+        for (int k = 0; k < r->npaths && !rc; k++)
+            rc = r->jsonl ? read_jsonl(&s, r->paths[k], max_bad, log) : read_table(&s, r->paths[k], max_bad, log);
     else
         rc = read_table(&s, s.t->path, max_bad, log);
     if (!rc && !log->n)

@@ -7,7 +7,8 @@
 #    item2item beats the popularity baseline's NDCG@10 by more than 1.15x
 #    under leave-last-out, and the popularity figures are those of
 #    shared/bench/peers/torch_bpr.py (HR@10 0.08127, NDCG@10 0.05400).
-# 2. The raw invoice lines (three files, Quantity as weight) and the Taobao
+# 2. The raw invoice lines (three files, Quantity as weight), Amazon Beauty's
+#    review JSON lines (a bad line is an error at its line), and the Taobao
 #    event log through a samples: section load and train; the Taobao model's
 #    catalogue (categories) backs --category and --exclude-category.
 # 3. A model written with --out answers --user (known, unknown: cold start,
@@ -71,6 +72,14 @@ PY
 }
 run recommend --model "$T/tb.ptr" --user 1 --category no-such-category
 expect_fail "unknown category 'no-such-category'"
+
+# Amazon Beauty's raw review JSON lines
+run recommend train --config "$ROOT/examples/recommend/amazon_beauty.yaml" --no-refit --json
+expect_ok && { [ "$(jnum "$T/out" interactions)" = 5269 ] || fail "want the 5269 Amazon reviews"; }
+printf '{"u": "a", "i": "x", "t": 1}\n{"u": "a", "i": "y", "t": 2}\nnot json\n' >"$T/bad.jsonl"
+printf 'recommend:\n  interactions:\n    path: bad.jsonl\n    format: {type: jsonl}\n    columns: {user: u, item: i, time: t}\n' >"$T/jl.yaml"
+run recommend train --config "$T/jl.yaml"
+expect_fail "bad.jsonl:3:" "not a JSON object"
 
 # ranking stage: Taobao candidates scored by the example MMoE on build's features
 sed "s|\.\./\.\./\.\./shared|$SHARED|" "$ROOT/examples/taobao/mmoe.yaml" | sed 's/epochs: 10/epochs: 2/' >"$T/mmoe.yaml"
