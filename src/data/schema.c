@@ -179,6 +179,12 @@ struct data_reader {
     char *rkey;
     size_t rkeycap;
     int done;
+    /* a rows reader (data_reader_open_rows): no file; rows arrive as strings
+     * in feature order, and the schema is only read, never written */
+    int rows;
+    char **rfields;        /* [nfeat] the row's strings, "" for NULL */
+    size_t *rlens;
+    size_t pathcap, whatlen; /* path: "WHAT R" for messages */
 };
 
 static const char *const MISSING[] = {"", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"};
@@ -213,6 +219,8 @@ void data_reader_close(struct data_reader *r)
     pt_free(r->rmcount);
     pt_free(r->rmids);
     pt_free(r->rkey);
+    pt_free(r->rfields);
+    pt_free(r->rlens);
     pt_free(r);
 }
 
@@ -454,7 +462,9 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
                                        "column '%s': %s%s%s is not a number (set impute: in the config to replace it)",
                                        fc->name, *v ? "'" : "an empty value", *v ? v : "", *v ? "'" : "");
                 }
-                f->imputed++;
+                /* a rows reader may share s with other threads: it keeps
+                 * no count (the count is a training-time report) */
+                if (!r->rows) f->imputed++;
                 x = fit ? NAN : f->impute_value;
             }
             if (!fit) {
@@ -639,6 +649,56 @@ int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **d
     }
     *eof = r->done;
     return PT_OK;
+}
+
+int data_reader_open_rows(struct data_reader **out, const struct schema *s, const char *what)
+{
+    *out = NULL;
+    struct data_reader *r = pt_calloc(1, sizeof *r);
+    if (!r) return pt_error(PT_ENOMEM, "out of memory");
+    r->rows = 1;
+    r->gcol = -1;
+    r->ncols = (size_t)s->nfeat;
+    /* messages read "what R: column 'C': ..." (encode_row's "FILE: ..." form
+     * with line 0), so the buffer holds what plus a row number */
+    r->pathcap = strlen(what) + 32;
+    r->path = pt_malloc(r->pathcap);
+    r->fcol = pt_calloc((size_t)s->nfeat + 1, sizeof(int));
+    r->tcol = pt_calloc((size_t)s->ntasks + 1, sizeof(int));
+    r->kcol = pt_calloc(1, sizeof(int));
+    r->rcat = pt_calloc((size_t)s->ncat + 1, sizeof(int32_t));
+    r->rhash = pt_calloc((size_t)s->nfeat + 1, sizeof(uint64_t));
+    r->rnum = pt_calloc((size_t)s->nnum + 1, sizeof(float));
+    r->ry = pt_calloc((size_t)s->ntasks + 1, sizeof(float));
+    r->rmcount = pt_calloc((size_t)s->nmulti + 1, sizeof(int32_t));
+    r->rfields = pt_calloc((size_t)s->nfeat + 1, sizeof(char *));
+    r->rlens = pt_calloc((size_t)s->nfeat + 1, sizeof(size_t));
+    if (!r->path || !r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rhash || !r->rnum || !r->ry ||
+        !r->rmcount || !r->rfields || !r->rlens) {
+        data_reader_close(r);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    r->whatlen = (size_t)snprintf(r->path, r->pathcap, "%s", what);
+    for (int i = 0; i < s->nfeat; i++) r->fcol[i] = i;
+    for (int t = 0; t < s->ntasks; t++) r->tcol[t] = -1; /* labels: not read (NaN) */
+    *out = r;
+    return PT_OK;
+}
+
+int data_reader_add_row(struct data_reader *r, struct schema *s, struct dataset *d, const char *const *fields,
+                        const size_t *lens, long row)
+{
+    if (!r->rows || !s->fitted) return pt_error(PT_EINVAL, "data_reader_add_row: not a rows reader on a fitted schema");
+    /* encode_row takes a CSV record's char **: it only reads the strings */
+    for (int i = 0; i < s->nfeat; i++) {
+        r->rfields[i] = fields[i] ? (char *)fields[i] : (char *)"";
+        r->rlens[i] = fields[i] ? lens[i] : 0;
+    }
+    snprintf(r->path + r->whatlen, r->pathcap - r->whatlen, " %ld", row);
+    size_t nmids;
+    int rc = encode_row(r, s, r->rfields, r->rlens, 0, &nmids);
+    if (rc == PT_OK) rc = commit_row(r, s, d, 0, r->rfields, nmids);
+    return rc;
 }
 
 int data_load(struct schema *s, const char *path, const struct read_opts *o, struct dataset **dst)

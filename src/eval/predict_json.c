@@ -1,0 +1,451 @@
+/* predict_json.c: pt_model_predict_json, in-memory scoring of rows given as
+ * JSON (the HTTP server's /v1/predict).
+ *
+ * One encoder. Each row's values are turned into the text a CSV cell would
+ * hold and handed to data_reader_add_row (schema.c), the encoder behind file
+ * rows too, so vocabulary lookups, missing-value spellings, imputation,
+ * standardisation, buckets and multi-valued separators cannot disagree
+ * between pt_model_predict_file and this. (A CSV built in memory would reuse
+ * it as well, but would quote and re-split every value and need a header per
+ * call; strings in feature order skip both.) JSON values become text so:
+ *   string   as it is;
+ *   integer  its decimal digits ("3", never "3.0");
+ *   real     the shortest %.Ng, N <= 17, that reads back as the same double
+ *            (0.1 → "0.1", 2.0 → "2"): a numeric column gets the same value
+ *            as from the CSV, and a number sent for a categorical column
+ *            matches the spelling a CSV writer would most likely have used;
+ *            a categorical code is only exact when sent as a string;
+ *   boolean  "1"/"0" in a numeric column (its only numeric meaning),
+ *            "true"/"false" in a categorical or multi-valued one (JSON's own
+ *            spelling; a client whose training data spelt them "True" or "1"
+ *            sends those strings);
+ *   null     an empty cell, like a column that is absent: the training-time
+ *            default (imputed numeric, unknown category).
+ * Columns the model does not read but the training data named (labels, keys,
+ * data.format.columns) are accepted and ignored, so one body can carry labels
+ * for /v1/events as well. Rows are numbered from 0 in messages ("row 0" is
+ * the array's first element).
+ *
+ * Threads. model_predict_dataset runs forward() on activation buffers held
+ * in the model (sized by model_reserve), so two calls on one model would
+ * write over each other's. Each call here scores through a view instead: a
+ * copy of struct model that shares the weights, schema and config (which
+ * scoring only reads) and owns copies of the layer structs that hold buffer
+ * pointers plus its own buffers, sized for the request (at most CHUNK rows at
+ * a time). Calls may therefore run on any number of threads on one model at
+ * once; they must not overlap a call that changes the model (training,
+ * pt_model_gate_stats, freeing it). The view frees what model_reserve
+ * allocated as free_acts in model.c does: a buffer added there must be freed
+ * in view_close too (LeakSanitizer in test_predict_json catches a miss).
+ *
+ * Not done here: no per-row error tolerance (max_bad_rows); the first bad row
+ * fails the call, since a server answers for the whole request. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/schema.h"
+#include "data/vocab.h"
+#include "models/model.h"
+#include "util/util.h"
+
+/* Rows per forward pass: a few hundred keep the products efficient while the
+ * view's buffers stay small (the census MMoE: about 3 MB at 256 rows). */
+#define CHUNK 256
+
+/* ---- scoring view ---- */
+
+static void *dup_array(const void *src, size_t n, size_t elem)
+{
+    void *p = pt_malloc((n ? n : 1) * elem);
+    if (p && n) memcpy(p, src, n * elem);
+    return p;
+}
+
+static void mlp_detach(struct mlp *n) { n->h = n->dh = n->mask = NULL; }
+
+static void gate_detach(struct gate *g)
+{
+    g->p = g->dp = g->dz = NULL;
+    g->psum = NULL; /* written only with gate_stats, which a view never sets */
+}
+
+/* free_mlp_acts in model.c: layer 0 of a fused expert is a view into h0. */
+static void mlp_acts_free(struct mlp *n)
+{
+    for (int l = n->ext0; l < n->nl; l++) {
+        if (n->h) pt_free(n->h[l]);
+        if (n->dh) pt_free(n->dh[l]);
+        if (n->mask) pt_free(n->mask[l]);
+    }
+    pt_free(n->h);
+    pt_free(n->dh);
+    pt_free(n->mask);
+    mlp_detach(n);
+}
+
+static void gate_acts_free(struct gate *g)
+{
+    pt_free(g->p);
+    pt_free(g->dp);
+    pt_free(g->dz);
+    gate_detach(g);
+}
+
+/* Frees what view_open and model_reserve allocated for v (free_acts in
+ * model.c, then the view's own copies of the layer structs). Safe on a
+ * partly built view: everything not yet its own is NULL. */
+static void view_close(struct model *v)
+{
+    const struct schema *s = v->schema;
+    int T = v->ntasks;
+    for (int e = 0; v->E && e < v->nembeds; e++) {
+        pt_free(v->E[e].x);
+        pt_free(v->E[e].dx);
+    }
+    for (int t = 0; v->nets && t < T; t++) mlp_acts_free(&v->nets[t]);
+    for (int t = 0; v->towers && t < T; t++) mlp_acts_free(&v->towers[t]);
+    mlp_acts_free(&v->bottom);
+    for (int l = 0; v->lv && l < v->nlevels; l++) {
+        struct cgc *L = &v->lv[l];
+        for (int k = 0; L->ex && k < T * L->nt + L->ns; k++) mlp_acts_free(&L->ex[k]);
+        for (int t = 0; L->tg && t < T; t++) gate_acts_free(&L->tg[t]);
+        gate_acts_free(&L->sg);
+        for (int t = 0; L->out && t < T; t++) {
+            pt_free(L->out[t]);
+            pt_free(L->dout[t]);
+        }
+        pt_free(L->sout), pt_free(L->dsout), pt_free(L->h0), pt_free(L->dh0), pt_free(L->mask0);
+        pt_free(L->ex), pt_free(L->tg), pt_free(L->out), pt_free(L->dout);
+    }
+    pt_free(v->logits), pt_free(v->dlogits), pt_free(v->ycol);
+    struct batch *b = &v->bt;
+    for (int j = 0; b->cat && j < s->ncat; j++) pt_free(b->cat[j]);
+    for (int j = 0; b->moff && j < s->nmulti; j++) pt_free(b->moff[j]);
+    for (int j = 0; b->mids && j < s->nmulti; j++) pt_free(b->mids[j]);
+    for (int j = 0; b->num && j < s->nnum; j++) pt_free(b->num[j]);
+    pt_free(b->cat), pt_free(b->moff), pt_free(b->mids), pt_free(b->mcap), pt_free(b->num);
+    pt_free(b->y), pt_free(b->soft);
+    pt_free(v->E), pt_free(v->nets), pt_free(v->towers), pt_free(v->lv);
+    memset(v, 0, sizeof *v);
+}
+
+/* v: a view of m with buffers for bmax rows (see the file comment). The
+ * struct copy only reads m. Close with view_close, also after a failure. */
+static int view_open(struct model *v, const struct model *m, int bmax)
+{
+    int T = m->ntasks;
+    *v = *m;
+    /* nothing below points into m's mutable state once these are reset */
+    v->E = NULL, v->nets = NULL, v->towers = NULL, v->lv = NULL;
+    v->logits = v->dlogits = v->ycol = NULL;
+    memset(&v->bt, 0, sizeof v->bt);
+    v->bmax = 0;
+    v->gate_stats = 0, v->gate_rows = 0;
+    v->g = v->m = v->v = NULL;
+    v->cs = NULL, v->crow = v->cinv = NULL, v->ckeys = NULL, v->cg = NULL;
+    v->train_report = v->metrics_json = NULL;
+    v->owns_cfg = 0;
+    mlp_detach(&v->bottom);
+    if (m->E) {
+        if (!(v->E = dup_array(m->E, (size_t)m->nembeds, sizeof *m->E))) goto nomem;
+        for (int e = 0; e < m->nembeds; e++) v->E[e].x = v->E[e].dx = NULL;
+    }
+    if (m->nets) {
+        if (!(v->nets = dup_array(m->nets, (size_t)T, sizeof *m->nets))) goto nomem;
+        for (int t = 0; t < T; t++) mlp_detach(&v->nets[t]);
+    }
+    if (m->towers) {
+        if (!(v->towers = dup_array(m->towers, (size_t)T, sizeof *m->towers))) goto nomem;
+        for (int t = 0; t < T; t++) mlp_detach(&v->towers[t]);
+    }
+    if (m->lv) {
+        if (!(v->lv = pt_calloc((size_t)m->nlevels + 1, sizeof *v->lv))) goto nomem;
+        for (int l = 0; l < m->nlevels; l++) {
+            const struct cgc *M = &m->lv[l];
+            struct cgc *L = &v->lv[l];
+            int ne = T * M->nt + M->ns;
+            *L = *M;
+            L->ex = NULL, L->tg = NULL, L->out = L->dout = NULL;
+            L->sout = L->dsout = L->h0 = L->dh0 = L->mask0 = NULL;
+            gate_detach(&L->sg);
+            if (!(L->ex = dup_array(M->ex, (size_t)ne, sizeof *M->ex))) goto nomem;
+            for (int k = 0; k < ne; k++) mlp_detach(&L->ex[k]);
+            if (!(L->tg = dup_array(M->tg, (size_t)T, sizeof *M->tg))) goto nomem;
+            for (int t = 0; t < T; t++) gate_detach(&L->tg[t]);
+            L->out = pt_calloc((size_t)T + 1, sizeof *L->out);
+            L->dout = pt_calloc((size_t)T + 1, sizeof *L->dout);
+            if (!L->out || !L->dout) goto nomem;
+        }
+    }
+    return model_reserve(v, bmax);
+nomem:
+    return pt_error(PT_ENOMEM, "out of memory");
+}
+
+/* ---- text ---- */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int buf_need(struct buf *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap) return PT_OK;
+    size_t nc = b->cap ? b->cap : 256;
+    while (nc < b->len + more + 1) nc *= 2;
+    char *np = pt_realloc(b->p, nc);
+    if (!np) return pt_error(PT_ENOMEM, "out of memory");
+    b->p = np;
+    b->cap = nc;
+    return PT_OK;
+}
+
+static int buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (buf_need(b, n)) return PT_ENOMEM;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return PT_OK;
+}
+
+/* s as a JSON string literal (quotes, backslashes and control bytes escaped;
+ * other bytes as they are). */
+static int buf_add_json_string(struct buf *b, const char *s)
+{
+    if (buf_need(b, 6 * strlen(s) + 2)) return PT_ENOMEM;
+    char *p = b->p + b->len;
+    *p++ = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') *p++ = '\\', *p++ = (char)c;
+        else if (c < 0x20) p += sprintf(p, "\\u%04x", c);
+        else *p++ = (char)c;
+    }
+    *p++ = '"';
+    *p = 0;
+    b->len = (size_t)(p - b->p);
+    return PT_OK;
+}
+
+/* The shortest %.Ng that reads back as x (see the file comment). */
+static size_t real_text(char *out, size_t n, double x)
+{
+    int len = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        len = snprintf(out, n, "%.*g", prec, x);
+        if (strtod(out, NULL) == x) break;
+    }
+    return (size_t)len;
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: case JSON_REAL: return "a number";
+    case JSON_TRUE: case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+/* ---- the call ---- */
+
+/* Names a row may use: ids [0, nfeat) are the features (s->f order), later
+ * ids the columns that are accepted and ignored. */
+static int column_names(struct vocab *names, const struct schema *s)
+{
+    const struct pt_config *c = s->cfg;
+    int32_t id;
+    int rc = PT_OK;
+    for (int i = 0; i < s->nfeat && !rc; i++) {
+        rc = vocab_add(names, s->f[i].cfg->name, strlen(s->f[i].cfg->name), &id);
+        if (!rc && id != i) rc = pt_error(PT_ESCHEMA, "feature '%s' is listed twice", s->f[i].cfg->name);
+    }
+    for (int t = 0; t < c->ntasks && !rc; t++) rc = vocab_add(names, c->tasks[t].label, strlen(c->tasks[t].label), &id);
+    for (int k = 0; k < c->nkeys && !rc; k++) rc = vocab_add(names, c->keys[k], strlen(c->keys[k]), &id);
+    for (int k = 0; k < c->ncolumns && !rc; k++) rc = vocab_add(names, c->columns[k], strlen(c->columns[k]), &id);
+    return rc;
+}
+
+/* Row r of the array into d through the file encoder. fields, lens: [nfeat]
+ * scratch; num: [nfeat * 32] text of the row's numbers and booleans. */
+static int encode_json_row(struct data_reader *rd, struct schema *s, struct dataset *d, const struct vocab *names,
+                           const json_t *row, size_t r, const char **fields, size_t *lens, char *num)
+{
+    if (!json_is_object(row))
+        return pt_error(PT_EINVAL, "row %zu: %s, not an object of column: value", r, type_name(row));
+    memset(fields, 0, (size_t)s->nfeat * sizeof *fields);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)row, key, v) {
+        int32_t id = vocab_find(names, key, strlen(key));
+        if (id < 0) return pt_error(PT_EINVAL, "row %zu: unknown column '%.200s'", r, key);
+        if (json_is_object(v) || json_is_array(v))
+            return pt_error(PT_EINVAL, "row %zu: column '%.200s': %s; a value must be a string, number, boolean or null",
+                            r, key, type_name(v));
+        if (id >= s->nfeat) continue; /* a label or key column: not read */
+        char *t = num + (size_t)id * 32;
+        int numeric = s->f[id].cfg->kind == FEAT_NUMERIC;
+        switch (json_typeof(v)) {
+        case JSON_STRING:
+            fields[id] = json_string_value(v);
+            lens[id] = json_string_length(v);
+            break;
+        case JSON_INTEGER:
+            fields[id] = t;
+            lens[id] = (size_t)snprintf(t, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            break;
+        case JSON_REAL:
+            fields[id] = t;
+            lens[id] = real_text(t, 32, json_real_value(v));
+            break;
+        case JSON_TRUE:
+        case JSON_FALSE:
+            fields[id] = json_is_true(v) ? (numeric ? "1" : "true") : (numeric ? "0" : "false");
+            lens[id] = strlen(fields[id]);
+            break;
+        default: /* null: an empty cell */
+            fields[id] = NULL;
+            break;
+        }
+    }
+    int rc = data_reader_add_row(rd, s, d, fields, lens, (long)r);
+    /* an unreadable value (a numeric column without impute:) is a bad
+     * request like the rest; the message says which */
+    return rc == PT_EPARSE || rc == PT_ENUMERIC ? PT_EINVAL : rc;
+}
+
+int pt_model_predict_json(pt_model *pm, const char *rows_json, size_t len, int64_t max_rows, char **json)
+{
+    struct model *m = (struct model *)pm;
+    if (json) *json = NULL;
+    if (!m || !json || (!rows_json && len))
+        return pt_error(PT_EINVAL, "pt_model_predict_json: model, text and output are required");
+    struct schema *s = m->schema;
+    int T = m->nout;
+    json_error_t jerr;
+    json_t *root = json_loadb(rows_json ? rows_json : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    struct vocab names;
+    struct data_reader *rd = NULL;
+    struct dataset *d = NULL;
+    struct model v;
+    const char **fields = NULL;
+    size_t *lens = NULL;
+    char *num = NULL;
+    float *p = NULL;
+    int64_t *idx = NULL;
+    struct buf out = {0};
+    char **keys = NULL;
+    int rc = PT_OK, have_view = 0;
+    vocab_init(&names);
+    if (!root) {
+        rc = pt_error(PT_EINVAL, "the rows are not valid JSON: line %d column %d: %s", jerr.line, jerr.column,
+                      jerr.text);
+        goto done;
+    }
+    if (!json_is_array(root)) {
+        rc = pt_error(PT_EINVAL, "the rows must be a JSON array of objects, not %s", type_name(root));
+        goto done;
+    }
+    size_t n = json_array_size(root);
+    if (max_rows > 0 && n > (size_t)max_rows) {
+        rc = pt_error(PT_EINVAL, "%zu rows, at most %lld", n, (long long)max_rows);
+        goto done;
+    }
+    if (n == 0) {
+        if (!(*json = pt_strdup("[]"))) rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = column_names(&names, s))) goto done;
+    if ((rc = dataset_create(&d, s)) || (rc = data_reader_open_rows(&rd, s, "row"))) goto done;
+    size_t nf = (size_t)s->nfeat + 1;
+    fields = pt_malloc(nf * sizeof *fields);
+    lens = pt_malloc(nf * sizeof *lens);
+    num = pt_malloc(nf * 32);
+    if (!fields || !lens || !num) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t r = 0; r < n; r++)
+        if ((rc = encode_json_row(rd, s, d, &names, json_array_get(root, r), r, fields, lens, num))) goto done;
+
+    /* "{"name": and ,"name": once per output column */
+    int B = n < CHUNK ? (int)n : CHUNK;
+    keys = pt_calloc((size_t)T + 1, sizeof *keys);
+    p = pt_malloc((size_t)B * (size_t)T * sizeof *p);
+    idx = pt_malloc((size_t)B * sizeof *idx);
+    if (!keys || !p || !idx) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int t = 0; t < T; t++) {
+        struct buf k = {0};
+        if (buf_add(&k, t ? "," : "{", 1) || buf_add_json_string(&k, model_output_name(m, t)) || buf_add(&k, ":", 1)) {
+            pt_free(k.p);
+            rc = PT_ENOMEM;
+            goto done;
+        }
+        keys[t] = k.p;
+    }
+    have_view = 1; /* view_close also frees a partly built view */
+    if ((rc = view_open(&v, m, B))) goto done;
+    /* model_gather copies each row's multi-valued ids with memcpy from
+     * d->mids[j] + offset into bt.mids[j] + offset, both NULL while no row
+     * has had a value: a zero-length copy, but NULL + 0 is undefined
+     * behaviour (UBSan stops there). Give both a buffer until model.c skips
+     * empty copies. */
+    for (int j = 0; j < s->nmulti; j++) {
+        if (!d->mids[j]) {
+            if (!(d->mids[j] = pt_malloc(sizeof *d->mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+            d->mcap[j] = 1;
+        }
+        if (!v.bt.mids[j]) {
+            if (!(v.bt.mids[j] = pt_malloc(sizeof *v.bt.mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+            v.bt.mcap[j] = 1;
+        }
+    }
+    /* one allocation for the usual text: keys and numbers are short */
+    if ((rc = buf_need(&out, 2 + n * (size_t)(T * 24 + 4))) || (rc = buf_add(&out, "[", 1))) goto done;
+    for (size_t s0 = 0; s0 < n; s0 += (size_t)B) {
+        int b = n - s0 < (size_t)B ? (int)(n - s0) : B;
+        for (int i = 0; i < b; i++) idx[i] = (int64_t)(s0 + (size_t)i);
+        if ((rc = model_gather(&v, d, NULL, idx, b))) goto done;
+        model_predict_batch(&v, p);
+        for (int i = 0; i < b; i++) {
+            if (s0 + (size_t)i && (rc = buf_add(&out, ",", 1))) goto done;
+            for (int t = 0; t < T; t++) {
+                char tx[32];
+                float x = p[(size_t)i * T + t];
+                /* JSON has no NaN or infinity: a diverged output is null */
+                int tl = isfinite(x) ? snprintf(tx, sizeof tx, "%.7g", x) : snprintf(tx, sizeof tx, "null");
+                if ((rc = buf_add(&out, keys[t], strlen(keys[t]))) || (rc = buf_add(&out, tx, (size_t)tl))) goto done;
+            }
+            if ((rc = buf_add(&out, "}", 1))) goto done;
+        }
+    }
+    if ((rc = buf_add(&out, "]", 1))) goto done;
+    *json = out.p;
+    out.p = NULL;
+done:
+    if (have_view) view_close(&v);
+    for (int t = 0; keys && t < T; t++) pt_free(keys[t]);
+    pt_free(keys);
+    pt_free(out.p);
+    pt_free(p);
+    pt_free(idx);
+    pt_free(fields);
+    pt_free(lens);
+    pt_free(num);
+    data_reader_close(rd);
+    dataset_free(d);
+    vocab_free(&names);
+    json_decref(root);
+    return rc;
+}
