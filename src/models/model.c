@@ -561,7 +561,7 @@ int model_gather(struct model *m, const struct dataset *d, const float *soft, co
         b->moff[j][0] = 0;
         for (int i = 0; i < B; i++) {
             int32_t a = d->moff[j][idx[i]], e = d->moff[j][idx[i] + 1];
-            memcpy(b->mids[j] + pos, d->mids[j] + a, (size_t)(e - a) * sizeof(int32_t));
+            if (e > a) memcpy(b->mids[j] + pos, d->mids[j] + a, (size_t)(e - a) * sizeof(int32_t));
             pos += e - a;
             b->moff[j][i + 1] = pos;
         }
