@@ -57,7 +57,7 @@ static int train_model(const struct rec_cfg *cfg, enum rec_kind kind, const stru
     case REC_SOFTMAX: rc = rec_mf_train(cfg, h, N, m); break;
     case REC_TWO_TOWER:
         m->D = cfg->dim;
-        rc = rec_tt_train(cfg, h, N, &m->tt, &m->vf);
+        rc = rec_tt_train(cfg, h, N, cat, &m->tt, &m->vf);
         break;
     case REC_POPULARITY: break;
     default: rc = pt_error(PT_EINVAL, "model '%s' is not available", rec_kind_name(kind));
