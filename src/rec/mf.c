@@ -171,8 +171,10 @@ PT_VECTOR_CLONES int rec_mf_train(const struct rec_cfg *cfg, const struct rec_hi
                     for (int k = 0; k < K; k++) {
                         const float *nv = V3 + (size_t)neg[k] * LD;
                         float x = sp - dot(uv, nv, D);
-                        float sg = 1.0f / (1.0f + expf(x)); /* 1 - σ(x) */
-                        loss += x > 0 ? log1pf(expf(-x)) : -x + log1pf(expf(x));
+                        /* one exp for both: e = exp(-|x|) gives 1 - σ(x) and -log σ(x) stably */
+                        float e = expf(-fabsf(x));
+                        float sg = x > 0 ? e / (1.0f + e) : 1.0f / (1.0f + e); /* 1 - σ(x) */
+                        loss += (x > 0 ? 0.0f : -x) + logf(1.0f + e);
                         float d = -sg * inv / (float)K;
                         /* d/du = d (p - n); d/dp = d u; d/dn = -d u */
                         axpy(gu, d, pv, D);
