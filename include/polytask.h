@@ -358,6 +358,26 @@ PT_API int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offs
 /* The audit log, newest first, as JSON (limit rows). [out] *json. */
 PT_API int pt_registry_audit(pt_registry *r, int limit, char **json);
 
+/* ---- the HTTP server (docs/api.md) ---- */
+
+typedef struct pt_serve_opts {
+    const char *registry;       /* registry database (pt_registry_open) */
+    const char *listen;         /* "HOST:PORT" (default "127.0.0.1:8080") */
+    int threads;                /* request threads (default 4) */
+    int insecure_no_auth;       /* 1: no API keys checked (local use only) */
+    size_t max_body;            /* bytes (default 8 MiB) */
+    int64_t max_rows;           /* rows per request (default 10,000) */
+    int max_depth;              /* JSON nesting (default 16) */
+    int timeout_s;              /* idle connection timeout (default 30) */
+} pt_serve_opts;
+
+PT_API pt_serve_opts pt_serve_opts_default(void);
+
+/* Serves the registry's active models until SIGTERM or SIGINT, then stops
+ * accepting, lets in-flight requests finish and returns PT_OK. ready, when
+ * not NULL, is called once the socket listens (with the port). */
+PT_API int pt_serve(const pt_serve_opts *o, void (*ready)(int port, void *user), void *user);
+
 #ifdef __cplusplus
 }
 #endif

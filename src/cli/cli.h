@@ -16,6 +16,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_recommend(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* "polytask: <pt_errmsg()>" on stderr; returns EXIT_RUNTIME. */
 int cli_fail(int rc);

@@ -19,6 +19,7 @@ static const char USAGE[] =
     "  inspect   print a model file's metadata, schema, parameters and metrics\n"
     "  recommend train a recommender (recommend train) or ask one for top-K items\n"
     "  models    the model registry: import, activate, rollback, A/B splits, API keys, audit\n"
+    "  serve     serve the registry's models over HTTP (docs/api.md)\n"
     "\n"
     "`polytask <command> --help` tells more. Exit codes: 0 ok, 1 runtime error, 2 usage error.\n";
 
@@ -114,6 +115,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "recommend")) return cmd_recommend(argc - 1, argv + 1);
     if (!strcmp(cmd, "models")) return cmd_models(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     fprintf(stderr, "polytask: unknown command '%s'\n\n%s", cmd, USAGE);
     return EXIT_USAGE;
 }

@@ -1,0 +1,747 @@
+/* httpd.c: `polytask serve`: the registry's active models behind an HTTP/1.1
+ * API on libmicrohttpd (a thread pool polling with epoll), JSON through
+ * jansson. docs/api.md lists the endpoints; this file follows it.
+ *
+ * Models are held in a table of reference-counted entries, one per (name,
+ * version) in use. A request takes a reference under the table's mutex,
+ * scores without any lock, and drops it; activating another version loads
+ * and checks it first, then swaps the table's pointer, so in-flight requests
+ * finish on the old model, which is freed when its last reference goes.
+ * Every scoring request asks the registry which version to use (the active
+ * one, or the A/B variant of its user), so an activation from another
+ * process (`polytask models activate`) takes effect on the next request. */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "polytask.h"
+#include "serve/body.h"
+
+#define MAX_MODELS 64
+#define NBUCKETS 12
+static const double BUCKETS[NBUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+
+enum { EP_PREDICT, EP_RECOMMEND, EP_EVENTS, EP_MODELS, EP_ADMIN, EP_HEALTH, EP_METRICS, EP_OTHER, NEP };
+static const char *const EP_NAMES[NEP] = {"predict", "recommend", "events", "models", "admin", "health", "metrics", "other"};
+
+struct loaded {                  /* one model version in memory */
+    char name[128];
+    int version, refs, current;  /* current: the version the table serves */
+    pt_model *m;                 /* multi-task model, or */
+    pt_recommender *r;           /* recommender */
+    int64_t requests;
+};
+
+struct stat_row {                /* per endpoint and status class */
+    int64_t count[6];            /* by status / 100 */
+    int64_t hist[NBUCKETS + 1];  /* latency buckets, all statuses */
+    double sum;
+};
+
+struct server {
+    pt_serve_opts o;
+    pt_registry *reg;
+    pthread_mutex_t mu;          /* the model table and the counters */
+    struct loaded *tab[MAX_MODELS * 4];
+    int ntab;
+    struct stat_row st[NEP];
+    int64_t rows_scored, events_accepted;
+};
+
+struct req {                     /* one request's body */
+    char *buf;
+    size_t len, cap;
+    int too_big;
+    struct timespec t0;
+};
+
+pt_serve_opts pt_serve_opts_default(void)
+{
+    pt_serve_opts o = {.listen = "127.0.0.1:8080", .threads = 4, .max_body = 8u << 20, .max_rows = 10000,
+                       .max_depth = 16, .timeout_s = 30};
+    return o;
+}
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+/* ---- the model table ---- */
+
+static void unref(struct server *s, struct loaded *l)
+{
+    if (!l) return;
+    pthread_mutex_lock(&s->mu);
+    int gone = --l->refs == 0 && !l->current;
+    if (gone)
+        for (int i = 0; i < s->ntab; i++)
+            if (s->tab[i] == l) s->tab[i] = s->tab[--s->ntab];
+    pthread_mutex_unlock(&s->mu);
+    if (gone) {
+        pt_model_free(l->m);
+        pt_rec_free(l->r);
+        free(l);
+    }
+}
+
+/* Loads name's version from path (off the table's lock). */
+static int load(const char *name, int version, const char *path, struct loaded **out)
+{
+    struct loaded *l = calloc(1, sizeof *l);
+    if (!l) return PT_ENOMEM;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->version = version;
+    int rc = pt_model_load(path, &l->m);
+    if (rc) rc = pt_rec_load(path, &l->r);
+    if (rc) {
+        free(l);
+        return rc;
+    }
+    *out = l;
+    return PT_OK;
+}
+
+/* The entry serving (name, version), loading it when no request holds it
+ * yet; with current, it becomes the one the name's unqualified requests get.
+ * [out] *out with a reference taken. */
+static int acquire(struct server *s, const char *name, int version, int current, struct loaded **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&s->mu);
+    struct loaded *hit = NULL;
+    for (int i = 0; i < s->ntab; i++)
+        if (!strcmp(s->tab[i]->name, name) && s->tab[i]->version == version) hit = s->tab[i];
+    if (hit) {
+        hit->refs++;
+        if (current)
+            for (int i = 0; i < s->ntab; i++)
+                if (!strcmp(s->tab[i]->name, name)) s->tab[i]->current = s->tab[i] == hit;
+        pthread_mutex_unlock(&s->mu);
+        *out = hit;
+        return PT_OK;
+    }
+    pthread_mutex_unlock(&s->mu);
+    char *path = NULL;
+    int v = version, rc = PT_OK;
+    /* the path of this version: resolve gives the active one; list has all */
+    char *js = NULL;
+    if ((rc = pt_registry_list(s->reg, name, &js))) return rc;
+    json_t *j = json_loads(js, 0, NULL), *vs = json_object_get(json_array_get(json_object_get(j, "models"), 0), "versions");
+    pt_string_free(js);
+    for (size_t k = 0; k < json_array_size(vs); k++) {
+        json_t *e = json_array_get(vs, k);
+        if (json_integer_value(json_object_get(e, "version")) == v) path = strdup(json_string_value(json_object_get(e, "path")));
+    }
+    json_decref(j);
+    if (!path) return PT_ENOTFOUND;
+    struct loaded *l = NULL;
+    rc = load(name, v, path, &l);
+    free(path);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->mu);
+    /* another request may have loaded it meanwhile: keep one */
+    for (int i = 0; i < s->ntab; i++)
+        if (!strcmp(s->tab[i]->name, name) && s->tab[i]->version == v) hit = s->tab[i];
+    if (hit) {
+        pt_model_free(l->m);
+        pt_rec_free(l->r);
+        free(l);
+        l = hit;
+    } else if (s->ntab < (int)(sizeof s->tab / sizeof s->tab[0])) {
+        s->tab[s->ntab++] = l;
+    } else {
+        pthread_mutex_unlock(&s->mu);
+        pt_model_free(l->m);
+        pt_rec_free(l->r);
+        free(l);
+        return PT_ENOMEM;
+    }
+    l->refs++;
+    if (current) {
+        for (int i = 0; i < s->ntab; i++)
+            if (!strcmp(s->tab[i]->name, name)) s->tab[i]->current = s->tab[i] == l;
+    }
+    /* retired versions nobody holds go now */
+    struct loaded *dead[MAX_MODELS * 4];
+    int nd = 0;
+    for (int i = 0; i < s->ntab;)
+        if (!s->tab[i]->current && s->tab[i]->refs == 0) dead[nd++] = s->tab[i], s->tab[i] = s->tab[--s->ntab];
+        else i++;
+    pthread_mutex_unlock(&s->mu);
+    for (int k = 0; k < nd; k++) {
+        pt_model_free(dead[k]->m);
+        pt_rec_free(dead[k]->r);
+        free(dead[k]);
+    }
+    *out = l;
+    return PT_OK;
+}
+
+/* The model a request gets: by the registry's active version or A/B split for user. */
+static int model_for(struct server *s, const char *name, const char *user, struct loaded **out)
+{
+    char *path = NULL;
+    int version = 0, rc = pt_registry_resolve(s->reg, name, user, &path, &version);
+    pt_string_free(path);
+    if (rc) return rc;
+    return acquire(s, name, version, !user, out);
+}
+
+/* The only active model's name, for requests that leave "model" out. */
+static int only_model(struct server *s, char *name, size_t n)
+{
+    char *js = NULL;
+    int rc = pt_registry_list(s->reg, NULL, &js);
+    if (rc) return rc;
+    json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
+    pt_string_free(js);
+    int found = 0;
+    for (size_t k = 0; k < json_array_size(ms); k++) {
+        json_t *m = json_array_get(ms, k);
+        if (json_integer_value(json_object_get(m, "active")) > 0) {
+            if (found++ == 0) snprintf(name, n, "%s", json_string_value(json_object_get(m, "name")));
+        }
+    }
+    json_decref(j);
+    return found == 1 ? PT_OK : PT_EINVAL;
+}
+
+/* ---- replies ---- */
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, char *text)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
+{
+    char *t = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(j);
+    if (!t) return MHD_NO;
+    /* jansson's buffer is the library's (pt_malloc); MHD frees with free() */
+    char *copy = strdup(t);
+    pt_string_free(t);
+    return copy ? send_text(c, status, "application/json", copy) : MHD_NO;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+static unsigned status_of(int rc)
+{
+    switch (rc) {
+    case PT_EAUTH: return MHD_HTTP_UNAUTHORIZED;
+    case PT_ENOTFOUND: return MHD_HTTP_NOT_FOUND;
+    case PT_ENOMEM: case PT_EIO: case PT_EDB: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    default: return MHD_HTTP_BAD_REQUEST;
+    }
+}
+
+static enum MHD_Result send_rc(struct MHD_Connection *c, int rc)
+{
+    const char *m = pt_errmsg();
+    return send_error(c, status_of(rc), "%s", m && *m ? m : pt_strerror(rc));
+}
+
+/* ---- handlers ---- */
+
+static json_t *parse_body(struct MHD_Connection *c, struct server *s, const struct req *q, enum MHD_Result *res)
+{
+    int d = serve_body_depth(q->buf ? q->buf : "", q->len);
+    if (d < 0 || d > s->o.max_depth) {
+        *res = d < 0 ? send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON (unbalanced brackets or strings)")
+                     : send_error(c, MHD_HTTP_BAD_REQUEST, "JSON nested %d deep, at most %d", d, s->o.max_depth);
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(q->buf ? q->buf : "", q->len, JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(j)) {
+        *res = j ? send_error(c, MHD_HTTP_BAD_REQUEST, "body must be a JSON object")
+                 : send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON: %s (line %d, column %d)", e.text, e.line,
+                              e.column);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, const struct req *q)
+{
+    enum MHD_Result res;
+    json_t *b = parse_body(c, s, q, &res);
+    if (!b) return res;
+    json_t *rows = json_object_get(b, "rows"), *mn = json_object_get(b, "model"), *us = json_object_get(b, "user");
+    char name[128];
+    if (!json_is_array(rows)) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
+    }
+    if (mn && !json_is_string(mn)) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' must be a string");
+    }
+    if (mn) snprintf(name, sizeof name, "%s", json_string_value(mn));
+    else if (only_model(s, name, sizeof name)) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' is required when more than one model is active");
+    }
+    struct loaded *l = NULL;
+    int rc = model_for(s, name, json_is_string(us) ? json_string_value(us) : NULL, &l);
+    if (rc) {
+        json_decref(b);
+        return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", name) : send_rc(c, rc);
+    }
+    if (!l->m) {
+        unref(s, l);
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: use /v1/recommend", name);
+    }
+    char *rj = json_dumps(rows, JSON_COMPACT), *pred = NULL;
+    json_decref(b);
+    rc = rj ? pt_model_predict_json(l->m, rj, strlen(rj), s->o.max_rows, &pred) : PT_ENOMEM;
+    pt_string_free(rj);
+    if (rc) {
+        unref(s, l);
+        return send_rc(c, rc);
+    }
+    /* {"model", "version", "predictions": <the array as scored>} without re-parsing it */
+    size_t n = strlen(pred) + strlen(name) + 96;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "{\"model\":\"%s\",\"version\":%d,\"predictions\":%s}", name, l->version, pred);
+    pt_string_free(pred);
+    pthread_mutex_lock(&s->mu);
+    s->rows_scored += (int64_t)json_array_size(rows);
+    l->requests++;
+    pthread_mutex_unlock(&s->mu);
+    unref(s, l);
+    return out ? send_text(c, MHD_HTTP_OK, "application/json", out) : MHD_NO;
+}
+
+static enum MHD_Result do_recommend(struct MHD_Connection *c, struct server *s, const struct req *q)
+{
+    enum MHD_Result res;
+    json_t *b = parse_body(c, s, q, &res);
+    if (!b) return res;
+    json_t *mn = json_object_get(b, "model"), *us = json_object_get(b, "user"), *k = json_object_get(b, "k");
+    json_t *hist = json_object_get(b, "history"), *cat = json_object_get(b, "category"), *allow = json_object_get(b, "allow");
+    if (!json_is_string(mn) || !json_is_string(us) || (k && !json_is_integer(k))) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' and 'user' must be strings, 'k' an integer");
+    }
+    const char *hv[256], *cv[64], *av[4096];
+    pt_rec_query qq = pt_rec_query_default();
+    if (k) qq.k = (int)(json_integer_value(k) < 1 ? 1 : json_integer_value(k) > 1000 ? 1000 : json_integer_value(k));
+    for (size_t i = 0; json_is_array(hist) && i < json_array_size(hist) && i < 256; i++)
+        if (json_is_string(json_array_get(hist, i))) hv[qq.nhistory++] = json_string_value(json_array_get(hist, i));
+    qq.history = hv;
+    for (size_t i = 0; json_is_array(cat) && i < json_array_size(cat) && i < 64; i++)
+        if (json_is_string(json_array_get(cat, i))) cv[qq.ncategories++] = json_string_value(json_array_get(cat, i));
+    qq.categories = qq.ncategories ? cv : NULL;
+    qq.exclude_categories = json_is_true(json_object_get(b, "exclude_categories"));
+    for (size_t i = 0; json_is_array(allow) && i < json_array_size(allow) && i < 4096; i++)
+        if (json_is_string(json_array_get(allow, i))) av[qq.nallow++] = json_string_value(json_array_get(allow, i));
+    qq.allow = json_is_array(allow) ? av : NULL;
+    struct loaded *l = NULL;
+    int rc = model_for(s, json_string_value(mn), json_string_value(us), &l);
+    if (rc) {
+        json_decref(b);
+        return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", json_string_value(mn)) : send_rc(c, rc);
+    }
+    if (!l->r) {
+        unref(s, l);
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is not a recommender", json_string_value(mn));
+    }
+    char *ans = NULL;
+    rc = pt_rec_recommend(l->r, json_string_value(us), &qq, &ans);
+    int version = l->version;
+    unref(s, l);
+    json_decref(b);
+    if (rc) return send_rc(c, rc);
+    json_t *j = json_loads(ans, 0, NULL);
+    pt_string_free(ans);
+    if (!j) return MHD_NO;
+    json_object_set_new(j, "version", json_integer(version));
+    return send_json(c, MHD_HTTP_OK, j);
+}
+
+static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, const struct req *q)
+{
+    enum MHD_Result res;
+    json_t *b = parse_body(c, s, q, &res);
+    if (!b) return res;
+    json_t *mn = json_object_get(b, "model"), *rows = json_object_get(b, "rows");
+    if (!json_is_string(mn) || !json_is_array(rows)) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' must be a string and 'rows' an array of objects");
+    }
+    if ((int64_t)json_array_size(rows) > s->o.max_rows) {
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "%zu rows, at most %" PRId64, json_array_size(rows), s->o.max_rows);
+    }
+    char *rj = json_dumps(rows, JSON_COMPACT);
+    int64_t first = 0, last = 0;
+    /* stored durably (one transaction, synchronous=FULL) before the reply */
+    int rc = rj ? pt_registry_events_append(s->reg, json_string_value(mn), rj, strlen(rj), &first, &last) : PT_ENOMEM;
+    pt_string_free(rj);
+    size_t n = json_array_size(rows);
+    json_decref(b);
+    if (rc) return send_rc(c, rc);
+    pthread_mutex_lock(&s->mu);
+    s->events_accepted += (int64_t)n;
+    pthread_mutex_unlock(&s->mu);
+    return send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)n, "first_id", (json_int_t)first,
+                                                     "last_id", (json_int_t)last));
+}
+
+static enum MHD_Result do_models(struct MHD_Connection *c, struct server *s, const char *name)
+{
+    char *js = NULL;
+    int rc = pt_registry_list(s->reg, name, &js);
+    if (rc) return send_rc(c, rc);
+    json_t *j = json_loads(js, 0, NULL);
+    pt_string_free(js);
+    if (!j) return MHD_NO;
+    json_t *ms = json_object_get(j, "models");
+    if (name && !json_array_size(ms)) {
+        json_decref(j);
+        return send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", name);
+    }
+    /* what this process holds: per version, served or not, and its request count */
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = 0; k < json_array_size(ms); k++) {
+        json_t *m = json_array_get(ms, k), *held = json_array();
+        const char *mname = json_string_value(json_object_get(m, "name"));
+        for (int i = 0; i < s->ntab; i++)
+            if (mname && !strcmp(s->tab[i]->name, mname))
+                json_array_append_new(held, json_pack("{s:i, s:b, s:I}", "version", s->tab[i]->version, "current",
+                                                      s->tab[i]->current, "requests", (json_int_t)s->tab[i]->requests));
+        json_object_set_new(m, "loaded", held);
+    }
+    pthread_mutex_unlock(&s->mu);
+    json_t *reply = name ? json_incref(json_array_get(ms, 0)) : json_incref(j);
+    json_decref(j);
+    return send_json(c, MHD_HTTP_OK, reply);
+}
+
+static enum MHD_Result do_admin(struct MHD_Connection *c, struct server *s, const char *name, const char *verb,
+                                const struct req *q, const char *actor)
+{
+    int version = 0, rc;
+    if (!strcmp(verb, "activate")) {
+        enum MHD_Result res;
+        json_t *b = parse_body(c, s, q, &res);
+        if (!b) return res;
+        json_t *v = json_object_get(b, "version");
+        if (!json_is_integer(v)) {
+            json_decref(b);
+            return send_error(c, MHD_HTTP_BAD_REQUEST, "'version' must be an integer");
+        }
+        version = (int)json_integer_value(v);
+        json_decref(b);
+        rc = pt_registry_activate(s->reg, name, version, actor);
+    } else if (!strcmp(verb, "rollback")) {
+        rc = pt_registry_rollback(s->reg, name, actor, &version);
+    } else {
+        return send_error(c, MHD_HTTP_NOT_FOUND, "no endpoint /v1/models/%s/%s", name, verb);
+    }
+    if (rc) return send_rc(c, rc);
+    /* load and check it now, off the scoring path, and make it current */
+    struct loaded *l = NULL;
+    if ((rc = acquire(s, name, version, 1, &l))) return send_rc(c, rc);
+    unref(s, l);
+    return send_json(c, MHD_HTTP_OK, json_pack("{s:s, s:i}", "model", name, "version", version));
+}
+
+static char *metrics_text(struct server *s)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    pthread_mutex_lock(&s->mu);
+    fputs("# HELP polytask_requests_total HTTP requests by endpoint and status class.\n"
+          "# TYPE polytask_requests_total counter\n", f);
+    for (int e = 0; e < NEP; e++)
+        for (int k = 1; k < 6; k++)
+            if (s->st[e].count[k])
+                fprintf(f, "polytask_requests_total{endpoint=\"%s\",status=\"%dxx\"} %" PRId64 "\n", EP_NAMES[e], k, s->st[e].count[k]);
+    fputs("# HELP polytask_request_seconds Request latency by endpoint.\n# TYPE polytask_request_seconds histogram\n", f);
+    for (int e = 0; e < NEP; e++) {
+        int64_t cum = 0, total = 0;
+        for (int k = 0; k < 6; k++) total += s->st[e].count[k];
+        if (!total) continue;
+        for (int b = 0; b < NBUCKETS; b++) {
+            cum += s->st[e].hist[b];
+            fprintf(f, "polytask_request_seconds_bucket{endpoint=\"%s\",le=\"%g\"} %" PRId64 "\n", EP_NAMES[e], BUCKETS[b], cum);
+        }
+        fprintf(f, "polytask_request_seconds_bucket{endpoint=\"%s\",le=\"+Inf\"} %" PRId64 "\n", EP_NAMES[e], total);
+        fprintf(f, "polytask_request_seconds_sum{endpoint=\"%s\"} %.6f\n", EP_NAMES[e], s->st[e].sum);
+        fprintf(f, "polytask_request_seconds_count{endpoint=\"%s\"} %" PRId64 "\n", EP_NAMES[e], total);
+    }
+    fputs("# HELP polytask_model_loaded Model versions in memory (current=1: the one served).\n"
+          "# TYPE polytask_model_loaded gauge\n", f);
+    for (int i = 0; i < s->ntab; i++)
+        fprintf(f, "polytask_model_loaded{model=\"%s\",version=\"%d\",current=\"%d\"} 1\n", s->tab[i]->name, s->tab[i]->version,
+                s->tab[i]->current);
+    fputs("# HELP polytask_model_requests_total Scoring requests per model version (A/B variants).\n"
+          "# TYPE polytask_model_requests_total counter\n", f);
+    for (int i = 0; i < s->ntab; i++)
+        fprintf(f, "polytask_model_requests_total{model=\"%s\",version=\"%d\"} %" PRId64 "\n", s->tab[i]->name,
+                s->tab[i]->version, s->tab[i]->requests);
+    fprintf(f, "# HELP polytask_rows_scored_total Rows scored by /v1/predict.\n# TYPE polytask_rows_scored_total counter\n"
+               "polytask_rows_scored_total %" PRId64 "\n", s->rows_scored);
+    fprintf(f, "# HELP polytask_events_accepted_total Events stored by /v1/events.\n"
+               "# TYPE polytask_events_accepted_total counter\npolytask_events_accepted_total %" PRId64 "\n",
+            s->events_accepted);
+    pthread_mutex_unlock(&s->mu);
+    fclose(f);
+    return buf;
+}
+
+/* ---- dispatch ---- */
+
+static int endpoint_of(const char *url)
+{
+    if (!strcmp(url, "/v1/predict")) return EP_PREDICT;
+    if (!strcmp(url, "/v1/recommend")) return EP_RECOMMEND;
+    if (!strcmp(url, "/v1/events")) return EP_EVENTS;
+    if (!strncmp(url, "/v1/models", 10)) return strchr(url + 11, '/') && url[10] == '/' ? EP_ADMIN : EP_MODELS;
+    if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) return EP_HEALTH;
+    if (!strcmp(url, "/metrics")) return EP_METRICS;
+    return EP_OTHER;
+}
+
+/* Scope the endpoint needs: 0 none, PT_SCOPE_READ or PT_SCOPE_ADMIN. */
+static int scope_of(int ep)
+{
+    switch (ep) {
+    case EP_PREDICT: case EP_RECOMMEND: case EP_MODELS: return PT_SCOPE_READ;
+    case EP_EVENTS: case EP_ADMIN: return PT_SCOPE_ADMIN;
+    default: return 0;
+    }
+}
+
+static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const char *url, const char *method,
+                             const struct req *q)
+{
+    int ep = endpoint_of(url), need = scope_of(ep), post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    char actor[64] = "insecure-no-auth";
+    if (need && !s->o.insecure_no_auth) {
+        const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        int scope = 0;
+        if (!h || strncmp(h, "Bearer ", 7))
+            return send_error(c, MHD_HTTP_UNAUTHORIZED, "an API key is required: Authorization: Bearer <key>");
+        if (pt_registry_key_check(s->reg, h + 7, &scope)) return send_error(c, MHD_HTTP_UNAUTHORIZED, "the API key is not valid");
+        if (scope < need) return send_error(c, MHD_HTTP_FORBIDDEN, "this key has read scope; the endpoint needs admin scope");
+        snprintf(actor, sizeof actor, "api-key:%.8s", h + 7);
+    }
+    switch (ep) {
+    case EP_PREDICT: return post ? do_predict(c, s, q) : send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+    case EP_RECOMMEND: return post ? do_recommend(c, s, q) : send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+    case EP_EVENTS: return post ? do_events(c, s, q) : send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+    case EP_MODELS:
+        if (!get) return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+        return do_models(c, s, url[10] == '/' && url[11] ? url + 11 : NULL);
+    case EP_ADMIN: {
+        char name[128];
+        const char *a = url + 11, *slash = strchr(a, '/');
+        snprintf(name, sizeof name, "%.*s", (int)(slash - a < 127 ? slash - a : 127), a);
+        return post ? do_admin(c, s, name, slash + 1, q, actor) : send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+    }
+    case EP_HEALTH:
+        if (!strcmp(url, "/healthz")) return send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+        {
+            /* ready: every active model is loaded and current */
+            char *js = NULL;
+            int ready = 1;
+            if (pt_registry_list(s->reg, NULL, &js)) return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "registry unreadable");
+            json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
+            pt_string_free(js);
+            for (size_t k = 0; k < json_array_size(ms); k++) {
+                json_t *m = json_array_get(ms, k);
+                const char *mn = json_string_value(json_object_get(m, "name"));
+                int act = (int)json_integer_value(json_object_get(m, "active")), have = 0;
+                pthread_mutex_lock(&s->mu);
+                for (int i = 0; i < s->ntab; i++) have |= mn && !strcmp(s->tab[i]->name, mn) && s->tab[i]->version == act;
+                pthread_mutex_unlock(&s->mu);
+                ready &= !act || have;
+            }
+            json_decref(j);
+            return ready ? send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ready"))
+                         : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "models are loading");
+        }
+    case EP_METRICS: {
+        char *t = metrics_text(s);
+        return t ? send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", t) : MHD_NO;
+    }
+    default: return send_error(c, MHD_HTTP_NOT_FOUND, "no endpoint %s %s", method, url);
+    }
+}
+
+static void account(struct server *s, int ep, unsigned status, double secs)
+{
+    pthread_mutex_lock(&s->mu);
+    struct stat_row *r = &s->st[ep];
+    r->count[status / 100 < 6 ? status / 100 : 5]++;
+    int b = 0;
+    while (b < NBUCKETS && secs > BUCKETS[b]) b++;
+    r->hist[b]++;
+    r->sum += secs;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *size, void **ctx)
+{
+    (void)version;
+    struct server *s = cls;
+    struct req *q = *ctx;
+    if (!q) { /* first call: headers only */
+        if (!(q = calloc(1, sizeof *q))) return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &q->t0);
+        *ctx = q;
+        return MHD_YES;
+    }
+    if (*size) { /* a piece of the body */
+        if (!q->too_big && q->len + *size > s->o.max_body) q->too_big = 1;
+        if (!q->too_big) {
+            if (q->len + *size + 1 > q->cap) {
+                size_t cap = q->cap ? q->cap * 2 : 4096;
+                while (cap < q->len + *size + 1) cap *= 2;
+                char *nb = realloc(q->buf, cap);
+                if (!nb) return MHD_NO;
+                q->buf = nb, q->cap = cap;
+            }
+            memcpy(q->buf + q->len, data, *size);
+            q->len += *size;
+        }
+        *size = 0;
+        return MHD_YES;
+    }
+    enum MHD_Result res;
+    int ep = endpoint_of(url);
+    unsigned status = 0;
+    if (q->too_big) {
+        res = send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than %zu bytes", s->o.max_body);
+        status = 413;
+    } else {
+        res = route(s, c, url, method, q);
+    }
+    /* the status the reply carried, for the counters */
+    if (!status) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        status = ci ? ci->http_status : 500;
+    }
+    account(s, ep, status, since(&q->t0));
+    return res;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)c, (void)toe;
+    struct req *q = *ctx;
+    if (q) free(q->buf), free(q);
+    *ctx = NULL;
+}
+
+int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), void *user)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s) return PT_ENOMEM;
+    s->o = opts ? *opts : pt_serve_opts_default();
+    pthread_mutex_init(&s->mu, NULL);
+    int rc = pt_registry_open(s->o.registry, &s->reg);
+    if (rc) goto out;
+    /* the address: HOST:PORT, loopback unless told otherwise */
+    char host[256] = "127.0.0.1";
+    int port = 8080;
+    const char *colon = strrchr(s->o.listen ? s->o.listen : "", ':');
+    if (colon) {
+        snprintf(host, sizeof host, "%.*s", (int)(colon - s->o.listen), s->o.listen);
+        port = atoi(colon + 1);
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        rc = PT_EINVAL;
+        fprintf(stderr, "polytask: --listen '%s' is not IPV4:PORT\n", s->o.listen);
+        goto out;
+    }
+    /* load every active model before taking requests */
+    char *js = NULL;
+    if ((rc = pt_registry_list(s->reg, NULL, &js))) goto out;
+    json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
+    pt_string_free(js);
+    for (size_t k = 0; k < json_array_size(ms) && !rc; k++) {
+        json_t *m = json_array_get(ms, k);
+        int act = (int)json_integer_value(json_object_get(m, "active"));
+        struct loaded *l = NULL;
+        if (act > 0 && !(rc = acquire(s, json_string_value(json_object_get(m, "name")), act, 1, &l))) unref(s, l);
+    }
+    json_decref(j);
+    if (rc) goto out;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* MHD's threads inherit the mask: the signals come to sigwait */
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(s->o.threads > 0 ? s->o.threads : 1), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
+        MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "polytask: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
+        rc = PT_EIO;
+        goto out;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    if (ready) ready(di ? di->port : port, user);
+    int sig = 0;
+    sigwait(&set, &sig);
+    /* stop accepting; MHD_stop_daemon lets the requests in flight finish */
+    MHD_quiesce_daemon(d);
+    MHD_stop_daemon(d);
+out:
+    for (int i = 0; i < s->ntab; i++) {
+        pt_model_free(s->tab[i]->m);
+        pt_rec_free(s->tab[i]->r);
+        free(s->tab[i]);
+    }
+    pt_registry_close(s->reg);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    return rc;
+}
