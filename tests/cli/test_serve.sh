@@ -1,0 +1,158 @@
+#!/bin/sh
+# test_serve.sh: polytask serve driven over real HTTP on a loopback port (curl).
+#
+# Usage: sh test_serve.sh POLYTASK_BINARY REPO_ROOT
+#
+# A census model (data/census/census.yaml, 1 epoch) is imported twice into a
+# registry (versions 1 and 2), with a read key and an admin key, and a
+# recommender beside it. Checked: every endpoint (predict, recommend, events,
+# models, activate, rollback, healthz, readyz, metrics); each auth failure
+# (no key 401, bad key 401, read key on an admin endpoint 403); malformed
+# JSON, a wrong type, an unknown column, too many rows, too deep JSON (400) and
+# an oversized body (413); accepted events are in the registry; predictions
+# keep succeeding while versions are activated and rolled back under load
+# (hot swap: zero failures); SIGTERM stops the server with exit 0.
+set -u
+BIN=$1
+ROOT=$2
+T=$(mktemp -d "${TMPDIR:-/tmp}/pt_serve.XXXXXX") || { echo "FAIL: mktemp -d"; exit 1; }
+SRV=
+cleanup() {
+    [ -n "$SRV" ] && kill "$SRV" 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+. "$ROOT/tests/cli/lib.sh"
+command -v curl >/dev/null || { echo "FAIL: curl is not installed (scripts/deps.sh test)"; exit 1; }
+
+sed 's/epochs: [0-9]*/epochs: 1/' "$ROOT/data/census/census.yaml" >"$T/census.yaml"
+sed -i "s|census-income-6k.csv.gz|$ROOT/data/census/census-income-6k.csv.gz|" "$T/census.yaml"
+run train --config "$T/census.yaml" --out "$T/m1.ptm"
+expect_ok || exit 1
+cp "$T/m1.ptm" "$T/m2.ptm"
+DB=$T/reg.db
+run models --registry "$DB" import census "$T/m1.ptm"
+expect_ok
+run models --registry "$DB" import census "$T/m2.ptm" --parent 1
+expect_ok
+run models --registry "$DB" activate census 2
+expect_ok
+"$BIN" models --registry "$DB" keys create reader --scope read >"$T/read.key" 2>/dev/null
+"$BIN" models --registry "$DB" keys create boss --scope admin >"$T/admin.key" 2>/dev/null
+RK=$(cat "$T/read.key") AK=$(cat "$T/admin.key")
+[ -n "$RK" ] && [ -n "$AK" ] || fail "keys not created"
+# a recommender too
+printf 'user_id,item_id,timestamp\nu1,a,1\nu1,b,2\nu2,a,3\nu2,c,4\nu3,b,5\nu3,c,6\n' >"$T/i.csv"
+printf 'recommend:\n  interactions: {path: i.csv}\n  model: item2item\n' >"$T/rec.yaml"
+run recommend train --config "$T/rec.yaml" --out "$T/rec.ptr" --no-eval
+expect_ok
+run models --registry "$DB" import shop "$T/rec.ptr"
+expect_ok
+
+# request bodies from the census rows, with the config's column names
+python3 - "$T/census.yaml" "$ROOT/data/census/census-income-6k.csv.gz" "$T" <<'PY'
+import csv, gzip, json, re, sys
+cfg = open(sys.argv[1]).read()
+cols = [c.strip() for c in re.search(r"columns:\s*\[(.*?)\]", cfg, re.S).group(1).replace("\n", " ").split(",")]
+rows = []
+for i, rec in enumerate(csv.reader(gzip.open(sys.argv[2], "rt"), skipinitialspace=True)):
+    if i >= 100: break
+    rows.append(dict(zip(cols, rec)))
+d = sys.argv[3]
+json.dump({"model": "census", "rows": rows[:1]}, open(d + "/one.json", "w"))
+json.dump({"model": "census", "rows": rows}, open(d + "/hundred.json", "w"))
+bad = dict(rows[0]); bad["age"] = {"x": 1}
+json.dump({"model": "census", "rows": [bad]}, open(d + "/wrongtype.json", "w"))
+unk = dict(rows[0]); unk["colour"] = "red"
+json.dump({"model": "census", "rows": [unk]}, open(d + "/unknown.json", "w"))
+json.dump({"model": "census", "rows": rows[:1] * 60}, open(d + "/many.json", "w"))
+open(d + "/deep.json", "w").write('{"model": "census", "rows": ' + "[" * 40 + "]" * 40 + "}")
+open(d + "/big.json", "w").write(json.dumps({"model": "census", "rows": rows * 40}))
+PY
+
+"$BIN" serve --registry "$DB" --listen 127.0.0.1:0 --threads 2 --max-rows 50 --max-body 200000 >"$T/serve.out" 2>"$T/serve.err" &
+SRV=$!
+PORT=
+for i in $(seq 1 100); do
+    PORT=$(sed -n 's/^polytask: serving on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/serve.err")
+    [ -n "$PORT" ] && break
+    sleep 0.1
+done
+[ -n "$PORT" ] || { echo "FAIL: the server did not start"; cat "$T/serve.err"; exit 1; }
+URL=http://127.0.0.1:$PORT
+
+# req METHOD PATH KEY [BODYFILE]: status in $T/code, body in $T/body
+req() {
+    if [ -n "${4:-}" ]; then
+        curl -s -o "$T/body" -w '%{http_code}' -X "$1" ${3:+-H "Authorization: Bearer $3"} --data-binary @"$4" "$URL$2" >"$T/code"
+    else
+        curl -s -o "$T/body" -w '%{http_code}' -X "$1" ${3:+-H "Authorization: Bearer $3"} "$URL$2" >"$T/code"
+    fi
+}
+want() { # want CODE [NEEDLE]
+    [ "$(cat "$T/code")" = "$1" ] || { echo "FAIL: want HTTP $1, got $(cat "$T/code"): $(head -c 300 "$T/body")"; FAILS=$((FAILS + 1)); return 1; }
+    [ -z "${2:-}" ] || grep -qF -- "$2" "$T/body" || { echo "FAIL: body lacks '$2': $(head -c 300 "$T/body")"; FAILS=$((FAILS + 1)); return 1; }
+}
+
+req GET /healthz ""; want 200 '"ok"'
+req GET /readyz ""; want 200 '"ready"'
+req POST /v1/predict "$RK" "$T/one.json"; want 200 '"predictions":[{"income":'
+grep -q '"version":2' "$T/body" || fail "serves the active version 2"
+req POST /v1/predict "$RK" "$T/hundred.json"; want 400 "100 rows, at most 50"
+req POST /v1/predict "$RK" "$T/many.json"; want 400 "at most 50"
+req POST /v1/predict "" "$T/one.json"; want 401 "API key is required"
+req POST /v1/predict "pt_0000" "$T/one.json"; want 401 "not valid"
+req POST /v1/events "$RK" "$T/one.json"; want 403 "admin scope"
+req POST /v1/models/census/rollback "$RK"; want 403
+printf '{"model": "census", "rows": [' >"$T/broken.json"
+req POST /v1/predict "$RK" "$T/broken.json"; want 400 "not valid JSON"
+req POST /v1/predict "$RK" "$T/wrongtype.json"; want 400 "age"
+req POST /v1/predict "$RK" "$T/unknown.json"; want 400 "unknown column 'colour'"
+req POST /v1/predict "$RK" "$T/deep.json"; want 400 "nested 41 deep"
+req POST /v1/predict "$RK" "$T/big.json"; want 413 "larger than 200000 bytes"
+req GET /v1/predict "$RK"; want 405
+req GET /v1/nothing "$RK"; want 404
+printf '{"model": "nope", "rows": []}' >"$T/nope.json"
+req POST /v1/predict "$RK" "$T/nope.json"; want 404 "no model 'nope'"
+printf '{"model": "shop", "user": "u1", "k": 2}' >"$T/rec.json"
+req POST /v1/recommend "$RK" "$T/rec.json"; want 200 '"items":[{"item":"c"'
+req POST /v1/events "$AK" "$T/one.json"; want 202 '"accepted":1'
+req GET /v1/models "$RK"; want 200 '"name":"census"'
+req GET /v1/models/census "$RK"; want 200 '"loaded":[{"version":2,"current":true'
+req GET /v1/models/nope "$RK"; want 404
+
+# hot swap under load: predictions keep coming while versions change
+: >"$T/codes"
+( for i in $(seq 1 150); do curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $RK" --data-binary @"$T/one.json" "$URL/v1/predict"; done >"$T/codes" ) &
+LOAD=$!
+for v in 1 2 1 2; do
+    printf '{"version": %d}' $v >"$T/act.json"
+    req POST /v1/models/census/activate "$AK" "$T/act.json"; want 200 "\"version\":$v"
+done
+req POST /v1/models/census/rollback "$AK"; want 200 '"version":1'
+wait "$LOAD"
+[ "$(grep -c '^200$' "$T/codes")" = 150 ] || fail "hot swap: $(grep -vc '^200$' "$T/codes") of 150 predictions failed"
+req POST /v1/predict "$RK" "$T/one.json"; want 200 '"version":1'
+
+req GET /metrics ""; want 200 'polytask_requests_total{endpoint="predict",status="2xx"}'
+grep -q '^polytask_events_accepted_total 1$' "$T/body" || fail "metrics: one event accepted"
+grep -q 'polytask_request_seconds_bucket{endpoint="predict",le="+Inf"}' "$T/body" || fail "metrics: latency histogram"
+grep -q 'polytask_model_loaded{model="census",version="1",current="1"} 1' "$T/body" || fail "metrics: version in use"
+
+# the event is in the registry
+run models --registry "$DB" audit --json
+expect_ok && { grep -q '"rollback"' "$T/out" || fail "the audit log has the rollback"; }
+
+kill -TERM "$SRV"
+wait "$SRV"
+RC=$?
+SRV=
+[ "$RC" = 0 ] || fail "SIGTERM: exit $RC, want 0"
+grep -q "stopped" "$T/serve.err" || fail "no 'stopped' line"
+
+if [ "$FAILS" -ne 0 ]; then
+    echo "$FAILS failure(s)"
+    exit 1
+fi
+echo ok
