@@ -7,7 +7,7 @@ case "${1:-test}" in
   build) ;;
   test)  want="$want libcmocka-dev curl" ;;
   fuzz)  want="$want libcmocka-dev clang libclang-rt-dev" ;;
-  bench) want="$want libcmocka-dev python3-torch python3-sklearn python3-pandas time wrk curl" ;;
+  bench) want="$want libcmocka-dev python3-torch python3-sklearn python3-pandas time wrk curl gunicorn python3-flask" ;;
   ref)   want="$want python3-torch python3-sklearn python3-numpy" ;;
 esac
 missing=""
