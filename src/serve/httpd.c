@@ -297,52 +297,66 @@ static json_t *parse_body(struct MHD_Connection *c, struct server *s, const stru
     return j;
 }
 
+/* A small JSON value (model name, user id) from its span: a string, or NULL. */
+static json_t *small_value(const char *s, size_t n)
+{
+    if (!n || n > 4096) return NULL;
+    json_error_t e;
+    json_t *v = json_loadb(s, n, JSON_DECODE_ANY, &e);
+    if (json_is_string(v)) return v;
+    json_decref(v);
+    return NULL;
+}
+
+/* The body is split into its members without parsing the rows here: they go
+ * to pt_model_predict_json as they are, which parses and checks them once. */
 static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, const struct req *q)
 {
-    enum MHD_Result res;
-    json_t *b = parse_body(c, s, q, &res);
-    if (!b) return res;
-    json_t *rows = json_object_get(b, "rows"), *mn = json_object_get(b, "model"), *us = json_object_get(b, "user");
+    static const char *const names[3] = {"model", "user", "rows"};
+    const char *body = q->buf ? q->buf : "";
+    size_t off[3], vl[3], where = 0;
+    int d = serve_body_depth(body, q->len);
+    if (d < 0) return send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON (unbalanced brackets or strings)");
+    if (d > s->o.max_depth) return send_error(c, MHD_HTTP_BAD_REQUEST, "JSON nested %d deep, at most %d", d, s->o.max_depth);
+    if (serve_body_members(body, q->len, names, 3, off, vl, &where))
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON: a {\"name\": value, ...} object was expected (byte %zu)",
+                          where + 1);
+    if (!vl[2] || body[off[2]] != '[') return send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
+    json_t *mn = vl[0] ? small_value(body + off[0], vl[0]) : NULL, *us = vl[1] ? small_value(body + off[1], vl[1]) : NULL;
+    if ((vl[0] && !mn) || (vl[1] && !us)) {
+        json_decref(mn), json_decref(us);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' and 'user' must be strings");
+    }
     char name[128];
-    if (!json_is_array(rows)) {
-        json_decref(b);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
-    }
-    if (mn && !json_is_string(mn)) {
-        json_decref(b);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' must be a string");
-    }
     if (mn) snprintf(name, sizeof name, "%s", json_string_value(mn));
-    else if (only_model(s, name, sizeof name)) {
-        json_decref(b);
+    json_decref(mn);
+    if (!vl[0] && only_model(s, name, sizeof name)) {
+        json_decref(us);
         return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' is required when more than one model is active");
     }
     struct loaded *l = NULL;
-    int rc = model_for(s, name, json_is_string(us) ? json_string_value(us) : NULL, &l);
-    if (rc) {
-        json_decref(b);
-        return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", name) : send_rc(c, rc);
-    }
+    int rc = model_for(s, name, us ? json_string_value(us) : NULL, &l);
+    json_decref(us);
+    if (rc) return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", name) : send_rc(c, rc);
     if (!l->m) {
         unref(s, l);
-        json_decref(b);
         return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: use /v1/recommend", name);
     }
-    char *rj = json_dumps(rows, JSON_COMPACT), *pred = NULL;
-    json_decref(b);
-    rc = rj ? pt_model_predict_json(l->m, rj, strlen(rj), s->o.max_rows, &pred) : PT_ENOMEM;
-    pt_string_free(rj);
+    char *pred = NULL;
+    rc = pt_model_predict_json(l->m, body + off[2], vl[2], s->o.max_rows, &pred);
     if (rc) {
         unref(s, l);
         return send_rc(c, rc);
     }
     /* {"model", "version", "predictions": <the array as scored>} without re-parsing it */
     size_t n = strlen(pred) + strlen(name) + 96;
+    int64_t nrows = 0;
+    for (const char *p = pred; *p; p++) nrows += *p == '{';
     char *out = malloc(n);
     if (out) snprintf(out, n, "{\"model\":\"%s\",\"version\":%d,\"predictions\":%s}", name, l->version, pred);
     pt_string_free(pred);
     pthread_mutex_lock(&s->mu);
-    s->rows_scored += (int64_t)json_array_size(rows);
+    s->rows_scored += nrows;
     l->requests++;
     pthread_mutex_unlock(&s->mu);
     unref(s, l);
