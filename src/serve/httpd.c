@@ -7,9 +7,10 @@
  * scores without any lock, and drops it; activating another version loads
  * and checks it first, then swaps the table's pointer, so in-flight requests
  * finish on the old model, which is freed when its last reference goes.
- * Every scoring request asks the registry which version to use (the active
- * one, or the A/B variant of its user), so an activation from another
- * process (`polytask models activate`) takes effect on the next request. */
+ * A scoring request asks the registry which version to use (the A/B variant
+ * of its user, or the active one, remembered for a second), so an activation
+ * from another process (`polytask models activate`) takes effect within a
+ * second; one made through this server's API at once. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,7 +59,25 @@ struct server {
     int ntab;
     struct stat_row st[NEP];
     int64_t rows_scored, events_accepted;
+    /* what the registry said lately (under mu): the active version per name
+     * for requests without a user, and the only active model's name */
+    struct { char name[128]; int version; double at; } act[MAX_MODELS];
+    int nact;
+    char only[128];
+    double only_at;
 };
+
+/* Registry answers are reused for this long: a request costs no database
+ * query, and an activation made by another process shows within a second
+ * (one made through this server's API shows at once). */
+#define RESOLVE_TTL 1.0
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 struct req {                     /* one request's body */
     char *buf;
@@ -195,16 +214,52 @@ static int acquire(struct server *s, const char *name, int version, int current,
 /* The model a request gets: by the registry's active version or A/B split for user. */
 static int model_for(struct server *s, const char *name, const char *user, struct loaded **out)
 {
-    char *path = NULL;
-    int version = 0, rc = pt_registry_resolve(s->reg, name, user, &path, &version);
-    pt_string_free(path);
-    if (rc) return rc;
+    int version = 0, rc = PT_OK;
+    double t = now_s();
+    if (!user) {
+        pthread_mutex_lock(&s->mu);
+        for (int k = 0; k < s->nact && !version; k++)
+            if (!strcmp(s->act[k].name, name) && t - s->act[k].at < RESOLVE_TTL) version = s->act[k].version;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (!version) {
+        char *path = NULL;
+        rc = pt_registry_resolve(s->reg, name, user, &path, &version);
+        pt_string_free(path);
+        if (rc) return rc;
+        if (!user) {
+            pthread_mutex_lock(&s->mu);
+            int k = 0;
+            while (k < s->nact && strcmp(s->act[k].name, name)) k++;
+            if (k < MAX_MODELS) {
+                if (k == s->nact) s->nact++;
+                snprintf(s->act[k].name, sizeof s->act[k].name, "%s", name);
+                s->act[k].version = version, s->act[k].at = t;
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
     return acquire(s, name, version, !user, out);
+}
+
+/* Forgets what the registry said, after this server changed it. */
+static void forget(struct server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->nact = 0;
+    s->only_at = 0;
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* The only active model's name, for requests that leave "model" out. */
 static int only_model(struct server *s, char *name, size_t n)
 {
+    double t = now_s();
+    pthread_mutex_lock(&s->mu);
+    int fresh = s->only[0] && t - s->only_at < RESOLVE_TTL;
+    if (fresh) snprintf(name, n, "%s", s->only);
+    pthread_mutex_unlock(&s->mu);
+    if (fresh) return PT_OK;
     char *js = NULL;
     int rc = pt_registry_list(s->reg, NULL, &js);
     if (rc) return rc;
@@ -218,7 +273,12 @@ static int only_model(struct server *s, char *name, size_t n)
         }
     }
     json_decref(j);
-    return found == 1 ? PT_OK : PT_EINVAL;
+    if (found != 1) return PT_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    snprintf(s->only, sizeof s->only, "%s", name);
+    s->only_at = t;
+    pthread_mutex_unlock(&s->mu);
+    return PT_OK;
 }
 
 /* ---- replies ---- */
@@ -492,6 +552,7 @@ static enum MHD_Result do_admin(struct MHD_Connection *c, struct server *s, cons
         return send_error(c, MHD_HTTP_NOT_FOUND, "no endpoint /v1/models/%s/%s", name, verb);
     }
     if (rc) return send_rc(c, rc);
+    forget(s);
     /* load and check it now, off the scoring path, and make it current */
     struct loaded *l = NULL;
     if ((rc = acquire(s, name, version, 1, &l))) return send_rc(c, rc);
