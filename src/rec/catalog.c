@@ -8,6 +8,7 @@
 
 #include "data/csv.h"
 #include "rec/catalog.h"
+#include "rec/rec.h"
 #include "util/util.h"
 
 #define TITLE_MAX_TOKENS 96
@@ -92,15 +93,6 @@ struct toks {              /* title tokens per item, appended as rows come */
     int32_t *len;
 };
 
-static int col_of(char **names, int n, const char *want, const char *file, int *out)
-{
-    *out = -1;
-    if (!want) return PT_OK;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], want)) return *out = i, PT_OK;
-    return pt_error_at(PT_EPARSE, file, 1, "no column '%s' in the header of the items table", want);
-}
-
 static int read_one(const struct rec_cfg *cfg, const char *file, struct vocab *items, struct rec_catalog *c,
                     uint8_t **seen, int32_t *seen_cap, int32_t **tstart, int32_t **tlen, struct toks *tk, int64_t *nbad)
 {
@@ -108,24 +100,16 @@ static int read_one(const struct rec_cfg *cfg, const char *file, struct vocab *i
     struct csv_reader *rd = NULL;
     int rc = csv_reader_open(&rd, file, &o);
     if (rc) return rc;
-    char **names = NULL, **f;
-    int nnames = 0;
+    char **f;
     size_t nf, *lens;
-    if (cfg->items.header) {
-        if ((rc = csv_reader_next(rd, &nf, &f, &lens)) <= 0) {
-            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
-            goto out;
-        }
-        if (!(names = pt_calloc(nf, sizeof *names))) goto oom;
-        for (size_t k = 0; k < nf; k++, nnames++)
-            if (!(names[k] = pt_strdup(f[k]))) goto oom;
-    } else {
-        names = cfg->items.columns, nnames = cfg->items.ncolumns;
-    }
-    int ci, cc, cb, cp, ct;
-    if ((rc = col_of(names, nnames, cfg->item_id, file, &ci)) || (rc = col_of(names, nnames, cfg->item_category, file, &cc)) ||
-        (rc = col_of(names, nnames, cfg->item_brand, file, &cb)) || (rc = col_of(names, nnames, cfg->item_price, file, &cp)) ||
-        (rc = col_of(names, nnames, cfg->item_title, file, &ct)))
+    struct rec_names cols = {0};
+    if ((rc = rec_names_read(&cols, rd, &cfg->items, file))) goto out;
+    int nnames = cols.n, ci, cc, cb, cp, ct;
+    if ((rc = rec_col_index(&cols, cfg->item_id, "item id", file, &ci)) ||
+        (rc = rec_col_index(&cols, cfg->item_category, "category", file, &cc)) ||
+        (rc = rec_col_index(&cols, cfg->item_brand, "brand", file, &cb)) ||
+        (rc = rec_col_index(&cols, cfg->item_price, "price", file, &cp)) ||
+        (rc = rec_col_index(&cols, cfg->item_title, "title", file, &ct)))
         goto out;
     int32_t buf[TITLE_MAX_TOKENS];
     while ((rc = csv_reader_next(rd, &nf, &f, &lens)) != 0) {
@@ -188,10 +172,7 @@ static int read_one(const struct rec_cfg *cfg, const char *file, struct vocab *i
 oom:
     rc = pt_error(PT_ENOMEM, "out of memory");
 out:
-    if (cfg->items.header && names) {
-        for (int k = 0; k < nnames; k++) pt_free(names[k]);
-        pt_free(names);
-    }
+    rec_names_free(&cols);
     csv_reader_close(rd);
     return rc;
 }

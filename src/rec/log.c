@@ -22,16 +22,42 @@ struct src {
     int32_t tz;
     const struct rec_cfg *r;
     const char *every_line;  /* samples log without a type column */
-    const char *file;        /* the one being read */
 };
 
-static int col_index(const struct src *s, char **names, int n, const char *want, const char *what, int *out)
+int rec_col_index(const struct rec_names *c, const char *want, const char *what, const char *file, int *out)
 {
     *out = -1;
     if (!want) return PT_OK;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(names[i], want)) return *out = i, PT_OK;
-    return pt_error_at(PT_EPARSE, s->file, 1, "no %s column '%s' in the header", what, want);
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->names[i], want)) return *out = i, PT_OK;
+    return pt_error_at(PT_EPARSE, file, 1, "no %s column '%s' in the header", what, want);
+}
+
+int rec_names_read(struct rec_names *c, struct csv_reader *rd, const struct samples_table *t, const char *file)
+{
+    memset(c, 0, sizeof *c);
+    if (!t->header) {
+        c->names = t->columns, c->n = t->ncolumns;
+        return PT_OK;
+    }
+    size_t nf, *lens;
+    char **f;
+    int rc = csv_reader_next(rd, &nf, &f, &lens);
+    if (rc <= 0) return rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
+    c->owned = 1;
+    if (!(c->names = pt_calloc(nf, sizeof *c->names))) return pt_error(PT_ENOMEM, "out of memory");
+    for (size_t k = 0; k < nf; k++, c->n++)
+        if (!(c->names[k] = pt_strdup(f[k]))) return pt_error(PT_ENOMEM, "out of memory");
+    return PT_OK;
+}
+
+void rec_names_free(struct rec_names *c)
+{
+    if (c->owned) {
+        for (int k = 0; k < c->n; k++) pt_free(c->names[k]);
+        pt_free(c->names);
+    }
+    memset(c, 0, sizeof *c);
 }
 
 static int push(struct rec_log *log, int32_t u, int32_t i, int64_t t, float w)
@@ -68,29 +94,16 @@ static int read_table(struct src *s, const char *file, int64_t max_bad, struct r
 {
     struct csv_opts o = {.delim = s->t->delim};
     struct csv_reader *rd = NULL;
-    char **names = NULL;
-    s->file = file;
-    int nnames = 0, rc = csv_reader_open(&rd, file, &o);
+    struct rec_names cols = {0};
+    int rc = csv_reader_open(&rd, file, &o);
     if (rc) return rc;
     size_t nf, *lens;
     char **f;
-    if (s->t->header) {
-        rc = csv_reader_next(rd, &nf, &f, &lens);
-        if (rc <= 0) {
-            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
-            goto out;
-        }
-        if (!(names = pt_calloc(nf, sizeof *names))) goto oom;
-        for (size_t k = 0; k < nf; k++, nnames++)
-            if (!(names[k] = pt_strdup(f[k]))) goto oom;
-    } else {
-        names = s->t->columns;
-        nnames = s->t->ncolumns;
-    }
-    int cu, ci, ct, cw, cy;
-    if ((rc = col_index(s, names, nnames, s->user, "user", &cu)) || (rc = col_index(s, names, nnames, s->item, "item", &ci)) ||
-        (rc = col_index(s, names, nnames, s->time, "time", &ct)) || (rc = col_index(s, names, nnames, s->weight, "weight", &cw)) ||
-        (rc = col_index(s, names, nnames, s->type, "type", &cy)))
+    if ((rc = rec_names_read(&cols, rd, s->t, file))) goto out;
+    int nnames = cols.n, cu, ci, ct, cw, cy;
+    if ((rc = rec_col_index(&cols, s->user, "user", file, &cu)) || (rc = rec_col_index(&cols, s->item, "item", file, &ci)) ||
+        (rc = rec_col_index(&cols, s->time, "time", file, &ct)) || (rc = rec_col_index(&cols, s->weight, "weight", file, &cw)) ||
+        (rc = rec_col_index(&cols, s->type, "type", file, &cy)))
         goto out;
     log->has_time = ct >= 0;
     const struct rec_cfg *r = s->r;
@@ -151,14 +164,8 @@ static int read_table(struct src *s, const char *file, int64_t max_bad, struct r
             (rc = push(log, u, i, t, (float)w)))
             goto out;
     }
-    goto out;
-oom:
-    rc = pt_error(PT_ENOMEM, "out of memory");
 out:
-    if (s->t->header && names) {
-        for (int k = 0; k < nnames; k++) pt_free(names[k]);
-        pt_free(names);
-    }
+    rec_names_free(&cols);
     csv_reader_close(rd);
     return rc;
 }

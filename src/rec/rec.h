@@ -22,6 +22,19 @@ struct rec_log {
     int64_t bad;             /* malformed lines skipped (at most max_bad_rows) */
 };
 
+/* A table's column names: its header line, or the configured columns. */
+struct csv_reader;
+struct rec_names {
+    char **names;
+    int n, owned;
+};
+/* Reads the header from rd when t has one. Free with rec_names_free. */
+int rec_names_read(struct rec_names *c, struct csv_reader *rd, const struct samples_table *t, const char *file);
+void rec_names_free(struct rec_names *c);
+/* [out] *out: the index of column want, -1 when want is NULL; an error
+ * "FILE:1: no WHAT column 'WANT' in the header" when it is missing. */
+int rec_col_index(const struct rec_names *c, const char *want, const char *what, const char *file, int *out);
+
 /* Reads the interactions the recommend: section names (its own table, or
  * the samples: section's event log). Bad lines: "FILE:LINE: what is wrong",
  * skipped and counted up to max_bad_rows, then an error. */
