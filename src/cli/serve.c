@@ -74,8 +74,6 @@ int cmd_serve(int argc, char **argv)
     if (!o.registry) return cli_usage_error("serve", "--registry is required");
     if (o.insecure_no_auth)
         fprintf(stderr, "polytask: warning: --insecure-no-auth: every request is accepted without an API key; for local use only\n");
-    /* one thread per request's scoring: the request threads are the parallelism */
-    setenv("OMP_NUM_THREADS", "1", 1);
     pt_set_log_callback(cli_log, NULL);
     int rc = pt_serve(&o, ready, (void *)o.listen);
     if (rc) return cli_fail(rc);

@@ -10,7 +10,9 @@
  * A scoring request asks the registry which version to use (the A/B variant
  * of its user, or the active one, remembered for a second), so an activation
  * from another process (`polytask models activate`) takes effect within a
- * second; one made through this server's API at once. */
+ * second; one made through this server's API at once. An A/B variant that
+ * is not the active version stays loaded while users are sent to it
+ * (VARIANT_KEEP), and request counts per version outlive the entries. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +31,7 @@
 
 #include "polytask.h"
 #include "serve/body.h"
+#include "util/util.h"
 
 #define MAX_MODELS 64
 #define NBUCKETS 12
@@ -37,12 +40,25 @@ static const double BUCKETS[NBUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02
 enum { EP_PREDICT, EP_RECOMMEND, EP_EVENTS, EP_MODELS, EP_ADMIN, EP_HEALTH, EP_METRICS, EP_OTHER, NEP };
 static const char *const EP_NAMES[NEP] = {"predict", "recommend", "events", "models", "admin", "health", "metrics", "other"};
 
+#define TABN (MAX_MODELS * 4)
+
 struct loaded {                  /* one model version in memory */
     char name[128];
     int version, refs, current;  /* current: the version the table serves */
+    double picked;               /* when the registry last chose it for a user (A/B) */
     pt_model *m;                 /* multi-task model, or */
     pt_recommender *r;           /* recommender */
-    int64_t requests;
+};
+
+/* An A/B variant that is not the active version stays loaded while users
+ * keep being sent to it: without this it would be loaded from disk for
+ * every one of its requests (the last reference drops after each). */
+#define VARIANT_KEEP 30.0
+
+struct count {                   /* scoring requests per (model, version) */
+    char name[128];
+    int version;
+    int64_t n;
 };
 
 struct stat_row {                /* per endpoint and status class */
@@ -51,12 +67,30 @@ struct stat_row {                /* per endpoint and status class */
     double sum;
 };
 
+/* A valid key's scope is reused for this long, so a request costs no
+ * registry call; a revoked key stops working within it. */
+#define KEY_TTL 1.0
+#define NKEYS 32
+
+struct key_seen {                /* a key the registry accepted lately */
+    char key[96];                /* zero-padded; longer keys are not remembered */
+    int scope;
+    double at;
+};
+
 struct server {
     pt_serve_opts o;
-    pt_registry *reg;
+    /* Two handles on the registry: a handle runs its calls one at a time,
+     * and a write (events, activate, rollback) holds it through its fsync
+     * (synchronous=FULL); on a handle of their own, the reads each request
+     * makes (key check, resolve, list) go on meanwhile (WAL readers do not
+     * wait for the writer). */
+    pt_registry *reg, *wreg;
     pthread_mutex_t mu;          /* the model table and the counters */
-    struct loaded *tab[MAX_MODELS * 4];
+    struct loaded *tab[TABN];
     int ntab;
+    struct count cnt[TABN];      /* outlive the versions they count */
+    int ncnt;
     struct stat_row st[NEP];
     int64_t rows_scored, events_accepted;
     /* what the registry said lately (under mu): the active version per name
@@ -65,6 +99,7 @@ struct server {
     int nact;
     char only[128];
     double only_at;
+    struct key_seen keys[NKEYS];
 };
 
 /* Registry answers are reused for this long: a request costs no database
@@ -102,19 +137,68 @@ static double since(const struct timespec *t0)
 
 /* ---- the model table ---- */
 
+static void free_loaded(struct loaded *l)
+{
+    pt_model_free(l->m);
+    pt_rec_free(l->r);
+    free(l);
+}
+
+/* Under s->mu: moves the entries nobody holds, that are not current and no
+ * longer chosen for users, from the table to dead[] (freed by the caller
+ * after unlocking: freeing a model is not quick). */
+static void retire_locked(struct server *s, double t, struct loaded **dead, int *nd)
+{
+    for (int i = 0; i < s->ntab;) {
+        struct loaded *l = s->tab[i];
+        if (!l->refs && !l->current && t - l->picked > VARIANT_KEEP) dead[(*nd)++] = l, s->tab[i] = s->tab[--s->ntab];
+        else i++;
+    }
+}
+
 static void unref(struct server *s, struct loaded *l)
 {
     if (!l) return;
+    struct loaded *dead[TABN + 1];
+    int nd = 0;
     pthread_mutex_lock(&s->mu);
-    int gone = --l->refs == 0 && !l->current;
-    if (gone)
-        for (int i = 0; i < s->ntab; i++)
-            if (s->tab[i] == l) s->tab[i] = s->tab[--s->ntab];
+    l->refs--;
+    retire_locked(s, now_s(), dead, &nd);
     pthread_mutex_unlock(&s->mu);
-    if (gone) {
-        pt_model_free(l->m);
-        pt_rec_free(l->r);
-        free(l);
+    for (int k = 0; k < nd; k++) free_loaded(dead[k]);
+}
+
+/* Under s->mu: one more scoring request for (name, version). */
+static void count_locked(struct server *s, const char *name, int version)
+{
+    int k = 0;
+    while (k < s->ncnt && (s->cnt[k].version != version || strcmp(s->cnt[k].name, name))) k++;
+    if (k == s->ncnt) {
+        if (k == TABN) return; /* table full: this version goes uncounted */
+        snprintf(s->cnt[k].name, sizeof s->cnt[k].name, "%s", name);
+        s->cnt[k].version = version, s->cnt[k].n = 0;
+        s->ncnt++;
+    }
+    s->cnt[k].n++;
+}
+
+static int64_t count_of_locked(const struct server *s, const char *name, int version)
+{
+    for (int k = 0; k < s->ncnt; k++)
+        if (s->cnt[k].version == version && !strcmp(s->cnt[k].name, name)) return s->cnt[k].n;
+    return 0;
+}
+
+/* Under s->mu: l becomes what name's requests without a user get; the
+ * version it replaces is no longer kept for users either (if the split
+ * still sends users there, their next request loads it again). */
+static void make_current_locked(struct server *s, struct loaded *l)
+{
+    for (int i = 0; i < s->ntab; i++) {
+        struct loaded *e = s->tab[i];
+        if (strcmp(e->name, l->name)) continue;
+        if (e != l && e->current) e->picked = 0;
+        e->current = e == l;
     }
 }
 
@@ -131,26 +215,32 @@ static int load(const char *name, int version, const char *path, struct loaded *
         free(l);
         return rc;
     }
+    l->picked = -VARIANT_KEEP;
     *out = l;
     return PT_OK;
 }
 
-/* The entry serving (name, version), loading it when no request holds it
- * yet; with current, it becomes the one the name's unqualified requests get.
+/* The entry serving (name, version), loading it when it is not in memory
+ * yet; with current, it becomes the one the name's unqualified requests get,
+ * without, it was chosen for a user and is kept VARIANT_KEEP seconds.
  * [out] *out with a reference taken. */
 static int acquire(struct server *s, const char *name, int version, int current, struct loaded **out)
 {
     *out = NULL;
+    struct loaded *dead[TABN + 1], *hit = NULL;
+    int nd = 0;
     pthread_mutex_lock(&s->mu);
-    struct loaded *hit = NULL;
     for (int i = 0; i < s->ntab; i++)
         if (!strcmp(s->tab[i]->name, name) && s->tab[i]->version == version) hit = s->tab[i];
     if (hit) {
         hit->refs++;
-        if (current)
-            for (int i = 0; i < s->ntab; i++)
-                if (!strcmp(s->tab[i]->name, name)) s->tab[i]->current = s->tab[i] == hit;
+        if (current && !hit->current) {
+            make_current_locked(s, hit);
+            retire_locked(s, now_s(), dead, &nd);
+        }
+        if (!current) hit->picked = now_s();
         pthread_mutex_unlock(&s->mu);
+        for (int k = 0; k < nd; k++) free_loaded(dead[k]);
         *out = hit;
         return PT_OK;
     }
@@ -177,36 +267,22 @@ static int acquire(struct server *s, const char *name, int version, int current,
     for (int i = 0; i < s->ntab; i++)
         if (!strcmp(s->tab[i]->name, name) && s->tab[i]->version == v) hit = s->tab[i];
     if (hit) {
-        pt_model_free(l->m);
-        pt_rec_free(l->r);
-        free(l);
+        dead[nd++] = l;
         l = hit;
-    } else if (s->ntab < (int)(sizeof s->tab / sizeof s->tab[0])) {
+    } else if (s->ntab < TABN) {
         s->tab[s->ntab++] = l;
     } else {
         pthread_mutex_unlock(&s->mu);
-        pt_model_free(l->m);
-        pt_rec_free(l->r);
-        free(l);
+        free_loaded(l);
         return PT_ENOMEM;
     }
     l->refs++;
-    if (current) {
-        for (int i = 0; i < s->ntab; i++)
-            if (!strcmp(s->tab[i]->name, name)) s->tab[i]->current = s->tab[i] == l;
-    }
+    if (current) make_current_locked(s, l);
+    else l->picked = now_s();
     /* retired versions nobody holds go now */
-    struct loaded *dead[MAX_MODELS * 4];
-    int nd = 0;
-    for (int i = 0; i < s->ntab;)
-        if (!s->tab[i]->current && s->tab[i]->refs == 0) dead[nd++] = s->tab[i], s->tab[i] = s->tab[--s->ntab];
-        else i++;
+    retire_locked(s, now_s(), dead, &nd);
     pthread_mutex_unlock(&s->mu);
-    for (int k = 0; k < nd; k++) {
-        pt_model_free(dead[k]->m);
-        pt_rec_free(dead[k]->r);
-        free(dead[k]);
-    }
+    for (int k = 0; k < nd; k++) free_loaded(dead[k]);
     *out = l;
     return PT_OK;
 }
@@ -277,6 +353,44 @@ static int only_model(struct server *s, char *name, size_t n)
     pthread_mutex_lock(&s->mu);
     snprintf(s->only, sizeof s->only, "%s", name);
     s->only_at = t;
+    pthread_mutex_unlock(&s->mu);
+    return PT_OK;
+}
+
+/* Constant time over the whole buffer: a cached key is not leaked through
+ * how long a wrong one takes to compare. */
+static int key_equal(const char *a, const char *b, size_t n)
+{
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++) d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* The scope of an API key: remembered for KEY_TTL seconds after the
+ * registry accepted it; invalid keys are asked every time. */
+static int key_scope(struct server *s, const char *key, int *scope)
+{
+    char k[sizeof s->keys[0].key] = {0};
+    size_t n = strlen(key);
+    if (n >= sizeof k) return pt_registry_key_check(s->reg, key, scope);
+    memcpy(k, key, n);
+    double t = now_s();
+    int hit = 0, slot = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < NKEYS; i++) {
+        struct key_seen *e = &s->keys[i];
+        if (e->at > 0 && t - e->at < KEY_TTL && key_equal(e->key, k, sizeof k)) *scope = e->scope, hit = 1;
+        if (e->at < s->keys[slot].at) slot = i;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (hit) return PT_OK;
+    int rc = pt_registry_key_check(s->reg, key, scope);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < NKEYS; i++) /* refresh its own slot if another thread filled one */
+        if (key_equal(s->keys[i].key, k, sizeof k)) slot = i;
+    memcpy(s->keys[slot].key, k, sizeof k);
+    s->keys[slot].scope = *scope, s->keys[slot].at = t;
     pthread_mutex_unlock(&s->mu);
     return PT_OK;
 }
@@ -417,7 +531,7 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, co
     pt_string_free(pred);
     pthread_mutex_lock(&s->mu);
     s->rows_scored += nrows;
-    l->requests++;
+    count_locked(s, l->name, l->version);
     pthread_mutex_unlock(&s->mu);
     unref(s, l);
     return out ? send_text(c, MHD_HTTP_OK, "application/json", out) : MHD_NO;
@@ -461,6 +575,11 @@ static enum MHD_Result do_recommend(struct MHD_Connection *c, struct server *s, 
     char *ans = NULL;
     rc = pt_rec_recommend(l->r, json_string_value(us), &qq, &ans);
     int version = l->version;
+    if (!rc) {
+        pthread_mutex_lock(&s->mu);
+        count_locked(s, l->name, l->version);
+        pthread_mutex_unlock(&s->mu);
+    }
     unref(s, l);
     json_decref(b);
     if (rc) return send_rc(c, rc);
@@ -488,7 +607,7 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, con
     char *rj = json_dumps(rows, JSON_COMPACT);
     int64_t first = 0, last = 0;
     /* stored durably (one transaction, synchronous=FULL) before the reply */
-    int rc = rj ? pt_registry_events_append(s->reg, json_string_value(mn), rj, strlen(rj), &first, &last) : PT_ENOMEM;
+    int rc = rj ? pt_registry_events_append(s->wreg, json_string_value(mn), rj, strlen(rj), &first, &last) : PT_ENOMEM;
     pt_string_free(rj);
     size_t n = json_array_size(rows);
     json_decref(b);
@@ -521,8 +640,15 @@ static enum MHD_Result do_models(struct MHD_Connection *c, struct server *s, con
         for (int i = 0; i < s->ntab; i++)
             if (mname && !strcmp(s->tab[i]->name, mname))
                 json_array_append_new(held, json_pack("{s:i, s:b, s:I}", "version", s->tab[i]->version, "current",
-                                                      s->tab[i]->current, "requests", (json_int_t)s->tab[i]->requests));
+                                                      s->tab[i]->current, "requests",
+                                                      (json_int_t)count_of_locked(s, mname, s->tab[i]->version)));
         json_object_set_new(m, "loaded", held);
+        /* and per registered version, loaded now or not, what this process scored with it */
+        json_t *vs = json_object_get(m, "versions");
+        for (size_t i = 0; mname && i < json_array_size(vs); i++) {
+            json_t *v = json_array_get(vs, i);
+            json_object_set_new(v, "requests", json_integer(count_of_locked(s, mname, (int)json_integer_value(json_object_get(v, "version")))));
+        }
     }
     pthread_mutex_unlock(&s->mu);
     json_t *reply = name ? json_incref(json_array_get(ms, 0)) : json_incref(j);
@@ -545,9 +671,9 @@ static enum MHD_Result do_admin(struct MHD_Connection *c, struct server *s, cons
         }
         version = (int)json_integer_value(v);
         json_decref(b);
-        rc = pt_registry_activate(s->reg, name, version, actor);
+        rc = pt_registry_activate(s->wreg, name, version, actor);
     } else if (!strcmp(verb, "rollback")) {
-        rc = pt_registry_rollback(s->reg, name, actor, &version);
+        rc = pt_registry_rollback(s->wreg, name, actor, &version);
     } else {
         return send_error(c, MHD_HTTP_NOT_FOUND, "no endpoint /v1/models/%s/%s", name, verb);
     }
@@ -593,9 +719,9 @@ static char *metrics_text(struct server *s)
                 s->tab[i]->current);
     fputs("# HELP polytask_model_requests_total Scoring requests per model version (A/B variants).\n"
           "# TYPE polytask_model_requests_total counter\n", f);
-    for (int i = 0; i < s->ntab; i++)
-        fprintf(f, "polytask_model_requests_total{model=\"%s\",version=\"%d\"} %" PRId64 "\n", s->tab[i]->name,
-                s->tab[i]->version, s->tab[i]->requests);
+    for (int k = 0; k < s->ncnt; k++)
+        fprintf(f, "polytask_model_requests_total{model=\"%s\",version=\"%d\"} %" PRId64 "\n", s->cnt[k].name,
+                s->cnt[k].version, s->cnt[k].n);
     fprintf(f, "# HELP polytask_rows_scored_total Rows scored by /v1/predict.\n# TYPE polytask_rows_scored_total counter\n"
                "polytask_rows_scored_total %" PRId64 "\n", s->rows_scored);
     fprintf(f, "# HELP polytask_events_accepted_total Events stored by /v1/events.\n"
@@ -639,7 +765,7 @@ static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const c
         int scope = 0;
         if (!h || strncmp(h, "Bearer ", 7))
             return send_error(c, MHD_HTTP_UNAUTHORIZED, "an API key is required: Authorization: Bearer <key>");
-        if (pt_registry_key_check(s->reg, h + 7, &scope)) return send_error(c, MHD_HTTP_UNAUTHORIZED, "the API key is not valid");
+        if (key_scope(s, h + 7, &scope)) return send_error(c, MHD_HTTP_UNAUTHORIZED, "the API key is not valid");
         if (scope < need) return send_error(c, MHD_HTTP_FORBIDDEN, "this key has read scope; the endpoint needs admin scope");
         snprintf(actor, sizeof actor, "api-key:%.8s", h + 7);
     }
@@ -705,6 +831,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct server *s = cls;
     struct req *q = *ctx;
     if (!q) { /* first call: headers only */
+        /* Requests are the parallelism: one scoring thread each. The OpenMP
+         * setting is per thread and these threads are MHD's, so each sets it
+         * once; otherwise every worker would start its own team of nproc
+         * threads (OMP_NUM_THREADS is read before main, so setenv is too
+         * late), spinning against the other workers for the same cores. */
+        static _Thread_local int one_thread;
+        if (!one_thread) pt_set_threads(1), one_thread = 1;
         if (!(q = calloc(1, sizeof *q))) return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &q->t0);
         *ctx = q;
@@ -759,6 +892,7 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     s->o = opts ? *opts : pt_serve_opts_default();
     pthread_mutex_init(&s->mu, NULL);
     int rc = pt_registry_open(s->o.registry, &s->reg);
+    if (!rc) rc = pt_registry_open(s->o.registry, &s->wreg);
     if (rc) goto out;
     /* the address: HOST:PORT, loopback unless told otherwise */
     char host[256] = "127.0.0.1";
@@ -810,12 +944,9 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     MHD_quiesce_daemon(d);
     MHD_stop_daemon(d);
 out:
-    for (int i = 0; i < s->ntab; i++) {
-        pt_model_free(s->tab[i]->m);
-        pt_rec_free(s->tab[i]->r);
-        free(s->tab[i]);
-    }
+    for (int i = 0; i < s->ntab; i++) free_loaded(s->tab[i]);
     pt_registry_close(s->reg);
+    pt_registry_close(s->wreg);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return rc;

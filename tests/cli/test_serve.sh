@@ -9,9 +9,13 @@
 # models, activate, rollback, healthz, readyz, metrics); each auth failure
 # (no key 401, bad key 401, read key on an admin endpoint 403); malformed
 # JSON, a wrong type, an unknown column, too many rows, too deep JSON (400) and
-# an oversized body (413); accepted events are in the registry; predictions
-# keep succeeding while versions are activated and rolled back under load
-# (hot swap: zero failures); SIGTERM stops the server with exit 0.
+# an oversized body (413); a client that stalls is disconnected after the
+# idle timeout while others are served; accepted events are in the registry;
+# predictions keep succeeding while versions are activated and rolled back
+# under load (hot swap: zero failures); an A/B split sends each user to their
+# variant, which stays loaded and is counted per version; an activation made
+# by another process (the CLI) is served within seconds; a revoked key is
+# refused within a second; SIGTERM stops the server with exit 0.
 set -u
 BIN=$1
 ROOT=$2
@@ -71,7 +75,7 @@ open(d + "/deep.json", "w").write('{"model": "census", "rows": ' + "[" * 40 + "]
 open(d + "/big.json", "w").write(json.dumps({"model": "census", "rows": rows * 40}))
 PY
 
-"$BIN" serve --registry "$DB" --listen 127.0.0.1:0 --threads 2 --max-rows 50 --max-body 200000 >"$T/serve.out" 2>"$T/serve.err" &
+"$BIN" serve --registry "$DB" --listen 127.0.0.1:0 --threads 2 --max-rows 50 --max-body 200000 --timeout 2 >"$T/serve.out" 2>"$T/serve.err" &
 SRV=$!
 PORT=
 for i in $(seq 1 100); do
@@ -121,6 +125,28 @@ req POST /v1/events "$AK" "$T/one.json"; want 202 '"accepted":1'
 req GET /v1/models "$RK"; want 200 '"name":"census"'
 req GET /v1/models/census "$RK"; want 200 '"loaded":[{"version":2,"current":true'
 req GET /v1/models/nope "$RK"; want 404
+sed 's/"model": "census", //' "$T/one.json" >"$T/nomodel.json"
+req POST /v1/predict "$RK" "$T/nomodel.json"; want 400 "'model' is required when more than one model is active"
+
+# a slow client: headers and part of a body, then silence; the server drops
+# it after --timeout 2 and answers others meanwhile
+python3 - "$PORT" >"$T/slow.out" 2>&1 <<'SLOW' &
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"rows\": [")
+c.settimeout(10)
+t0 = time.time()
+try:
+    data = c.recv(4096)
+except OSError as e:
+    data = b"error " + str(e).encode()
+print("closed" if data == b"" else "got %r" % data[:80], round(time.time() - t0, 1))
+SLOW
+SLOWPID=$!
+sleep 0.5
+req POST /v1/predict "$RK" "$T/one.json"; want 200 '"predictions"'
+wait "$SLOWPID"
+grep -q '^closed [1-5]' "$T/slow.out" || fail "slow client: want the connection closed after about 2 s, got: $(cat "$T/slow.out")"
 
 # hot swap under load: predictions keep coming while versions change
 : >"$T/codes"
@@ -140,9 +166,52 @@ grep -q '^polytask_events_accepted_total 1$' "$T/body" || fail "metrics: one eve
 grep -q 'polytask_request_seconds_bucket{endpoint="predict",le="+Inf"}' "$T/body" || fail "metrics: latency histogram"
 grep -q 'polytask_model_loaded{model="census",version="1",current="1"} 1' "$T/body" || fail "metrics: version in use"
 
+# A/B: split 1:1 by the CLI (another process); each user gets the variant
+# `models resolve --user` names, the variant that is not active stays loaded
+# (it is not read from disk for each of its requests), and both are counted
+run models --registry "$DB" split census 1=1,2=1
+expect_ok
+U1= U2=
+for u in a b c d e f g h i j k l m n o p; do
+    v=$("$BIN" models --registry "$DB" resolve census --user "$u" 2>/dev/null | cut -d' ' -f1)
+    [ "$v" = 1 ] && [ -z "$U1" ] && U1=$u
+    [ "$v" = 2 ] && [ -z "$U2" ] && U2=$u
+done
+[ -n "$U1" ] && [ -n "$U2" ] || fail "split: no user for each variant among a..p"
+for u in "$U1" "$U2" "$U2" "$U2"; do
+    sed "s/\"model\": \"census\"/\"model\": \"census\", \"user\": \"$u\"/" "$T/one.json" >"$T/user.json"
+    req POST /v1/predict "$RK" "$T/user.json"
+    [ "$u" = "$U1" ] && want 200 '"version":1'
+    [ "$u" = "$U2" ] && want 200 '"version":2'
+done
+req GET /metrics ""; want 200
+grep -q 'polytask_model_loaded{model="census",version="2",current="0"} 1' "$T/body" || fail "A/B: variant 2 not kept loaded"
+grep -q 'polytask_model_requests_total{model="census",version="2"} [1-9]' "$T/body" || fail "A/B: variant 2 not counted"
+req GET /v1/models/census "$RK"; want 200 '"loaded":[{"version":1,"current":true'
+grep -q '"version":2,"current":false,"requests":[1-9]' "$T/body" || fail "A/B: GET /v1/models/census lacks variant 2's count"
+run models --registry "$DB" split census off
+expect_ok
+
+# an activation by another process shows within a few seconds
+run models --registry "$DB" activate census 2
+expect_ok
+ok=
+for i in $(seq 1 40); do
+    req POST /v1/predict "$RK" "$T/one.json"
+    grep -q '"version":2' "$T/body" && { ok=1; break; }
+    sleep 0.1
+done
+[ -n "$ok" ] || fail "the CLI's activation of version 2 was not served within 4 s"
+
 # the event is in the registry
 run models --registry "$DB" audit --json
 expect_ok && { grep -q '"rollback"' "$T/out" || fail "the audit log has the rollback"; }
+
+# a revoked key stops working within the server's one-second key cache
+run models --registry "$DB" keys revoke reader
+expect_ok
+sleep 1.2
+req POST /v1/predict "$RK" "$T/one.json"; want 401 "not valid"
 
 kill -TERM "$SRV"
 wait "$SRV"
