@@ -141,7 +141,7 @@ static void free_loaded(struct loaded *l)
 {
     pt_model_free(l->m);
     pt_rec_free(l->r);
-    free(l);
+    pt_free(l);
 }
 
 /* Under s->mu: moves the entries nobody holds, that are not current and no
@@ -205,14 +205,14 @@ static void make_current_locked(struct server *s, struct loaded *l)
 /* Loads name's version from path (off the table's lock). */
 static int load(const char *name, int version, const char *path, struct loaded **out)
 {
-    struct loaded *l = calloc(1, sizeof *l);
+    struct loaded *l = pt_calloc(1, sizeof *l);
     if (!l) return PT_ENOMEM;
     snprintf(l->name, sizeof l->name, "%s", name);
     l->version = version;
     int rc = pt_model_load(path, &l->m);
     if (rc) rc = pt_rec_load(path, &l->r);
     if (rc) {
-        free(l);
+        pt_free(l);
         return rc;
     }
     l->picked = -VARIANT_KEEP;
@@ -254,13 +254,13 @@ static int acquire(struct server *s, const char *name, int version, int current,
     pt_string_free(js);
     for (size_t k = 0; k < json_array_size(vs); k++) {
         json_t *e = json_array_get(vs, k);
-        if (json_integer_value(json_object_get(e, "version")) == v) path = strdup(json_string_value(json_object_get(e, "path")));
+        if (json_integer_value(json_object_get(e, "version")) == v) path = pt_strdup(json_string_value(json_object_get(e, "path")));
     }
     json_decref(j);
     if (!path) return PT_ENOTFOUND;
     struct loaded *l = NULL;
     rc = load(name, v, path, &l);
-    free(path);
+    pt_free(path);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu);
     /* another request may have loaded it meanwhile: keep one */
@@ -397,11 +397,12 @@ static int key_scope(struct server *s, const char *key, int *scope)
 
 /* ---- replies ---- */
 
+/* Sends text (pt_malloc'd; MHD frees it with pt_free once sent). */
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, char *text)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, pt_free);
     if (!r) {
-        free(text);
+        pt_free(text);
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
@@ -414,11 +415,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 {
     char *t = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(7));
     json_decref(j);
-    if (!t) return MHD_NO;
-    /* jansson's buffer is the library's (pt_malloc); MHD frees with free() */
-    char *copy = strdup(t);
-    pt_string_free(t);
-    return copy ? send_text(c, status, "application/json", copy) : MHD_NO;
+    return t ? send_text(c, status, "application/json", t) : MHD_NO;
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *fmt, ...)
@@ -526,7 +523,7 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, co
     size_t n = strlen(pred) + strlen(name) + 96;
     int64_t nrows = 0;
     for (const char *p = pred; *p; p++) nrows += *p == '{';
-    char *out = malloc(n);
+    char *out = pt_malloc(n);
     if (out) snprintf(out, n, "{\"model\":\"%s\",\"version\":%d,\"predictions\":%s}", name, l->version, pred);
     pt_string_free(pred);
     pthread_mutex_lock(&s->mu);
@@ -728,8 +725,14 @@ static char *metrics_text(struct server *s)
                "# TYPE polytask_events_accepted_total counter\npolytask_events_accepted_total %" PRId64 "\n",
             s->events_accepted);
     pthread_mutex_unlock(&s->mu);
-    fclose(f);
-    return buf;
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    /* open_memstream's buffer is libc's; the reply is freed with pt_free */
+    char *out = pt_strdup(buf);
+    free(buf);
+    return out;
 }
 
 /* ---- dispatch ---- */
@@ -838,7 +841,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * late), spinning against the other workers for the same cores. */
         static _Thread_local int one_thread;
         if (!one_thread) pt_set_threads(1), one_thread = 1;
-        if (!(q = calloc(1, sizeof *q))) return MHD_NO;
+        if (!(q = pt_calloc(1, sizeof *q))) return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &q->t0);
         *ctx = q;
         return MHD_YES;
@@ -849,7 +852,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             if (q->len + *size + 1 > q->cap) {
                 size_t cap = q->cap ? q->cap * 2 : 4096;
                 while (cap < q->len + *size + 1) cap *= 2;
-                char *nb = realloc(q->buf, cap);
+                char *nb = pt_realloc(q->buf, cap);
                 if (!nb) return MHD_NO;
                 q->buf = nb, q->cap = cap;
             }
@@ -881,13 +884,13 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_Re
 {
     (void)cls, (void)c, (void)toe;
     struct req *q = *ctx;
-    if (q) free(q->buf), free(q);
+    if (q) pt_free(q->buf), pt_free(q);
     *ctx = NULL;
 }
 
 int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), void *user)
 {
-    struct server *s = calloc(1, sizeof *s);
+    struct server *s = pt_calloc(1, sizeof *s);
     if (!s) return PT_ENOMEM;
     s->o = opts ? *opts : pt_serve_opts_default();
     pthread_mutex_init(&s->mu, NULL);
@@ -948,6 +951,6 @@ out:
     pt_registry_close(s->reg);
     pt_registry_close(s->wreg);
     pthread_mutex_destroy(&s->mu);
-    free(s);
+    pt_free(s);
     return rc;
 }
