@@ -190,38 +190,77 @@ static void free_lines(char **v)
     free(v);
 }
 
+/* The item filters both query commands take: --include-seen, --category /
+ * --exclude-category (repeatable, one kind), --allow FILE. */
+struct filters {
+    const char *cats[64];
+    int ncats, excl;     /* excl: -1 none given, 0 --category, 1 --exclude-category */
+    const char *allow;
+    char **allowed;
+};
+
+/* Takes option c ('s', 'g', 'x' or 'A') into f and q: 1 taken, 0 not a
+ * filter option, or EXIT_USAGE after printing the usage error. */
+static int filter_option(struct filters *f, pt_rec_query *q, int c, const char *arg, const char *cmd)
+{
+    switch (c) {
+    case 's': q->include_seen = 1; return 1;
+    case 'g':
+    case 'x':
+        if ((f->excl >= 0 && f->excl != (c == 'x')) || f->ncats == 64)
+            return -cli_usage_error(cmd, "give up to 64 --category or --exclude-category, not both");
+        f->excl = c == 'x';
+        f->cats[f->ncats++] = arg;
+        return 1;
+    case 'A': f->allow = arg; return 1;
+    default: return 0;
+    }
+}
+
+/* Puts the filters into q, reading the allow list; EXIT_OK or EXIT_RUNTIME. */
+static int filters_apply(struct filters *f, pt_rec_query *q)
+{
+    q->categories = f->ncats ? f->cats : NULL;
+    q->ncategories = f->ncats;
+    q->exclude_categories = f->excl == 1;
+    if (!f->allow) return EXIT_OK;
+    int n = 0;
+    if (!(f->allowed = read_lines(f->allow, &n))) {
+        fprintf(stderr, "polytask: %s: cannot read the allow list\n", f->allow);
+        return EXIT_RUNTIME;
+    }
+    q->allow = (const char *const *)f->allowed, q->nallow = n;
+    return EXIT_OK;
+}
+
 static int cmd_rec_query(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"user", required_argument, 0, 'u'}, {"users", required_argument, 0, 'U'},
         {"all", no_argument, 0, 'a'}, {"out", required_argument, 0, 'o'}, {"include-seen", no_argument, 0, 's'},
-        {"category", required_argument, 0, 'c'}, {"exclude-category", required_argument, 0, 'x'},
+        {"category", required_argument, 0, 'g'}, {"exclude-category", required_argument, 0, 'x'},
         {"allow", required_argument, 0, 'A'}, {"json", no_argument, 0, 'j'}, {"history", required_argument, 0, 'H'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *model = NULL, *user = NULL, *users = NULL, *out = NULL, *allow = NULL, *history = NULL;
-    const char *cats[64], *hist[256];
+    const char *model = NULL, *user = NULL, *users = NULL, *out = NULL, *history = NULL;
+    const char *hist[256];
     char histbuf[4096];
-    int ncats = 0, excl = -1, all = 0, json = 0, c;
+    int all = 0, json = 0, c, taken;
     long long v;
     pt_rec_query q = pt_rec_query_default();
+    struct filters flt = {.excl = -1};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hk:", opts, NULL)) != -1) {
+        if ((taken = filter_option(&flt, &q, c, optarg, "recommend"))) {
+            if (taken < 0) return -taken;
+            continue;
+        }
         switch (c) {
         case 'm': model = optarg; break;
         case 'u': user = optarg; break;
         case 'U': users = optarg; break;
         case 'a': all = 1; break;
         case 'o': out = optarg; break;
-        case 's': q.include_seen = 1; break;
-        case 'c':
-        case 'x':
-            if (excl >= 0 && excl != (c == 'x')) return cli_usage_error("recommend", "give --category or --exclude-category, not both");
-            if (ncats == 64) return cli_usage_error("recommend", "at most 64 categories");
-            excl = c == 'x';
-            cats[ncats++] = optarg;
-            break;
-        case 'A': allow = optarg; break;
         case 'H': history = optarg; break;
         case 'k':
             if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("recommend", "-k needs a number 1..100000");
@@ -237,9 +276,6 @@ static int cmd_rec_query(int argc, char **argv)
     if (!model) return cli_usage_error("recommend", "--model is required");
     if (!!user + !!users + all != 1) return cli_usage_error("recommend", "give exactly one of --user, --users and --all");
     if (!user && !out) return cli_usage_error("recommend", "batch mode (--users, --all) needs --out");
-    q.categories = ncats ? cats : NULL;
-    q.ncategories = ncats;
-    q.exclude_categories = excl == 1;
     if (history) {
         if (!user) return cli_usage_error("recommend", "--history goes with --user");
         snprintf(histbuf, sizeof histbuf, "%s", history);
@@ -247,23 +283,14 @@ static int cmd_rec_query(int argc, char **argv)
             hist[q.nhistory++] = t;
         q.history = hist;
     }
-    char **allowed = NULL;
-    int nallowed = 0;
-    if (allow) {
-        if (!(allowed = read_lines(allow, &nallowed))) {
-            fprintf(stderr, "polytask: %s: cannot read the allow list\n", allow);
-            return EXIT_RUNTIME;
-        }
-        q.allow = (const char *const *)allowed;
-        q.nallow = nallowed;
-    }
+    if (filters_apply(&flt, &q)) return EXIT_RUNTIME;
     pt_set_log_callback(cli_log, NULL);
     pt_recommender *r = NULL;
     char *res = NULL;
     int64_t n = 0;
     int rc = pt_rec_load(model, &r);
     if (!rc) rc = user ? pt_rec_recommend(r, user, &q, &res) : pt_rec_recommend_file(r, users, &q, out, &n);
-    free_lines(allowed);
+    free_lines(flt.allowed);
     if (rc) {
         pt_rec_free(r);
         return cli_fail(rc);
@@ -297,14 +324,19 @@ static int cmd_rec_rank(int argc, char **argv)
         {"cvr", required_argument, 0, 'v'}, {"per-category", required_argument, 0, 'p'}, {"include-seen", no_argument, 0, 's'},
         {"category", required_argument, 0, 'g'}, {"exclude-category", required_argument, 0, 'x'},
         {"allow", required_argument, 0, 'A'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *config = NULL, *model = NULL, *users = NULL, *out = NULL, *allow = NULL, *cats[64];
-    int all = 0, ncats = 0, excl = -1, c;
+    const char *config = NULL, *model = NULL, *users = NULL, *out = NULL;
+    int all = 0, c, taken;
     long long v;
     pt_rec_query q = pt_rec_query_default();
     pt_rec_rank_opts o = pt_rec_rank_opts_default();
+    struct filters flt = {.excl = -1};
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":hk:", opts, NULL)) != -1) {
+        if ((taken = filter_option(&flt, &q, c, optarg, "recommend rank"))) {
+            if (taken < 0) return -taken;
+            continue;
+        }
         switch (c) {
         case 'C': config = optarg; break;
         case 'm': model = optarg; break;
@@ -328,15 +360,6 @@ static int cmd_rec_rank(int argc, char **argv)
             if (cli_parse_int(optarg, &v) || v > 100000) return cli_usage_error("recommend rank", "--per-category needs a number 0..100000");
             o.per_category = (int)v;
             break;
-        case 's': q.include_seen = 1; break;
-        case 'g':
-        case 'x':
-            if ((excl >= 0 && excl != (c == 'x')) || ncats == 64)
-                return cli_usage_error("recommend rank", "give up to 64 --category or --exclude-category, not both");
-            excl = c == 'x';
-            cats[ncats++] = optarg;
-            break;
-        case 'A': allow = optarg; break;
         case 'k':
             if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("recommend rank", "-k needs a number 1..100000");
             q.k = (int)v;
@@ -349,18 +372,7 @@ static int cmd_rec_rank(int argc, char **argv)
     if (optind < argc) return cli_usage_error("recommend rank", "unexpected argument '%s'", argv[optind]);
     if (!config || !model || !o.rank_model || !out) return cli_usage_error("recommend rank", "--config, --model, --rank-model and --out are required");
     if (!!users + all != 1) return cli_usage_error("recommend rank", "give one of --users and --all");
-    q.categories = ncats ? cats : NULL;
-    q.ncategories = ncats;
-    q.exclude_categories = excl == 1;
-    char **allowed = NULL;
-    int nallowed = 0;
-    if (allow) {
-        if (!(allowed = read_lines(allow, &nallowed))) {
-            fprintf(stderr, "polytask: %s: cannot read the allow list\n", allow);
-            return EXIT_RUNTIME;
-        }
-        q.allow = (const char *const *)allowed, q.nallow = nallowed;
-    }
+    if (filters_apply(&flt, &q)) return EXIT_RUNTIME;
     pt_set_log_callback(cli_log, NULL);
     pt_config *cfg = NULL;
     pt_recommender *r = NULL;
@@ -368,7 +380,7 @@ static int cmd_rec_rank(int argc, char **argv)
     int rc = pt_config_load(config, &cfg);
     if (!rc) rc = pt_rec_load(model, &r);
     if (!rc) rc = pt_rec_rank_file(r, cfg, users, &q, &o, out, &n);
-    free_lines(allowed);
+    free_lines(flt.allowed);
     pt_rec_free(r);
     pt_config_free(cfg);
     if (rc) return cli_fail(rc);
