@@ -296,6 +296,14 @@ PT_API int pt_rec_rank_file(const pt_recommender *r, const pt_config *cfg, const
  * array of {"<task>": p, ...} in row order; free with pt_string_free. */
 PT_API int pt_model_predict_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, char **json);
 
+/* Input drift: the population stability index, per feature, of the rows
+ * pt_model_predict_json scored since m was loaded, against the training
+ * data's distribution stored in the model file (docs/operations.md):
+ * {"rows": N, "features": [{"name": "...", "psi": x}, ...]} (psi null until
+ * rows were scored; features of model files written without the reference
+ * distribution are left out). [out] *json: free with pt_string_free. */
+PT_API int pt_model_drift(const pt_model *m, char **json);
+
 /* ---- model registry (docs/operations.md): one SQLite database ---- */
 
 typedef struct pt_registry pt_registry;

@@ -6,7 +6,8 @@
  * schema_finalize then applies min-count, imputation, standardisation and
  * bucketing from the train rows only (no statistic sees valid or test rows)
  * and rewrites the ids in place. Valid/test/predict files are encoded
- * directly with the frozen schema. */
+ * directly with the frozen schema. schema_finalize also fits each feature's
+ * drift reference (drift.c) on the final-encoded train rows. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "data/csv.h"
+#include "data/drift.h"
 #include "data/schema.h"
 #include "util/util.h"
 
@@ -64,6 +66,7 @@ void schema_free(struct schema *s)
         pt_free(s->f[i].counts);
         pt_free(s->f[i].remap);
         pt_free(s->f[i].bounds);
+        drift_ref_free(s->f[i].drift);
     }
     pt_free(s->f);
     pt_free(s);
@@ -836,6 +839,12 @@ int schema_finalize(struct schema *s, struct dataset **ds, int nds)
         else if (f->cfg->hash_buckets <= 0) rc = finalize_vocab(f, ds, nds);
         if (rc) return rc;
     }
+    /* the drift reference describes what the model consumes: the final ids
+     * and transformed values of the train rows, so it comes last */
+    if (nds > 0 && ds[0]) {
+        int rc = drift_fit(s, ds[0]);
+        if (rc) return rc;
+    }
     s->fitted = 1;
     return PT_OK;
 }
@@ -868,6 +877,10 @@ char *schema_to_json(const struct schema *s)
             json_t *v = json_array();
             for (int32_t k = 0; k < f->vocab.n; k++) json_array_append_new(v, json_string(vocab_str(&f->vocab, k)));
             json_object_set_new(o, "vocab", v);
+        }
+        if (f->drift) {
+            json_t *dj = drift_to_json(f->drift);
+            if (!dj || json_object_set_new(o, "drift", dj)) goto done;
         }
     }
     out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -935,6 +948,9 @@ int schema_from_json(struct schema *s, const char *json, const char *name)
                              f->rows, (long long)f->cfg->hash_buckets);
             goto done;
         }
+        /* absent in model files written before drift existed: no reference */
+        json_t *dj = json_object_get(o, "drift");
+        if (dj && (rc = drift_from_json(f, dj, name))) goto done;
     }
     s->fitted = 1;
 done:

@@ -15,6 +15,8 @@
 #include "data/config.h"
 #include "data/vocab.h"
 
+struct drift_ref;
+
 struct feat_state {
     const struct feat_cfg *cfg;
     int slot;               /* index among cat / multi / num slots */
@@ -32,6 +34,7 @@ struct feat_state {
     float *bounds;          /* bucket boundaries, nbounds ascending */
     int nbounds;
     int64_t imputed;        /* values imputed while reading (reported) */
+    struct drift_ref *drift; /* training distribution and live counts (data/drift.h), or NULL */
 };
 
 struct schema {
@@ -40,6 +43,7 @@ struct schema {
     struct feat_state *f;
     int ncat, nmulti, nnum, ntasks;
     int fitted;             /* finalised (vocabularies frozen) */
+    int64_t drift_rows;     /* rows drift_count saw (atomic; drift.h) */
 };
 
 struct dataset {
