@@ -296,6 +296,33 @@ PT_API int pt_rec_rank_file(const pt_recommender *r, const pt_config *cfg, const
  * array of {"<task>": p, ...} in row order; free with pt_string_free. */
 PT_API int pt_model_predict_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, char **json);
 
+/* Labelled rows (pt_model_predict_json's rows, plus each task's label
+ * column; a label cell reads as in the training file, empty or null = no
+ * label) scored by m. [out] *n rows, *p and *y [n * pt_model_outputs(m)]
+ * row-major: prediction and label per output column (label NaN where the
+ * row has none); free both with pt_floats_free. */
+PT_API int pt_model_score_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, int64_t *n,
+                               float **p, float **y);
+PT_API void pt_floats_free(float *p);
+
+/* Output columns of m: its tasks in config order (ESMM: ctr, cvr, ctcvr). */
+PT_API int pt_model_outputs(const pt_model *m);
+/* Name of output column j, or NULL when out of range. */
+PT_API const char *pt_model_output_name(const pt_model *m, int j);
+
+/* Online learning: trains m in place on labelled rows, in their order, one
+ * optimiser step per chunk of at most the config's train.batch rows, with
+ * the config's optimiser and learning rate (lr > 0 overrides it). The
+ * optimiser state lives in m from the first call (fresh after a load). Not
+ * to be called while other threads score with m. [out] *loss: mean training
+ * loss over the rows' labelled tasks (may be NULL). */
+PT_API int pt_model_learn_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, double lr,
+                               double *loss);
+
+/* ROC AUC of scores p against 0/1 labels y over n pairs (pairs with a NaN
+ * label left out); NaN when only one class is present. */
+PT_API double pt_auc(const float *p, const float *y, int64_t n);
+
 /* Input drift: the population stability index, per feature, of the rows
  * pt_model_predict_json scored since m was loaded, against the training
  * data's distribution stored in the model file (docs/operations.md):
@@ -360,6 +387,15 @@ PT_API int pt_registry_events_append(pt_registry *r, const char *name, const cha
  * {"id": N, "row": {...}}. [out] *json, *last_id (after when none). */
 PT_API int pt_registry_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json,
                                     int64_t *last_id);
+/* Events of name with id > after not yet consumed. [out] *n. */
+PT_API int pt_registry_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n);
+/* The online learner's publish, in one transaction: records model_path as
+ * the next version of name (checked as by import) with parent as its
+ * parent, activates it and sets the learner's offset, all or nothing.
+ * PT_EINVAL, changing nothing, when parent is no longer the active version
+ * (an operator activated another meanwhile). [out] *version (may be NULL). */
+PT_API int pt_registry_publish(pt_registry *r, const char *name, const char *model_path, int parent, int64_t offset,
+                               const char *actor, int *version);
 /* The online learner's position (last consumed event id) for name: get and set (set is transactional). */
 PT_API int pt_registry_offset_get(pt_registry *r, const char *name, int64_t *offset);
 PT_API int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offset);
@@ -377,6 +413,13 @@ typedef struct pt_serve_opts {
     int64_t max_rows;           /* rows per request (default 10,000) */
     int max_depth;              /* JSON nesting (default 16) */
     int timeout_s;              /* idle connection timeout (default 30) */
+    /* the online learner (docs/operations.md) */
+    int no_learn;               /* 1: events are stored, nothing learns from them */
+    int learn_batch;            /* events per micro-batch (default 512) */
+    int64_t publish_events;     /* publish a new version after this many events (default 10,000) */
+    double publish_seconds;     /* or this long after the first unpublished one (default 60) */
+    double learn_lr;            /* learning rate (0: the model config's train.lr) */
+    const char *model_dir;      /* where published model files go (NULL: FILE.db's folder/online) */
 } pt_serve_opts;
 
 PT_API pt_serve_opts pt_serve_opts_default(void);

@@ -24,6 +24,8 @@ int cli_fail(int rc);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses a non-negative integer option value; returns 0 on success. */
 int cli_parse_int(const char *s, long long *out);
+/* A finite decimal number; -1 otherwise. */
+int cli_parse_double(const char *s, double *out);
 /* Prints a "tasks" JSON object as an aligned table. */
 void cli_print_tasks(FILE *f, const char *tasks_json);
 /* Log lines from the library: warnings and info on stderr. */

@@ -1,5 +1,6 @@
 /* main.c: `polytask <command>`: dispatch, --help, --version. */
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,15 @@ int cli_parse_int(const char *s, long long *out)
     char *end;
     long long v = strtoll(s, &end, 10);
     if (end == s || *end || v < 0) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return -1;
     *out = v;
     return 0;
 }

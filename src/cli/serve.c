@@ -23,6 +23,15 @@ static const char HELP[] =
     "  --max-rows N         most rows per request (default 10000)\n"
     "  --timeout S          idle connection timeout in seconds (default 30)\n"
     "  --insecure-no-auth   accept requests without API keys (local use only)\n"
+    "\n"
+    "online learning (events posted to /v1/events train a copy of the active version,\n"
+    "published as the next version; docs/operations.md):\n"
+    "  --no-learn           store events, learn nothing from them\n"
+    "  --learn-batch N      events per micro-batch (default 512)\n"
+    "  --publish-events N   publish after this many events (default 10000)\n"
+    "  --publish-seconds S  or this long after the first unpublished event (default 60)\n"
+    "  --learn-lr X         learning rate (default: the model's train.lr)\n"
+    "  --model-dir DIR      where published model files go (default: the registry's folder/online)\n"
     "  -h, --help           this help\n";
 
 static void ready(int port, void *user)
@@ -38,9 +47,13 @@ int cmd_serve(int argc, char **argv)
     static const struct option opts[] = {
         {"registry", required_argument, 0, 'r'}, {"listen", required_argument, 0, 'l'}, {"threads", required_argument, 0, 't'},
         {"max-body", required_argument, 0, 'b'}, {"max-rows", required_argument, 0, 'n'}, {"timeout", required_argument, 0, 'T'},
-        {"insecure-no-auth", no_argument, 0, 'I'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"insecure-no-auth", no_argument, 0, 'I'}, {"no-learn", no_argument, 0, 'N'},
+        {"learn-batch", required_argument, 0, 'B'}, {"publish-events", required_argument, 0, 'P'},
+        {"publish-seconds", required_argument, 0, 'S'}, {"learn-lr", required_argument, 0, 'L'},
+        {"model-dir", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     pt_serve_opts o = pt_serve_opts_default();
     long long v;
+    double x;
     int c;
     optind = 1;
     opterr = 0;
@@ -65,6 +78,24 @@ int cmd_serve(int argc, char **argv)
             o.timeout_s = (int)v;
             break;
         case 'I': o.insecure_no_auth = 1; break;
+        case 'N': o.no_learn = 1; break;
+        case 'B':
+            if (cli_parse_int(optarg, &v) || v < 1 || v > 100000) return cli_usage_error("serve", "--learn-batch needs a number 1..100000");
+            o.learn_batch = (int)v;
+            break;
+        case 'P':
+            if (cli_parse_int(optarg, &v) || v < 1) return cli_usage_error("serve", "--publish-events needs a number >= 1");
+            o.publish_events = v;
+            break;
+        case 'S':
+            if (cli_parse_double(optarg, &x) || !(x > 0)) return cli_usage_error("serve", "--publish-seconds needs a number > 0");
+            o.publish_seconds = x;
+            break;
+        case 'L':
+            if (cli_parse_double(optarg, &x) || !(x > 0) || x > 10) return cli_usage_error("serve", "--learn-lr needs a number in (0, 10]");
+            o.learn_lr = x;
+            break;
+        case 'D': o.model_dir = optarg; break;
         case 'h': fputs(HELP, stdout); return EXIT_OK;
         case ':': return cli_usage_error("serve", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);

@@ -654,14 +654,14 @@ int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **d
     return PT_OK;
 }
 
-int data_reader_open_rows(struct data_reader **out, const struct schema *s, const char *what)
+int data_reader_open_rows(struct data_reader **out, const struct schema *s, const char *what, int labels)
 {
     *out = NULL;
     struct data_reader *r = pt_calloc(1, sizeof *r);
     if (!r) return pt_error(PT_ENOMEM, "out of memory");
     r->rows = 1;
     r->gcol = -1;
-    r->ncols = (size_t)s->nfeat;
+    r->ncols = (size_t)s->nfeat + (labels ? (size_t)s->ntasks : 0);
     /* messages read "what R: column 'C': ..." (encode_row's "FILE: ..." form
      * with line 0), so the buffer holds what plus a row number */
     r->pathcap = strlen(what) + 32;
@@ -674,8 +674,8 @@ int data_reader_open_rows(struct data_reader **out, const struct schema *s, cons
     r->rnum = pt_calloc((size_t)s->nnum + 1, sizeof(float));
     r->ry = pt_calloc((size_t)s->ntasks + 1, sizeof(float));
     r->rmcount = pt_calloc((size_t)s->nmulti + 1, sizeof(int32_t));
-    r->rfields = pt_calloc((size_t)s->nfeat + 1, sizeof(char *));
-    r->rlens = pt_calloc((size_t)s->nfeat + 1, sizeof(size_t));
+    r->rfields = pt_calloc(r->ncols + 1, sizeof(char *));
+    r->rlens = pt_calloc(r->ncols + 1, sizeof(size_t));
     if (!r->path || !r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rhash || !r->rnum || !r->ry ||
         !r->rmcount || !r->rfields || !r->rlens) {
         data_reader_close(r);
@@ -683,7 +683,8 @@ int data_reader_open_rows(struct data_reader **out, const struct schema *s, cons
     }
     r->whatlen = (size_t)snprintf(r->path, r->pathcap, "%s", what);
     for (int i = 0; i < s->nfeat; i++) r->fcol[i] = i;
-    for (int t = 0; t < s->ntasks; t++) r->tcol[t] = -1; /* labels: not read (NaN) */
+    /* labels: fields [nfeat, nfeat + ntasks) when asked for, else not read (NaN) */
+    for (int t = 0; t < s->ntasks; t++) r->tcol[t] = labels ? s->nfeat + t : -1;
     *out = r;
     return PT_OK;
 }
@@ -693,7 +694,7 @@ int data_reader_add_row(struct data_reader *r, struct schema *s, struct dataset 
 {
     if (!r->rows || !s->fitted) return pt_error(PT_EINVAL, "data_reader_add_row: not a rows reader on a fitted schema");
     /* encode_row takes a CSV record's char **: it only reads the strings */
-    for (int i = 0; i < s->nfeat; i++) {
+    for (size_t i = 0; i < r->ncols; i++) {
         r->rfields[i] = fields[i] ? (char *)fields[i] : (char *)"";
         r->rlens[i] = fields[i] ? lens[i] : 0;
     }

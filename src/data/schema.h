@@ -102,12 +102,15 @@ const char *data_reader_key_header(const struct data_reader *r);
  * whose rows are given one at a time as strings. It only reads s (it keeps
  * no imputed count), so rows readers on one fitted schema may run on several
  * threads at once. Messages read "WHAT R: column 'C': ..." (what is
- * copied). [out] *out: free with data_reader_close(). */
-int data_reader_open_rows(struct data_reader **out, const struct schema *s, const char *what);
-/* Encodes one row with the fitted schema and appends it to d (labels NaN, no
- * keys or group): fields[i] (lens[i] bytes, NUL-terminated) is the text of
- * feature s->f[i] as a CSV cell would hold it; NULL is an empty cell (the
- * training-time default). A bad value is PT_EPARSE or PT_ENUMERIC with the
+ * copied). With labels, rows carry the tasks' label cells too (parsed as a
+ * file's: positive values, only_when masks), else labels are NaN.
+ * [out] *out: free with data_reader_close(). */
+int data_reader_open_rows(struct data_reader **out, const struct schema *s, const char *what, int labels);
+/* Encodes one row with the fitted schema and appends it to d (no keys or
+ * group): fields[i] (lens[i] bytes, NUL-terminated) is the text of feature
+ * s->f[i] as a CSV cell would hold it, then, for a reader with labels,
+ * fields[nfeat + t] the label cell of task t; NULL is an empty cell (the
+ * training-time default; a missing label). A bad value is PT_EPARSE or PT_ENUMERIC with the
  * message set, and d is unchanged. */
 int data_reader_add_row(struct data_reader *r, struct schema *s, struct dataset *d, const char *const *fields,
                         const size_t *lens, long row);

@@ -30,4 +30,12 @@ double eval_metric(const json_t *tasks, const struct pt_config *c, const char *t
 /* 1 when a larger value of metric is better. */
 int eval_higher_is_better(const char *metric);
 
+/* The rows of a JSON array of {"<column>": value} objects (see
+ * predict_json.c) encoded with m's fitted schema into a new data set, with
+ * each task's label when labels is set (NaN where absent). More than
+ * max_rows rows (0: no limit), an unknown column or a bad value is PT_EINVAL
+ * "row R: ...". [out] *out: free with dataset_free. */
+int rows_json_encode(const struct model *m, const char *rows_json, size_t len, int64_t max_rows, int labels,
+                     struct dataset **out);
+
 #endif

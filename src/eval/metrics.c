@@ -286,3 +286,20 @@ done:
     pt_free(buf);
     return rc;
 }
+
+double pt_auc(const float *p, const float *y, int64_t n)
+{
+    if (!p || !y || n <= 0) return NAN;
+    /* the pairs with a label, compacted (metric_auc wants no NaN) */
+    float *yy = pt_malloc((size_t)n * sizeof *yy), *pp = pt_malloc((size_t)n * sizeof *pp);
+    size_t k = 0;
+    double auc = NAN;
+    if (yy && pp) {
+        for (int64_t i = 0; i < n; i++)
+            if (!isnan(y[i])) yy[k] = y[i], pp[k++] = p[i];
+        auc = metric_auc(yy, pp, k);
+    }
+    pt_free(yy);
+    pt_free(pp);
+    return auc;
+}

@@ -1,5 +1,7 @@
-/* predict_json.c: pt_model_predict_json, in-memory scoring of rows given as
- * JSON (the HTTP server's /v1/predict).
+/* predict_json.c: pt_model_predict_json and pt_model_score_json, in-memory
+ * scoring of rows given as JSON (the HTTP server's /v1/predict, and the
+ * online learner's running AUC), and rows_json_encode, which online.c trains
+ * from as well.
  *
  * One encoder. Each row's values are turned into the text a CSV cell would
  * hold and handed to data_reader_add_row (schema.c), the encoder behind file
@@ -23,7 +25,8 @@
  *            default (imputed numeric, unknown category).
  * Columns the model does not read but the training data named (labels, keys,
  * data.format.columns) are accepted and ignored, so one body can carry labels
- * for /v1/events as well. Rows are numbered from 0 in messages ("row 0" is
+ * for /v1/events as well; with labels asked for, each task's label cell is
+ * read as a file's (positive values, only_when masks). Rows are numbered from 0 in messages ("row 0" is
  * the array's first element).
  *
  * Threads. model_predict_dataset runs forward() on activation buffers held
@@ -46,7 +49,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/drift.h"
 #include "data/schema.h"
+#include "eval/evaluate.h"
 #include "data/vocab.h"
 #include "models/model.h"
 #include "util/util.h"
@@ -255,11 +260,12 @@ static const char *type_name(const json_t *v)
     }
 }
 
-/* ---- the call ---- */
+/* ---- the rows ---- */
 
 /* Names a row may use: ids [0, nfeat) are the features (s->f order), later
- * ids the columns that are accepted and ignored. */
-static int column_names(struct vocab *names, const struct schema *s)
+ * ids the columns that are accepted (labels, keys, data.format.columns);
+ * lab[t]: the id of task t's label column. */
+static int column_names(struct vocab *names, const struct schema *s, int32_t *lab)
 {
     const struct pt_config *c = s->cfg;
     int32_t id;
@@ -268,83 +274,93 @@ static int column_names(struct vocab *names, const struct schema *s)
         rc = vocab_add(names, s->f[i].cfg->name, strlen(s->f[i].cfg->name), &id);
         if (!rc && id != i) rc = pt_error(PT_ESCHEMA, "feature '%s' is listed twice", s->f[i].cfg->name);
     }
-    for (int t = 0; t < c->ntasks && !rc; t++) rc = vocab_add(names, c->tasks[t].label, strlen(c->tasks[t].label), &id);
+    for (int t = 0; t < c->ntasks && !rc; t++) rc = vocab_add(names, c->tasks[t].label, strlen(c->tasks[t].label), &lab[t]);
     for (int k = 0; k < c->nkeys && !rc; k++) rc = vocab_add(names, c->keys[k], strlen(c->keys[k]), &id);
     for (int k = 0; k < c->ncolumns && !rc; k++) rc = vocab_add(names, c->columns[k], strlen(c->columns[k]), &id);
     return rc;
 }
 
-/* Row r of the array into d through the file encoder. fields, lens: [nfeat]
- * scratch; num: [nfeat * 32] text of the row's numbers and booleans. */
-static int encode_json_row(struct data_reader *rd, struct schema *s, struct dataset *d, const struct vocab *names,
-                           const json_t *row, size_t r, const char **fields, size_t *lens, char *num)
+struct rows_ctx {                /* scratch of one call */
+    const struct schema *s;
+    struct vocab names;
+    int32_t *lab;                /* [T] label column ids */
+    const char **txt;            /* [ncol] text per column of the row at hand */
+    size_t *len;
+    char *num;                   /* [ncol * 32] text of its numbers and booleans */
+    const char **fields;         /* [nfeat + T] what data_reader_add_row reads */
+    size_t *flen;
+};
+
+/* Row r of the array into d through the file encoder (labels too when
+ * labels is set). */
+static int encode_json_row(struct rows_ctx *x, struct data_reader *rd, struct dataset *d, const json_t *row, size_t r,
+                           int labels)
 {
+    const struct schema *s = x->s;
     if (!json_is_object(row))
         return pt_error(PT_EINVAL, "row %zu: %s, not an object of column: value", r, type_name(row));
-    memset(fields, 0, (size_t)s->nfeat * sizeof *fields);
+    memset(x->txt, 0, (size_t)x->names.n * sizeof *x->txt);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)row, key, v) {
-        int32_t id = vocab_find(names, key, strlen(key));
+        int32_t id = vocab_find(&x->names, key, strlen(key));
         if (id < 0) return pt_error(PT_EINVAL, "row %zu: unknown column '%.200s'", r, key);
         if (json_is_object(v) || json_is_array(v))
             return pt_error(PT_EINVAL, "row %zu: column '%.200s': %s; a value must be a string, number, boolean or null",
                             r, key, type_name(v));
-        if (id >= s->nfeat) continue; /* a label or key column: not read */
-        char *t = num + (size_t)id * 32;
-        int numeric = s->f[id].cfg->kind == FEAT_NUMERIC;
+        if (id >= s->nfeat && !labels) continue; /* a label or key column: not read */
+        char *t = x->num + (size_t)id * 32;
+        int numeric = id < s->nfeat && s->f[id].cfg->kind == FEAT_NUMERIC;
         switch (json_typeof(v)) {
         case JSON_STRING:
-            fields[id] = json_string_value(v);
-            lens[id] = json_string_length(v);
+            x->txt[id] = json_string_value(v);
+            x->len[id] = json_string_length(v);
             break;
         case JSON_INTEGER:
-            fields[id] = t;
-            lens[id] = (size_t)snprintf(t, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            x->txt[id] = t;
+            x->len[id] = (size_t)snprintf(t, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
             break;
         case JSON_REAL:
-            fields[id] = t;
-            lens[id] = real_text(t, 32, json_real_value(v));
+            x->txt[id] = t;
+            x->len[id] = real_text(t, 32, json_real_value(v));
             break;
         case JSON_TRUE:
         case JSON_FALSE:
-            fields[id] = json_is_true(v) ? (numeric ? "1" : "true") : (numeric ? "0" : "false");
-            lens[id] = strlen(fields[id]);
+            x->txt[id] = json_is_true(v) ? (numeric ? "1" : "true") : (numeric ? "0" : "false");
+            x->len[id] = strlen(x->txt[id]);
             break;
         default: /* null: an empty cell */
-            fields[id] = NULL;
+            x->txt[id] = NULL;
             break;
         }
     }
-    int rc = data_reader_add_row(rd, s, d, fields, lens, (long)r);
+    const char *const *f = x->txt;
+    const size_t *fl = x->len;
+    if (labels) { /* features, then each task's label cell */
+        int nf = s->nfeat;
+        memcpy(x->fields, x->txt, (size_t)nf * sizeof *x->fields);
+        memcpy(x->flen, x->len, (size_t)nf * sizeof *x->flen);
+        for (int t = 0; t < s->ntasks; t++) x->fields[nf + t] = x->txt[x->lab[t]], x->flen[nf + t] = x->len[x->lab[t]];
+        f = x->fields, fl = x->flen;
+    }
+    int rc = data_reader_add_row(rd, (struct schema *)s, d, f, fl, (long)r);
     /* an unreadable value (a numeric column without impute:) is a bad
      * request like the rest; the message says which */
     return rc == PT_EPARSE || rc == PT_ENUMERIC ? PT_EINVAL : rc;
 }
 
-int pt_model_predict_json(pt_model *pm, const char *rows_json, size_t len, int64_t max_rows, char **json)
+int rows_json_encode(const struct model *m, const char *rows_json, size_t len, int64_t max_rows, int labels,
+                     struct dataset **out)
 {
-    struct model *m = (struct model *)pm;
-    if (json) *json = NULL;
-    if (!m || !json || (!rows_json && len))
-        return pt_error(PT_EINVAL, "pt_model_predict_json: model, text and output are required");
-    struct schema *s = m->schema;
-    int T = m->nout;
+    *out = NULL;
+    const struct schema *s = m->schema;
     json_error_t jerr;
     json_t *root = json_loadb(rows_json ? rows_json : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-    struct vocab names;
+    struct rows_ctx x = {.s = s};
     struct data_reader *rd = NULL;
     struct dataset *d = NULL;
-    struct model v;
-    const char **fields = NULL;
-    size_t *lens = NULL;
-    char *num = NULL;
-    float *p = NULL;
-    int64_t *idx = NULL;
-    struct buf out = {0};
-    char **keys = NULL;
-    int rc = PT_OK, have_view = 0;
-    vocab_init(&names);
+    int rc = PT_OK;
+    vocab_init(&x.names);
     if (!root) {
         rc = pt_error(PT_EINVAL, "the rows are not valid JSON: line %d column %d: %s", jerr.line, jerr.column,
                       jerr.text);
@@ -359,29 +375,101 @@ int pt_model_predict_json(pt_model *pm, const char *rows_json, size_t len, int64
         rc = pt_error(PT_EINVAL, "%zu rows, at most %lld", n, (long long)max_rows);
         goto done;
     }
-    if (n == 0) {
-        if (!(*json = pt_strdup("[]"))) rc = pt_error(PT_ENOMEM, "out of memory");
+    if (!(x.lab = pt_calloc((size_t)s->ntasks + 1, sizeof *x.lab))) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = column_names(&names, s))) goto done;
-    if ((rc = dataset_create(&d, s)) || (rc = data_reader_open_rows(&rd, s, "row"))) goto done;
-    size_t nf = (size_t)s->nfeat + 1;
-    fields = pt_malloc(nf * sizeof *fields);
-    lens = pt_malloc(nf * sizeof *lens);
-    num = pt_malloc(nf * 32);
-    if (!fields || !lens || !num) {
+    if ((rc = column_names(&x.names, s, x.lab))) goto done;
+    if ((rc = dataset_create(&d, s)) || (rc = data_reader_open_rows(&rd, s, "row", labels))) goto done;
+    size_t nc = (size_t)x.names.n + 1, nf = (size_t)s->nfeat + (size_t)s->ntasks + 1;
+    x.txt = pt_malloc(nc * sizeof *x.txt);
+    x.len = pt_malloc(nc * sizeof *x.len);
+    x.num = pt_malloc(nc * 32);
+    x.fields = pt_malloc(nf * sizeof *x.fields);
+    x.flen = pt_malloc(nf * sizeof *x.flen);
+    if (!x.txt || !x.len || !x.num || !x.fields || !x.flen) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
     }
     for (size_t r = 0; r < n; r++)
-        if ((rc = encode_json_row(rd, s, d, &names, json_array_get(root, r), r, fields, lens, num))) goto done;
+        if ((rc = encode_json_row(&x, rd, d, json_array_get(root, r), r, labels))) goto done;
+    /* model_gather copies each row's multi-valued ids with memcpy from
+     * d->mids[j] + offset, NULL while no row has had a value: a zero-length
+     * copy, but NULL + 0 is undefined behaviour (UBSan stops there) */
+    for (int j = 0; j < s->nmulti; j++) {
+        if (!d->mids[j]) {
+            if (!(d->mids[j] = pt_malloc(sizeof *d->mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+            d->mcap[j] = 1;
+        }
+    }
+    *out = d;
+    d = NULL;
+done:
+    pt_free(x.lab);
+    pt_free(x.txt);
+    pt_free(x.len);
+    pt_free(x.num);
+    pt_free(x.fields);
+    pt_free(x.flen);
+    data_reader_close(rd);
+    dataset_free(d);
+    vocab_free(&x.names);
+    json_decref(root);
+    return rc;
+}
 
+/* ---- scoring ---- */
+
+/* Scores d's n rows through a view of m into p[n, nout]. */
+static int score_rows(struct model *m, const struct dataset *d, float *p)
+{
+    int64_t n = d->n;
+    int B = n < CHUNK ? (int)n : CHUNK, rc;
+    struct model v;
+    int64_t *idx = pt_malloc((size_t)B * sizeof *idx);
+    if (!idx) return pt_error(PT_ENOMEM, "out of memory");
+    if ((rc = view_open(&v, m, B))) goto done;
+    /* see rows_json_encode: the batch's ids buffer must not be NULL either */
+    for (int j = 0; j < m->schema->nmulti; j++) {
+        if (!v.bt.mids[j]) {
+            if (!(v.bt.mids[j] = pt_malloc(sizeof *v.bt.mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
+            v.bt.mcap[j] = 1;
+        }
+    }
+    for (int64_t s0 = 0; s0 < n; s0 += B) {
+        int b = n - s0 < B ? (int)(n - s0) : B;
+        for (int i = 0; i < b; i++) idx[i] = s0 + i;
+        if ((rc = model_gather(&v, d, NULL, idx, b))) goto done;
+        model_predict_batch(&v, p + (size_t)s0 * (size_t)m->nout);
+    }
+done:
+    view_close(&v); /* also after a failed or partial view_open */
+    pt_free(idx);
+    return rc;
+}
+
+int pt_model_predict_json(pt_model *pm, const char *rows_json, size_t len, int64_t max_rows, char **json)
+{
+    struct model *m = (struct model *)pm;
+    if (json) *json = NULL;
+    if (!m || !json || (!rows_json && len))
+        return pt_error(PT_EINVAL, "pt_model_predict_json: model, text and output are required");
+    int T = m->nout, rc;
+    struct dataset *d = NULL;
+    float *p = NULL;
+    char **keys = NULL;
+    struct buf out = {0};
+    if ((rc = rows_json_encode(m, rows_json, len, max_rows, 0, &d))) return rc;
+    size_t n = (size_t)d->n;
+    if (n == 0) {
+        dataset_free(d);
+        if (!(*json = pt_strdup("[]"))) return pt_error(PT_ENOMEM, "out of memory");
+        return PT_OK;
+    }
     /* "{"name": and ,"name": once per output column */
-    int B = n < CHUNK ? (int)n : CHUNK;
     keys = pt_calloc((size_t)T + 1, sizeof *keys);
-    p = pt_malloc((size_t)B * (size_t)T * sizeof *p);
-    idx = pt_malloc((size_t)B * sizeof *idx);
-    if (!keys || !p || !idx) {
+    p = pt_malloc(n * (size_t)T * sizeof *p);
+    if (!keys || !p) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
     }
@@ -394,58 +482,67 @@ int pt_model_predict_json(pt_model *pm, const char *rows_json, size_t len, int64
         }
         keys[t] = k.p;
     }
-    have_view = 1; /* view_close also frees a partly built view */
-    if ((rc = view_open(&v, m, B))) goto done;
-    /* model_gather copies each row's multi-valued ids with memcpy from
-     * d->mids[j] + offset into bt.mids[j] + offset, both NULL while no row
-     * has had a value: a zero-length copy, but NULL + 0 is undefined
-     * behaviour (UBSan stops there). Give both a buffer until model.c skips
-     * empty copies. */
-    for (int j = 0; j < s->nmulti; j++) {
-        if (!d->mids[j]) {
-            if (!(d->mids[j] = pt_malloc(sizeof *d->mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
-            d->mcap[j] = 1;
-        }
-        if (!v.bt.mids[j]) {
-            if (!(v.bt.mids[j] = pt_malloc(sizeof *v.bt.mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
-            v.bt.mcap[j] = 1;
-        }
-    }
+    if ((rc = score_rows(m, d, p))) goto done;
+    drift_count(m->schema, d, 0, d->n); /* live inputs, for pt_model_drift */
     /* one allocation for the usual text: keys and numbers are short */
     if ((rc = buf_need(&out, 2 + n * (size_t)(T * 24 + 4))) || (rc = buf_add(&out, "[", 1))) goto done;
-    for (size_t s0 = 0; s0 < n; s0 += (size_t)B) {
-        int b = n - s0 < (size_t)B ? (int)(n - s0) : B;
-        for (int i = 0; i < b; i++) idx[i] = (int64_t)(s0 + (size_t)i);
-        if ((rc = model_gather(&v, d, NULL, idx, b))) goto done;
-        model_predict_batch(&v, p);
-        for (int i = 0; i < b; i++) {
-            if (s0 + (size_t)i && (rc = buf_add(&out, ",", 1))) goto done;
-            for (int t = 0; t < T; t++) {
-                char tx[32];
-                float x = p[(size_t)i * T + t];
-                /* JSON has no NaN or infinity: a diverged output is null */
-                int tl = isfinite(x) ? snprintf(tx, sizeof tx, "%.7g", x) : snprintf(tx, sizeof tx, "null");
-                if ((rc = buf_add(&out, keys[t], strlen(keys[t]))) || (rc = buf_add(&out, tx, (size_t)tl))) goto done;
-            }
-            if ((rc = buf_add(&out, "}", 1))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (i && (rc = buf_add(&out, ",", 1))) goto done;
+        for (int t = 0; t < T; t++) {
+            char tx[32];
+            float x = p[i * (size_t)T + (size_t)t];
+            /* JSON has no NaN or infinity: a diverged output is null */
+            int tl = isfinite(x) ? snprintf(tx, sizeof tx, "%.7g", x) : snprintf(tx, sizeof tx, "null");
+            if ((rc = buf_add(&out, keys[t], strlen(keys[t]))) || (rc = buf_add(&out, tx, (size_t)tl))) goto done;
         }
+        if ((rc = buf_add(&out, "}", 1))) goto done;
     }
     if ((rc = buf_add(&out, "]", 1))) goto done;
     *json = out.p;
     out.p = NULL;
 done:
-    if (have_view) view_close(&v);
     for (int t = 0; keys && t < T; t++) pt_free(keys[t]);
     pt_free(keys);
     pt_free(out.p);
     pt_free(p);
-    pt_free(idx);
-    pt_free(fields);
-    pt_free(lens);
-    pt_free(num);
-    data_reader_close(rd);
     dataset_free(d);
-    vocab_free(&names);
-    json_decref(root);
     return rc;
+}
+
+int pt_model_score_json(pt_model *pm, const char *rows_json, size_t len, int64_t max_rows, int64_t *n, float **p,
+                        float **y)
+{
+    struct model *m = (struct model *)pm;
+    if (n) *n = 0;
+    if (p) *p = NULL;
+    if (y) *y = NULL;
+    if (!m || !n || !p || !y || (!rows_json && len))
+        return pt_error(PT_EINVAL, "pt_model_score_json: model, text and outputs are required");
+    struct dataset *d = NULL;
+    int rc = rows_json_encode(m, rows_json, len, max_rows, 1, &d);
+    if (rc) return rc;
+    size_t T = (size_t)m->nout, nr = (size_t)d->n;
+    float *pp = pt_malloc((nr ? nr : 1) * T * sizeof *pp), *yy = pt_malloc((nr ? nr : 1) * T * sizeof *yy);
+    if (!pp || !yy) rc = pt_error(PT_ENOMEM, "out of memory");
+    else if (nr) rc = score_rows(m, d, pp);
+    for (size_t i = 0; !rc && i < nr; i++)
+        for (size_t j = 0; j < T; j++) yy[i * T + j] = model_output_label(m, d, (int64_t)i, (int)j);
+    dataset_free(d);
+    if (rc) {
+        pt_free(pp);
+        pt_free(yy);
+        return rc;
+    }
+    *n = (int64_t)nr, *p = pp, *y = yy;
+    return PT_OK;
+}
+
+void pt_floats_free(float *p) { pt_free(p); }
+
+int pt_model_outputs(const pt_model *pm) { return pm ? ((const struct model *)pm)->nout : 0; }
+
+const char *pt_model_output_name(const pt_model *pm, int j)
+{
+    const struct model *m = (const struct model *)pm;
+    return m && j >= 0 && j < m->nout ? model_output_name(m, j) : NULL;
 }

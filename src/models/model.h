@@ -140,6 +140,10 @@ struct model {
     struct rng drop_rng;
     int gate_stats;                 /* accumulate gate means in predict */
     int64_t gate_rows;
+    struct optim online;            /* pt_model_learn_json's optimiser (its step count) */
+    int online_ready;
+    int64_t online_rows, online_n;  /* rows it learned since the load; (row, task) losses summed */
+    double online_loss;
     char *train_report;             /* JSON text of the last training run */
     char *metrics_json;             /* test/valid metrics stored in the file */
 };

@@ -31,6 +31,7 @@
 
 #include "polytask.h"
 #include "serve/body.h"
+#include "serve/learner.h"
 #include "util/util.h"
 
 #define MAX_MODELS 64
@@ -100,6 +101,7 @@ struct server {
     char only[128];
     double only_at;
     struct key_seen keys[NKEYS];
+    struct learner *learner;     /* NULL with no_learn */
 };
 
 /* Registry answers are reused for this long: a request costs no database
@@ -124,7 +126,8 @@ struct req {                     /* one request's body */
 pt_serve_opts pt_serve_opts_default(void)
 {
     pt_serve_opts o = {.listen = "127.0.0.1:8080", .threads = 4, .max_body = 8u << 20, .max_rows = 10000,
-                       .max_depth = 16, .timeout_s = 30};
+                       .max_depth = 16, .timeout_s = 30, .learn_batch = 512, .publish_events = 10000,
+                       .publish_seconds = 60};
     return o;
 }
 
@@ -325,6 +328,44 @@ static void forget(struct server *s)
     s->nact = 0;
     s->only_at = 0;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- what the online learner borrows (learner.h) ---- */
+
+/* The versions name is served with: its A/B split's, or the active one. */
+static int hook_served(void *srv, const char *name, pt_model **models, int *versions, void **refs, int max)
+{
+    struct server *s = srv;
+    char *js = NULL;
+    if (pt_registry_list(s->reg, name, &js)) return 0;
+    json_t *j = json_loads(js, 0, NULL), *m = json_array_get(json_object_get(j, "models"), 0);
+    pt_string_free(js);
+    json_t *split = json_object_get(m, "split");
+    int active = (int)json_integer_value(json_object_get(m, "active")), want[16], nw = 0, k = 0;
+    for (size_t i = 0; i < json_array_size(split) && nw < 16; i++)
+        want[nw++] = (int)json_integer_value(json_object_get(json_array_get(split, i), "version"));
+    if (!nw && active > 0) want[nw++] = active;
+    json_decref(j);
+    for (int i = 0; i < nw && k < max; i++) {
+        struct loaded *l = NULL;
+        if (acquire(s, name, want[i], want[i] == active, &l)) continue;
+        if (!l->m) {
+            unref(s, l);
+            continue;
+        }
+        models[k] = l->m, versions[k] = l->version, refs[k++] = l;
+    }
+    return k;
+}
+
+static void hook_release(void *srv, void *ref) { unref(srv, ref); }
+
+static void hook_published(void *srv, const char *name, int version)
+{
+    struct server *s = srv;
+    struct loaded *l = NULL;
+    forget(s);
+    if (!acquire(s, name, version, 1, &l)) unref(s, l);
 }
 
 /* The only active model's name, for requests that leave "model" out. */
@@ -602,10 +643,40 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, con
         return send_error(c, MHD_HTTP_BAD_REQUEST, "%zu rows, at most %" PRId64, json_array_size(rows), s->o.max_rows);
     }
     char *rj = json_dumps(rows, JSON_COMPACT);
+    if (!rj) {
+        json_decref(b);
+        return MHD_NO;
+    }
+    /* checked against the active version before it is stored: an event the
+     * learner could not read would be accepted and then never learned */
+    struct loaded *l = NULL;
+    int rc = model_for(s, json_string_value(mn), NULL, &l);
+    if (rc) {
+        pt_free(rj);
+        json_decref(b);
+        return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", json_string_value(mn)) : send_rc(c, rc);
+    }
+    if (!l->m) {
+        unref(s, l);
+        pt_free(rj);
+        json_decref(b);
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: events are for multi-task models", json_string_value(mn));
+    }
+    int64_t nchk = 0;
+    float *pc = NULL, *yc = NULL;
+    rc = pt_model_score_json(l->m, rj, strlen(rj), s->o.max_rows, &nchk, &pc, &yc);
+    unref(s, l);
+    pt_floats_free(pc);
+    pt_floats_free(yc);
+    if (rc) {
+        pt_free(rj);
+        json_decref(b);
+        return send_rc(c, rc);
+    }
     int64_t first = 0, last = 0;
     /* stored durably (one transaction, synchronous=FULL) before the reply */
-    int rc = rj ? pt_registry_events_append(s->wreg, json_string_value(mn), rj, strlen(rj), &first, &last) : PT_ENOMEM;
-    pt_string_free(rj);
+    rc = pt_registry_events_append(s->wreg, json_string_value(mn), rj, strlen(rj), &first, &last);
+    pt_free(rj);
     size_t n = json_array_size(rows);
     json_decref(b);
     if (rc) return send_rc(c, rc);
@@ -648,6 +719,16 @@ static enum MHD_Result do_models(struct MHD_Connection *c, struct server *s, con
         }
     }
     pthread_mutex_unlock(&s->mu);
+    /* the running AUC of each version the learner scored events with */
+    for (size_t k = 0; s->learner && k < json_array_size(ms); k++) {
+        json_t *m = json_array_get(ms, k), *vs = json_object_get(m, "versions");
+        const char *mname = json_string_value(json_object_get(m, "name"));
+        for (size_t i = 0; mname && i < json_array_size(vs); i++) {
+            json_t *v = json_array_get(vs, i);
+            json_t *a = learner_version_json(s->learner, mname, (int)json_integer_value(json_object_get(v, "version")));
+            if (a) json_object_update(v, a), json_decref(a);
+        }
+    }
     json_t *reply = name ? json_incref(json_array_get(ms, 0)) : json_incref(j);
     json_decref(j);
     return send_json(c, MHD_HTTP_OK, reply);
@@ -724,7 +805,31 @@ static char *metrics_text(struct server *s)
     fprintf(f, "# HELP polytask_events_accepted_total Events stored by /v1/events.\n"
                "# TYPE polytask_events_accepted_total counter\npolytask_events_accepted_total %" PRId64 "\n",
             s->events_accepted);
+    /* drift of each version in memory: its references held, the lock
+     * released while PSI is computed */
+    struct loaded *held[TABN];
+    int nh = 0;
+    for (int i = 0; i < s->ntab; i++)
+        if (s->tab[i]->m) s->tab[i]->refs++, held[nh++] = s->tab[i];
     pthread_mutex_unlock(&s->mu);
+    fputs("# HELP polytask_feature_psi Population stability index of the inputs scored since the version was loaded, "
+          "against its training data.\n# TYPE polytask_feature_psi gauge\n", f);
+    for (int i = 0; i < nh; i++) {
+        char *dj = NULL;
+        if (!pt_model_drift(held[i]->m, &dj)) {
+            json_t *d = json_loads(dj, 0, NULL), *fs = json_object_get(d, "features");
+            for (size_t k = 0; k < json_array_size(fs); k++) {
+                json_t *e = json_array_get(fs, k), *psi = json_object_get(e, "psi");
+                if (json_is_number(psi))
+                    fprintf(f, "polytask_feature_psi{model=\"%s\",version=\"%d\",feature=\"%s\"} %.6f\n", held[i]->name,
+                            held[i]->version, json_string_value(json_object_get(e, "name")), json_number_value(psi));
+            }
+            json_decref(d);
+        }
+        pt_string_free(dj);
+    }
+    for (int i = 0; i < nh; i++) unref(s, held[i]);
+    if (s->learner) learner_metrics(s->learner, f);
     if (fclose(f)) {
         free(buf);
         return NULL;
@@ -924,6 +1029,10 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     }
     json_decref(j);
     if (rc) goto out;
+    if (!s->o.no_learn) {
+        struct learner_hooks h = {.srv = s, .served = hook_served, .release = hook_release, .published = hook_published};
+        if ((rc = learner_start(&s->learner, &s->o, &h))) goto out;
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -947,6 +1056,7 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     MHD_quiesce_daemon(d);
     MHD_stop_daemon(d);
 out:
+    learner_stop(s->learner); /* before the table it borrows from */
     for (int i = 0; i < s->ntab; i++) free_loaded(s->tab[i]);
     pt_registry_close(s->reg);
     pt_registry_close(s->wreg);

@@ -458,8 +458,11 @@ static int active_get(pt_registry *r, const char *name, int *version)
 
 /* ---- import / activate / rollback ---- */
 
+/* With publish (the online learner), parent must be the active version, and
+ * the new version is activated and the learner's offset set in the same
+ * transaction. */
 static int do_import(pt_registry *r, const char *name, const char *model_path, int parent, const char *actor,
-                     int *version)
+                     int *version, int publish, int64_t offset)
 {
     char sha[2 * crypto_hash_sha256_BYTES + 1];
     char *abs = NULL, *metrics = NULL;
@@ -486,6 +489,14 @@ static int do_import(pt_registry *r, const char *name, const char *model_path, i
         rc = pt_error(PT_ENOTFOUND, "%s: parent: model '%s' has no version %d", r->path, name, parent);
         goto fail;
     }
+    if (publish) {
+        int cur = 0;
+        if ((rc = active_get(r, name, &cur))) goto fail;
+        if (cur != parent) {
+            rc = pt_error(PT_EINVAL, "%s: publish: model '%s' now serves version %d, not %d", r->path, name, cur, parent);
+            goto fail;
+        }
+    }
     if ((rc = q_prep(r, &st,
                      "INSERT INTO versions(model, version, path, sha256, kind, metrics, parent, created_by, created_unix)"
                      " VALUES(?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?)",
@@ -493,15 +504,19 @@ static int do_import(pt_registry *r, const char *name, const char *model_path, i
         goto fail;
     if ((rc = q_step(r, st)) < 0) goto fail;
     sqlite3_finalize(st), st = NULL;
-    if (first) {
+    if (first || publish) {
         if ((rc = q_exec(r, "INSERT INTO active_history(model, version, unix) VALUES(?, ?, ?)", "siI", name, v,
                          now_unix())) ||
             (rc = active_sync(r, name, NULL)))
             goto fail;
     }
+    if (publish &&
+        (rc = q_exec(r, "INSERT OR REPLACE INTO offsets(model, offset) VALUES(?, ?)", "sI", name, offset)))
+        goto fail;
     detail = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:b}", "model", name, "version", v, "path", abs, "sha256", sha,
-                       "kind", kind, "parent", parent, "activated", first);
-    if ((rc = audit_add(r, actor, "import", detail)) || (rc = tx_commit(r))) goto fail;
+                       "kind", kind, "parent", parent, "activated", first || publish);
+    if (detail && publish) json_object_set_new(detail, "offset", json_integer(offset));
+    if ((rc = audit_add(r, actor, publish ? "publish" : "import", detail)) || (rc = tx_commit(r))) goto fail;
     if (version) *version = v;
     goto done;
 fail:
@@ -517,7 +532,15 @@ int pt_registry_import(pt_registry *r, const char *name, const char *model_path,
                        int *version)
 {
     if (version) *version = 0;
-    LOCKED(r, do_import(r, name, model_path, parent, actor, version));
+    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 0, 0));
+}
+
+int pt_registry_publish(pt_registry *r, const char *name, const char *model_path, int parent, int64_t offset,
+                        const char *actor, int *version)
+{
+    if (version) *version = 0;
+    if (parent <= 0 || offset < 0) return pt_error(PT_EINVAL, "publish: parent must be > 0 and offset >= 0");
+    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 1, offset));
 }
 
 static int do_activate(pt_registry *r, const char *name, int version, const char *actor)
@@ -1087,6 +1110,25 @@ static int do_offset_set(pt_registry *r, const char *name, int64_t offset)
         return rc;
     }
     return PT_OK;
+}
+
+static int do_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if ((rc = check_name("model name", name))) return rc;
+    if ((rc = q_prep(r, &st, "SELECT COUNT(*) FROM events WHERE model = ? AND id > ?", "sI", name, after))) return rc;
+    rc = q_step(r, st);
+    *n = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : PT_OK;
+}
+
+int pt_registry_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n)
+{
+    if (!n) return pt_error(PT_EINVAL, "events_pending: no output");
+    *n = 0;
+    LOCKED(r, do_events_pending(r, name, after, n));
 }
 
 int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offset)
