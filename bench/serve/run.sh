@@ -3,7 +3,11 @@
 # (shared/bench/peers/torch_serve.py, 2 workers, 1 torch thread each), both
 # serving the census MMoE, loaded by wrk on loopback with shared/bench/post.lua
 # at 8 connections for DURATION seconds (default 30), one after the other in
-# one run: 100-row requests to both, then 1-row requests to polytask.
+# one run: 100-row requests to both, then 1-row requests to polytask, then
+# 100-row requests to polytask again while bench/serve/post_events.py posts
+# labelled census rows to /v1/events at EVENTS_PER_S (default 1,000 events/s,
+# in requests of 100 rows) and the online learner trains on them and
+# publishes a version every 10,000 events.
 #
 #   sh bench/serve/run.sh              DURATION=10 sh bench/serve/run.sh
 #
@@ -45,8 +49,10 @@ fi
 import csv, gzip, json, sys
 r = csv.DictReader(gzip.open(sys.argv[1], "rt"))
 rows = [next(r) for _ in range(100)]
+labelled = [dict(x) for x in rows]
 for row in rows:
     row.pop("income", None); row.pop("never_married", None)
+json.dump({"model": "census", "rows": labelled}, open(sys.argv[2] + "/events100.json", "w"))
 json.dump({"rows": rows}, open(sys.argv[2] + "/body100.json", "w"))
 json.dump({"rows": rows[:1]}, open(sys.argv[2] + "/body1.json", "w"))
 PY
@@ -55,6 +61,7 @@ PY
 rm -f "$out/reg.db"*
 "$bin" models --registry "$out/reg.db" import census "$out/mmoe.ptm" >/dev/null
 key=$("$bin" models --registry "$out/reg.db" keys create bench --scope read 2>/dev/null)
+akey=$("$bin" models --registry "$out/reg.db" keys create poster --scope admin 2>/dev/null)
 "$bin" serve --registry "$out/reg.db" --listen 127.0.0.1:0 --threads 2 2>"$out/serve.err" &
 srv=$!
 port=
@@ -69,6 +76,14 @@ load() { # load NAME URL BODY [HEADER]
 }
 load pt100 "http://127.0.0.1:$port/v1/predict" "$out/body100.json" "Authorization: Bearer $key"
 load pt1 "http://127.0.0.1:$port/v1/predict" "$out/body1.json" "Authorization: Bearer $key"
+# the same 100-row load with events flowing into the online learner
+/usr/bin/python3 "$here/post_events.py" --port "$port" --key "$akey" --body "$out/events100.json" \
+    --rate "${EVENTS_PER_S:-1000}" --seconds "$((dur + 2))" >"$out/events.log" 2>&1 &
+poster=$!
+sleep 1
+load pt100ev "http://127.0.0.1:$port/v1/predict" "$out/body100.json" "Authorization: Bearer $key"
+wait $poster || true
+sleep 2
 curl -s "http://127.0.0.1:$port/metrics" >"$out/metrics.txt"
 kill -TERM $srv
 wait $srv || true
@@ -116,3 +131,17 @@ echo "|---|---:|---:|---:|---:|---:|---:|" | tee -a "$out/summary.md"
 summ peer100 "PyTorch + Flask + gunicorn (2 workers), 100 rows" 100 | tee -a "$out/summary.md"
 summ pt100 "polytask serve (2 threads), 100 rows" 100 | tee -a "$out/summary.md"
 summ pt1 "polytask serve (2 threads), 1 row" 1 | tee -a "$out/summary.md"
+summ pt100ev "polytask serve (2 threads), 100 rows, with events posted" 100 | tee -a "$out/summary.md"
+echo | tee -a "$out/summary.md"
+echo "events: $(tail -n 1 "$out/events.log"); learner: $(grep -E '^polytask_learner_(events_consumed_total|versions_published_total|lag_events)' "$out/metrics.txt" | sed 's/{model="census"}//' | tr '\n' ' ')" | tee -a "$out/summary.md"
+/usr/bin/python3 - "$out/pt100.wrk" "$out/pt100ev.wrk" <<'PY' | tee -a "$out/summary.md"
+import re, sys
+def p99(f):
+    t = open(f).read()
+    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", t)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v if u == "ms" else v * 1000
+a, b = p99(sys.argv[1]), p99(sys.argv[2])
+print(f"predict p99 with events / without: {b:.2f} / {a:.2f} ms = {b / a:.2f}x (target < 1.5x)")
+PY
+grep '^polytask_running_auc' "$out/metrics.txt" | tee -a "$out/summary.md"

@@ -10,7 +10,11 @@
 # (no key 401, bad key 401, read key on an admin endpoint 403); malformed
 # JSON, a wrong type, an unknown column, too many rows, too deep JSON (400) and
 # an oversized body (413); a client that stalls is disconnected after the
-# idle timeout while others are served; accepted events are in the registry;
+# idle timeout while others are served; accepted events are in the registry,
+# events the model cannot read (wrong type, unknown column) or for a
+# recommender are refused, and the online learner scores an accepted event
+# (running AUC on GET /v1/models/NAME) and consumes it; /metrics carries the
+# drift per feature;
 # predictions keep succeeding while versions are activated and rolled back
 # under load (hot swap: zero failures); an A/B split sends each user to their
 # variant, which stays loaded and is counted per version; an activation made
@@ -68,6 +72,9 @@ json.dump({"model": "census", "rows": rows[:1]}, open(d + "/one.json", "w"))
 json.dump({"model": "census", "rows": rows}, open(d + "/hundred.json", "w"))
 bad = dict(rows[0]); bad["age"] = {"x": 1}
 json.dump({"model": "census", "rows": [bad]}, open(d + "/wrongtype.json", "w"))
+badlab = dict(rows[0]); badlab["income_label"] = [1]
+json.dump({"model": "census", "rows": [badlab]}, open(d + "/badlabel.json", "w"))
+json.dump({"model": "shop", "rows": rows[:1]}, open(d + "/shopevent.json", "w"))
 unk = dict(rows[0]); unk["colour"] = "red"
 json.dump({"model": "census", "rows": [unk]}, open(d + "/unknown.json", "w"))
 json.dump({"model": "census", "rows": rows[:1] * 60}, open(d + "/many.json", "w"))
@@ -122,6 +129,16 @@ req POST /v1/predict "$RK" "$T/nope.json"; want 404 "no model 'nope'"
 printf '{"model": "shop", "user": "u1", "k": 2}' >"$T/rec.json"
 req POST /v1/recommend "$RK" "$T/rec.json"; want 200 '"items":[{"item":"c"'
 req POST /v1/events "$AK" "$T/one.json"; want 202 '"accepted":1'
+req POST /v1/events "$AK" "$T/badlabel.json"; want 400 "column 'income_label': an array"
+req POST /v1/events "$AK" "$T/unknown.json"; want 400 "unknown column 'colour'"
+req POST /v1/events "$AK" "$T/shopevent.json"; want 400 "recommender"
+# the learner scores the event with the served version, then learns it
+for i in $(seq 1 50); do
+    req GET /v1/models/census "$RK"
+    grep -q '"running_auc"' "$T/body" && break
+    sleep 0.1
+done
+want 200 '"running_auc":{"income":null,"never_married":null},"events":1'
 req GET /v1/models "$RK"; want 200 '"name":"census"'
 req GET /v1/models/census "$RK"; want 200 '"loaded":[{"version":2,"current":true'
 req GET /v1/models/nope "$RK"; want 404
@@ -163,6 +180,9 @@ req POST /v1/predict "$RK" "$T/one.json"; want 200 '"version":1'
 
 req GET /metrics ""; want 200 'polytask_requests_total{endpoint="predict",status="2xx"}'
 grep -q '^polytask_events_accepted_total 1$' "$T/body" || fail "metrics: one event accepted"
+# (at least once: after each activation above it learns it again into the version then active)
+grep -q '^polytask_learner_events_consumed_total{model="census"} [1-9]' "$T/body" || fail "metrics: the learner consumed the event"
+grep -q '^polytask_feature_psi{model="census",version="1",feature="age"} [0-9]' "$T/body" || fail "metrics: drift of the version in use"
 grep -q 'polytask_request_seconds_bucket{endpoint="predict",le="+Inf"}' "$T/body" || fail "metrics: latency histogram"
 grep -q 'polytask_model_loaded{model="census",version="1",current="1"} 1' "$T/body" || fail "metrics: version in use"
 
