@@ -304,6 +304,9 @@ PT_API int pt_model_predict_json(pt_model *m, const char *rows_json, size_t len,
 PT_API int pt_model_score_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, int64_t *n,
                                float **p, float **y);
 PT_API void pt_floats_free(float *p);
+/* Reads labelled rows as pt_model_score_json does, without scoring them: the
+ * same errors for the same rows. [out] *n rows (may be NULL). */
+PT_API int pt_model_check_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, int64_t *n);
 
 /* Output columns of m: its tasks in config order (ESMM: ctr, cvr, ctcvr). */
 PT_API int pt_model_outputs(const pt_model *m);
@@ -383,6 +386,15 @@ PT_API int pt_registry_key_list(pt_registry *r, char **json);
  * [out] *first, *last: their ids. */
 PT_API int pt_registry_events_append(pt_registry *r, const char *name, const char *rows_json, size_t len,
                                      int64_t *first, int64_t *last);
+/* Group commit: appends n batches (names[k], rows_json[k] of lens[k] bytes,
+ * as pt_registry_events_append) in one transaction, so one fsync makes them
+ * all durable. A batch that fails its own checks (not a non-empty array of
+ * objects, unknown model) gets its code in rcs[k] and is left out; the rest
+ * commit together. Returns PT_OK, or the transaction's failure, which every
+ * batch then carries in rcs. [out] first[k], last[k]: ids per batch. */
+PT_API int pt_registry_events_append_many(pt_registry *r, int n, const char *const *names,
+                                          const char *const *rows_json, const size_t *lens, int64_t *first,
+                                          int64_t *last, int *rcs);
 /* Up to max events of name with id > after as a JSON array of
  * {"id": N, "row": {...}}. [out] *json, *last_id (after when none). */
 PT_API int pt_registry_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json,

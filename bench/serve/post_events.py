@@ -1,9 +1,11 @@
-"""Posts a labelled-rows body to polytask serve's /v1/events at a steady rate.
+"""Posts labelled rows to polytask serve's /v1/events at a steady rate.
 
-    python3 post_events.py --port P --key ADMIN_KEY --body events100.json --rate 1000 --seconds 30
+    python3 post_events.py --port P --key ADMIN_KEY --body events.json --rate 1000 --seconds 30
 
-The body holds N rows; requests go out every N / rate seconds on one
-keep-alive connection (a late request is sent at once, not skipped). The last
+events.json is {"model": NAME, "rows": [...]}; requests carry --per-request
+rows each (default 100), taken in turn from the file's rows (cycling), and go
+out every per-request / rate seconds on one keep-alive connection (a late
+request is sent at once, not skipped). The last
 line printed is the summary: events posted, accepted, the achieved rate,
 errors and the p50/p99 of the /v1/events latency.
 """
@@ -18,9 +20,12 @@ ap.add_argument("--key", required=True)
 ap.add_argument("--body", required=True)
 ap.add_argument("--rate", type=float, default=1000)
 ap.add_argument("--seconds", type=float, default=30)
+ap.add_argument("--per-request", type=int, default=100)
 a = ap.parse_args()
-body = open(a.body, "rb").read()
-rows = len(json.loads(body)["rows"])
+src = json.load(open(a.body))
+rows, allrows = a.per_request, src["rows"]
+bodies = [json.dumps({"model": src["model"], "rows": allrows[i:i + rows]}).encode()
+          for i in range(0, len(allrows) - rows + 1, rows)]
 gap = rows / a.rate
 conn = http.client.HTTPConnection("127.0.0.1", a.port)
 hdr = {"Authorization": "Bearer " + a.key, "Content-Type": "application/json"}
@@ -34,6 +39,7 @@ while time.monotonic() - t0 < a.seconds:
         time.sleep(nxt - now)
     nxt += gap
     s = time.monotonic()
+    body = bodies[posted // rows % len(bodies)]
     try:
         conn.request("POST", "/v1/events", body, hdr)
         r = conn.getresponse()

@@ -44,21 +44,21 @@ if [ ! -s "$out/peer.pt" ]; then
         --out "$out/peer.pt") >"$out/peer_fit.log" 2>&1
 fi
 
-# 2. bodies: 100 and 1 rows of the census test table
+# 2. bodies: 100 and 1 rows of the census test table; the rest of it, labelled, as events
 /usr/bin/python3 - "$shared/bench/data/census/test.csv.gz" "$out" <<'PY'
 import csv, gzip, json, sys
 r = csv.DictReader(gzip.open(sys.argv[1], "rt"))
 rows = [next(r) for _ in range(100)]
-labelled = [dict(x) for x in rows]
+# events: the labelled rows after those, 100 per request, in turn
+json.dump({"model": "census", "rows": list(r)}, open(sys.argv[2] + "/events.json", "w"))
 for row in rows:
     row.pop("income", None); row.pop("never_married", None)
-json.dump({"model": "census", "rows": labelled}, open(sys.argv[2] + "/events100.json", "w"))
 json.dump({"rows": rows}, open(sys.argv[2] + "/body100.json", "w"))
 json.dump({"rows": rows[:1]}, open(sys.argv[2] + "/body1.json", "w"))
 PY
 
 # 3. polytask serve
-rm -f "$out/reg.db"*
+rm -rf "$out/reg.db"* "$out/online"
 "$bin" models --registry "$out/reg.db" import census "$out/mmoe.ptm" >/dev/null
 key=$("$bin" models --registry "$out/reg.db" keys create bench --scope read 2>/dev/null)
 akey=$("$bin" models --registry "$out/reg.db" keys create poster --scope admin 2>/dev/null)
@@ -77,7 +77,7 @@ load() { # load NAME URL BODY [HEADER]
 load pt100 "http://127.0.0.1:$port/v1/predict" "$out/body100.json" "Authorization: Bearer $key"
 load pt1 "http://127.0.0.1:$port/v1/predict" "$out/body1.json" "Authorization: Bearer $key"
 # the same 100-row load with events flowing into the online learner
-/usr/bin/python3 "$here/post_events.py" --port "$port" --key "$akey" --body "$out/events100.json" \
+/usr/bin/python3 "$here/post_events.py" --port "$port" --key "$akey" --body "$out/events.json" \
     --rate "${EVENTS_PER_S:-1000}" --seconds "$((dur + 2))" >"$out/events.log" 2>&1 &
 poster=$!
 sleep 1

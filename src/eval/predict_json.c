@@ -537,6 +537,18 @@ int pt_model_score_json(pt_model *pm, const char *rows_json, size_t len, int64_t
     return PT_OK;
 }
 
+int pt_model_check_json(pt_model *pm, const char *rows_json, size_t len, int64_t max_rows, int64_t *n)
+{
+    struct model *m = (struct model *)pm;
+    if (n) *n = 0;
+    if (!m || (!rows_json && len)) return pt_error(PT_EINVAL, "pt_model_check_json: model and text are required");
+    struct dataset *d = NULL;
+    int rc = rows_json_encode(m, rows_json, len, max_rows, 1, &d);
+    if (!rc && n) *n = d->n;
+    dataset_free(d);
+    return rc;
+}
+
 void pt_floats_free(float *p) { pt_free(p); }
 
 int pt_model_outputs(const pt_model *pm) { return pm ? ((const struct model *)pm)->nout : 0; }

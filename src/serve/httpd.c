@@ -102,7 +102,18 @@ struct server {
     double only_at;
     struct key_seen keys[NKEYS];
     struct learner *learner;     /* NULL with no_learn */
+    /* The committer: /v1/events rows are appended by one thread, each batch
+     * of waiting requests in one transaction (one fsync), while their
+     * connections are suspended, so a request thread does not sit in fsync
+     * with other connections' predictions queued behind it. */
+    pthread_t committer;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct req *qhead, *qtail;
+    int draining, committer_on;
 };
+
+#define COMMIT_MAX 256           /* requests per transaction */
 
 /* Registry answers are reused for this long: a request costs no database
  * query, and an activation made by another process shows within a second
@@ -121,7 +132,19 @@ struct req {                     /* one request's body */
     size_t len, cap;
     int too_big;
     struct timespec t0;
+    /* /v1/events, while its rows wait for the committer (the connection is
+     * suspended): what to append, then what came of it */
+    int ev_state;                /* EV_NONE, EV_QUEUED, EV_DONE */
+    char ev_name[128];
+    char *ev_rows;
+    size_t ev_len, ev_n;
+    int ev_rc;
+    int64_t ev_first, ev_last;
+    struct MHD_Connection *conn;
+    struct req *next;
 };
+
+enum { EV_NONE, EV_QUEUED, EV_DONE };
 
 pt_serve_opts pt_serve_opts_default(void)
 {
@@ -628,7 +651,9 @@ static enum MHD_Result do_recommend(struct MHD_Connection *c, struct server *s, 
     return send_json(c, MHD_HTTP_OK, j);
 }
 
-static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, const struct req *q)
+static enum MHD_Result events_reply(struct MHD_Connection *c, struct server *s, struct req *q);
+
+static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, struct req *q)
 {
     enum MHD_Result res;
     json_t *b = parse_body(c, s, q, &res);
@@ -662,29 +687,78 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, con
         json_decref(b);
         return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: events are for multi-task models", json_string_value(mn));
     }
-    int64_t nchk = 0;
-    float *pc = NULL, *yc = NULL;
-    rc = pt_model_score_json(l->m, rj, strlen(rj), s->o.max_rows, &nchk, &pc, &yc);
+    rc = pt_model_check_json(l->m, rj, strlen(rj), s->o.max_rows, NULL);
     unref(s, l);
-    pt_floats_free(pc);
-    pt_floats_free(yc);
     if (rc) {
         pt_free(rj);
         json_decref(b);
         return send_rc(c, rc);
     }
-    int64_t first = 0, last = 0;
-    /* stored durably (one transaction, synchronous=FULL) before the reply */
-    rc = pt_registry_events_append(s->wreg, json_string_value(mn), rj, strlen(rj), &first, &last);
-    pt_free(rj);
-    size_t n = json_array_size(rows);
+    /* stored durably (one transaction, synchronous=FULL) before the reply:
+     * by the committer, or here once the server is stopping */
+    snprintf(q->ev_name, sizeof q->ev_name, "%s", json_string_value(mn));
+    q->ev_rows = rj, q->ev_len = strlen(rj), q->ev_n = json_array_size(rows);
     json_decref(b);
-    if (rc) return send_rc(c, rc);
+    pthread_mutex_lock(&s->qmu);
+    int queued = s->committer_on && !s->draining;
+    if (queued) {
+        q->ev_state = EV_QUEUED, q->conn = c, q->next = NULL;
+        MHD_suspend_connection(c);
+        if (s->qtail) s->qtail->next = q;
+        else s->qhead = q;
+        s->qtail = q;
+        pthread_cond_signal(&s->qcv);
+    }
+    pthread_mutex_unlock(&s->qmu);
+    if (queued) return MHD_YES; /* answered by events_reply once resumed */
+    q->ev_rc = pt_registry_events_append(s->wreg, q->ev_name, q->ev_rows, q->ev_len, &q->ev_first, &q->ev_last);
+    q->ev_state = EV_DONE;
+    return events_reply(c, s, q);
+}
+
+/* The answer to a /v1/events request whose rows the committer handled. */
+static enum MHD_Result events_reply(struct MHD_Connection *c, struct server *s, struct req *q)
+{
+    pt_free(q->ev_rows);
+    q->ev_rows = NULL;
+    if (q->ev_rc) return send_error(c, status_of(q->ev_rc), "events not stored: %s", pt_strerror(q->ev_rc));
     pthread_mutex_lock(&s->mu);
-    s->events_accepted += (int64_t)n;
+    s->events_accepted += (int64_t)q->ev_n;
     pthread_mutex_unlock(&s->mu);
-    return send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)n, "first_id", (json_int_t)first,
-                                                     "last_id", (json_int_t)last));
+    return send_json(c, MHD_HTTP_ACCEPTED, json_pack("{s:I, s:I, s:I}", "accepted", (json_int_t)q->ev_n, "first_id",
+                                                     (json_int_t)q->ev_first, "last_id", (json_int_t)q->ev_last));
+}
+
+static void *committer(void *arg)
+{
+    struct server *s = arg;
+    const char *names[COMMIT_MAX], *rows[COMMIT_MAX];
+    size_t lens[COMMIT_MAX];
+    int64_t first[COMMIT_MAX], last[COMMIT_MAX];
+    int rcs[COMMIT_MAX];
+    struct req *batch[COMMIT_MAX];
+    for (;;) {
+        pthread_mutex_lock(&s->qmu);
+        while (!s->qhead && !s->draining) pthread_cond_wait(&s->qcv, &s->qmu);
+        int n = 0;
+        while (s->qhead && n < COMMIT_MAX) {
+            batch[n++] = s->qhead;
+            s->qhead = s->qhead->next;
+        }
+        if (!s->qhead) s->qtail = NULL;
+        int stop = !n && s->draining;
+        pthread_mutex_unlock(&s->qmu);
+        if (stop) break;
+        for (int k = 0; k < n; k++) names[k] = batch[k]->ev_name, rows[k] = batch[k]->ev_rows, lens[k] = batch[k]->ev_len;
+        int rc = pt_registry_events_append_many(s->wreg, n, names, rows, lens, first, last, rcs);
+        for (int k = 0; k < n; k++) {
+            struct req *q = batch[k];
+            q->ev_rc = rc ? rc : rcs[k], q->ev_first = first[k], q->ev_last = last[k];
+            q->ev_state = EV_DONE;
+            MHD_resume_connection(q->conn); /* q is MHD's again: not touched after this */
+        }
+    }
+    return NULL;
 }
 
 static enum MHD_Result do_models(struct MHD_Connection *c, struct server *s, const char *name)
@@ -864,7 +938,7 @@ static int scope_of(int ep)
 }
 
 static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const char *url, const char *method,
-                             const struct req *q)
+                             struct req *q)
 {
     int ep = endpoint_of(url), need = scope_of(ep), post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
     char actor[64] = "insecure-no-auth";
@@ -970,11 +1044,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     enum MHD_Result res;
     int ep = endpoint_of(url);
     unsigned status = 0;
-    if (q->too_big) {
+    if (q->ev_state == EV_DONE) {
+        res = events_reply(c, s, q); /* resumed after the committer */
+    } else if (q->too_big) {
         res = send_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "body larger than %zu bytes", s->o.max_body);
         status = 413;
     } else {
         res = route(s, c, url, method, q);
+        if (q->ev_state == EV_QUEUED) return res; /* suspended: no reply yet */
     }
     /* the status the reply carried, for the counters */
     if (!status) {
@@ -989,7 +1066,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_Re
 {
     (void)cls, (void)c, (void)toe;
     struct req *q = *ctx;
-    if (q) pt_free(q->buf), pt_free(q);
+    if (q) pt_free(q->buf), pt_free(q->ev_rows), pt_free(q);
     *ctx = NULL;
 }
 
@@ -999,6 +1076,8 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     if (!s) return PT_ENOMEM;
     s->o = opts ? *opts : pt_serve_opts_default();
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
     int rc = pt_registry_open(s->o.registry, &s->reg);
     if (!rc) rc = pt_registry_open(s->o.registry, &s->wreg);
     if (rc) goto out;
@@ -1039,7 +1118,7 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* MHD's threads inherit the mask: the signals come to sigwait */
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(s->o.threads > 0 ? s->o.threads : 1), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)s->o.timeout_s, MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_NOTIFY_COMPLETED, on_done, s,
         MHD_OPTION_END);
@@ -1048,12 +1127,22 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
         rc = PT_EIO;
         goto out;
     }
+    if (pthread_create(&s->committer, NULL, committer, s) == 0) s->committer_on = 1;
+    else pt_log(PT_LOG_WARN, "serve: no committer thread: events are stored by the request threads");
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     if (ready) ready(di ? di->port : port, user);
     int sig = 0;
     sigwait(&set, &sig);
-    /* stop accepting; MHD_stop_daemon lets the requests in flight finish */
+    /* stop accepting; the committer stores what waits and resumes those
+     * connections (MHD must not stop with one suspended; later events are
+     * stored by their request threads); MHD_stop_daemon lets the requests in
+     * flight finish */
     MHD_quiesce_daemon(d);
+    pthread_mutex_lock(&s->qmu);
+    s->draining = 1;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    if (s->committer_on) pthread_join(s->committer, NULL);
     MHD_stop_daemon(d);
 out:
     learner_stop(s->learner); /* before the table it borrows from */
@@ -1061,6 +1150,8 @@ out:
     pt_registry_close(s->reg);
     pt_registry_close(s->wreg);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->qcv);
     pt_free(s);
     return rc;
 }

@@ -962,53 +962,99 @@ int pt_registry_key_list(pt_registry *r, char **json)
 
 /* ---- events and the learner's offset ---- */
 
-static int do_events_append(pt_registry *r, const char *name, const char *rows_json, size_t len, int64_t *first,
-                            int64_t *last)
+/* The rows of one append, parsed and checked: a non-empty array of objects. */
+static int events_parse(const char *name, const char *rows_json, size_t len, json_t **out)
 {
     json_error_t jerr;
-    sqlite3_stmt *st = NULL;
-    json_t *rows = NULL;
     int rc;
+    *out = NULL;
     if ((rc = check_name("model name", name))) return rc;
     if (!rows_json) return pt_error(PT_EINVAL, "events: no rows");
-    rows = json_loadb(rows_json, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *rows = json_loadb(rows_json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!rows) return pt_error(PT_EINVAL, "events: not JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
     if (!json_is_array(rows) || json_array_size(rows) == 0) {
-        rc = pt_error(PT_EINVAL, "events: want a non-empty JSON array of row objects");
-        goto done;
+        json_decref(rows);
+        return pt_error(PT_EINVAL, "events: want a non-empty JSON array of row objects");
     }
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) if (!json_is_object(row)) {
-        rc = pt_error(PT_EINVAL, "events: row %zu: not an object", i + 1);
-        goto done;
+        json_decref(rows);
+        return pt_error(PT_EINVAL, "events: row %zu: not an object", i + 1);
     }
-    if ((rc = tx_begin(r))) goto done;
-    if ((rc = model_exists(r, name))) goto fail;
-    if ((rc = q_prep(r, &st, "INSERT INTO events(model, row, created_unix) VALUES(?, ?, ?)", "s", name))) goto fail;
-    int64_t t = now_unix(), id0 = 0, id1 = 0;
+    *out = rows;
+    return PT_OK;
+}
+
+/* Inside a transaction: one event per row. */
+static int events_insert(pt_registry *r, sqlite3_stmt *st, json_t *rows, int64_t t, int64_t *first, int64_t *last)
+{
+    size_t i;
+    json_t *row;
+    int rc;
     json_array_foreach(rows, i, row) {
         char *s = json_dumps(row, JSON_COMPACT);
-        if (!s) { rc = pt_error(PT_ENOMEM, "out of memory"); goto fail; }
+        if (!s) return pt_error(PT_ENOMEM, "out of memory");
         sqlite3_reset(st);
         int b = sqlite3_bind_text(st, 2, s, -1, free);
-        if (b != SQLITE_OK || sqlite3_bind_int64(st, 3, t) != SQLITE_OK) { rc = db_err(r); goto fail; }
-        if ((rc = q_step(r, st)) < 0) goto fail;
-        id1 = sqlite3_last_insert_rowid(r->db);
-        if (i == 0) id0 = id1;
+        if (b != SQLITE_OK || sqlite3_bind_int64(st, 3, t) != SQLITE_OK) return db_err(r);
+        if ((rc = q_step(r, st)) < 0) return rc;
+        *last = sqlite3_last_insert_rowid(r->db);
+        if (i == 0) *first = *last;
     }
-    sqlite3_finalize(st), st = NULL;
+    return PT_OK;
+}
+
+/* Appends n batches in one transaction (one fsync): a batch that fails its
+ * checks gets its own code in rcs[k] and is left out; the others commit
+ * together, or, when the transaction fails, all get its code. */
+static int do_events_append(pt_registry *r, int n, const char *const *names, const char *const *rows_json,
+                            const size_t *lens, int64_t *first, int64_t *last, int *rcs)
+{
+    sqlite3_stmt *st = NULL;
+    json_t **rows = pt_calloc((size_t)n + 1, sizeof *rows);
+    int rc = PT_OK, good = 0;
+    if (!rows) return pt_error(PT_ENOMEM, "out of memory");
+    for (int k = 0; k < n; k++) {
+        first[k] = last[k] = 0;
+        if ((rcs[k] = events_parse(names[k], rows_json[k], lens[k], &rows[k])) == PT_OK) good++;
+    }
+    if (!good) goto done;
+    if ((rc = tx_begin(r))) goto done;
+    int64_t t = now_unix();
+    for (int k = 0; k < n; k++) {
+        if (!rows[k]) continue;
+        if ((rcs[k] = model_exists(r, names[k]))) { /* this batch only */
+            json_decref(rows[k]), rows[k] = NULL;
+            continue;
+        }
+        if ((rc = q_prep(r, &st, "INSERT INTO events(model, row, created_unix) VALUES(?, ?, ?)", "s", names[k])) ||
+            (rc = events_insert(r, st, rows[k], t, &first[k], &last[k])))
+            goto fail;
+        sqlite3_finalize(st), st = NULL;
+    }
     if ((rc = tx_commit(r))) goto fail;
-    if (first) *first = id0;
-    if (last) *last = id1;
-    rc = PT_OK;
     goto done;
 fail:
     sqlite3_finalize(st);
     tx_abort(r);
+    for (int k = 0; k < n; k++)
+        if (rows[k]) rcs[k] = rc, first[k] = last[k] = 0;
 done:
-    json_decref(rows);
+    for (int k = 0; k < n; k++) json_decref(rows[k]);
+    pt_free(rows);
     return rc;
+}
+
+static int append_one(pt_registry *r, const char *name, const char *rows_json, size_t len, int64_t *first,
+                      int64_t *last)
+{
+    int64_t f = 0, l = 0;
+    int rc1 = PT_OK;
+    do_events_append(r, 1, &name, &rows_json, &len, &f, &l, &rc1);
+    if (first) *first = f;
+    if (last) *last = l;
+    return rc1;
 }
 
 /* Validates the rows, then stores each as one event in one transaction. */
@@ -1017,7 +1063,16 @@ int pt_registry_events_append(pt_registry *r, const char *name, const char *rows
 {
     if (first) *first = 0;
     if (last) *last = 0;
-    LOCKED(r, do_events_append(r, name, rows_json, len, first, last));
+    LOCKED(r, append_one(r, name, rows_json, len, first, last));
+}
+
+int pt_registry_events_append_many(pt_registry *r, int n, const char *const *names, const char *const *rows_json,
+                                   const size_t *lens, int64_t *first, int64_t *last, int *rcs)
+{
+    if (n < 0 || (n && (!names || !rows_json || !lens || !first || !last || !rcs)))
+        return pt_error(PT_EINVAL, "events_append_many: bad arguments");
+    if (!n) return PT_OK;
+    LOCKED(r, do_events_append(r, n, names, rows_json, lens, first, last, rcs));
 }
 
 /* Growing text buffer for events_fetch (rows are stored as JSON text already,

@@ -9,7 +9,8 @@
  * leaves exactly the weights that training the same rows read from the CSV
  * with the same batches and optimiser leaves (bit for bit); repeated learning
  * lowers the loss; bad rows and arguments fail without changing a weight;
- * publish is all or nothing and refuses a stale parent; pt_auc skips NaN
+ * publish is all or nothing and refuses a stale parent; a group commit
+ * stores the good batches together and refuses the bad; pt_auc skips NaN
  * labels and equals scikit-learn's roc_auc_score on a hand case. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
@@ -300,6 +301,42 @@ static void test_publish(void **state)
     pt_registry_close(r);
 }
 
+/* Group commit: good batches commit together, a bad one gets its own code. */
+static void test_append_many(void **state)
+{
+    (void)state;
+    char db[600];
+    snprintf(db, sizeof db, "%s/many.db", tmpdir);
+    pt_registry *r = NULL;
+    assert_int_equal(pt_registry_open(db, &r), PT_OK);
+    assert_int_equal(pt_registry_import(r, "m", model_path, 0, "test", NULL), PT_OK);
+    const char *names[4] = {"m", "m", "nope", "m"};
+    const char *rows[4] = {"[{\"c\": \"a\"}, {\"c\": \"b\"}]", "[1]", "[{\"c\": \"a\"}]", "[{\"c\": \"d\"}]"};
+    size_t lens[4];
+    for (int k = 0; k < 4; k++) lens[k] = strlen(rows[k]);
+    int64_t first[4], last[4];
+    int rcs[4];
+    assert_int_equal(pt_registry_events_append_many(r, 4, names, rows, lens, first, last, rcs), PT_OK);
+    assert_int_equal(rcs[0], PT_OK);
+    assert_int_equal(rcs[1], PT_EINVAL);     /* not an array of objects */
+    assert_int_not_equal(rcs[2], PT_OK);     /* no such model */
+    assert_int_equal(rcs[3], PT_OK);
+    assert_int_equal(last[0] - first[0], 1);
+    assert_int_equal(first[3], last[0] + 1); /* one transaction, in order */
+    int64_t n = 0;
+    assert_int_equal(pt_registry_events_pending(r, "m", 0, &n), PT_OK);
+    assert_int_equal(n, 3);
+    char *js = NULL;
+    int64_t lid = 0;
+    assert_int_equal(pt_registry_events_fetch(r, "m", 0, 10, &js, &lid), PT_OK);
+    assert_non_null(strstr(js, "\"d\""));
+    assert_int_equal(lid, last[3]);
+    pt_string_free(js);
+    assert_int_equal(pt_registry_events_append_many(r, 0, NULL, NULL, NULL, NULL, NULL, NULL), PT_OK);
+    assert_int_equal(pt_registry_events_append_many(r, 2, names, rows, lens, NULL, last, rcs), PT_EINVAL);
+    pt_registry_close(r);
+}
+
 static void test_auc(void **state)
 {
     (void)state;
@@ -319,6 +356,7 @@ int main(void)
         cmocka_unit_test(test_learn_lowers_loss),
         cmocka_unit_test(test_learn_errors),
         cmocka_unit_test(test_publish),
+        cmocka_unit_test(test_append_many),
         cmocka_unit_test(test_auc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
