@@ -2,7 +2,7 @@
 # Installs the Debian packages polytask needs to build and test, if any is missing.
 # Usage: scripts/deps.sh [build|test|bench]   (default: test)
 set -eu
-want="cmake make gcc pkg-config libdnnl-dev libopenblas-dev libfyaml-dev libjansson-dev zlib1g-dev libsqlite3-dev libsodium-dev libmicrohttpd-dev"
+want="cmake make gcc pkg-config libdnnl-dev libopenblas-dev libfyaml-dev libjansson-dev libcjson-dev zlib1g-dev libsqlite3-dev libsodium-dev libmicrohttpd-dev"
 case "${1:-test}" in
   build) ;;
   test)  want="$want libcmocka-dev curl" ;;
