@@ -38,15 +38,16 @@
  *
  * Threads. model_predict_dataset runs forward() on activation buffers held
  * in the model (sized by model_reserve), so two calls on one model would
- * write over each other's. Each call here scores through a view instead: a
- * copy of struct model that shares the weights, schema and config (which
- * scoring only reads) and owns copies of the layer structs that hold buffer
- * pointers plus its own buffers, sized for the request (at most CHUNK rows at
- * a time). Calls may therefore run on any number of threads on one model at
- * once; they must not overlap a call that changes the model (training,
- * pt_model_gate_stats, freeing it). The view frees what model_reserve
- * allocated as free_acts in model.c does: a buffer added there must be freed
- * in view_close too (LeakSanitizer in test_predict_json catches a miss).
+ * write over each other's. Each call here scores through its thread's view
+ * instead: a copy of struct model that shares the weights, schema and config
+ * (which scoring only reads) and owns copies of the layer structs that hold
+ * buffer pointers plus its own buffers (for at most CHUNK rows at a time).
+ * The thread keeps the view for its next call on the same model. Calls may
+ * therefore run on any number of threads on one model at once; they must not
+ * overlap a call that changes the model (pt_model_learn_json,
+ * pt_model_gate_stats, freeing it). The view frees what model_reserve allocated as
+ * free_acts in model.c does: a buffer added there must be freed in
+ * view_close too (LeakSanitizer in test_predict_json catches a miss).
  *
  * Not done here: no per-row error tolerance (max_bad_rows); the first bad row
  * fails the call, since a server answers for the whole request. */
@@ -107,12 +108,22 @@ static void gate_acts_free(struct gate *g)
     gate_detach(g);
 }
 
-/* Frees what view_open and model_reserve allocated for v (free_acts in
- * model.c, then the view's own copies of the layer structs). Safe on a
- * partly built view: everything not yet its own is NULL. */
-static void view_close(struct model *v)
+/* A scoring view and what closing it needs without reading the model it
+ * came from, which may be freed by then (a thread's cached view outlives
+ * the model it last scored with). */
+struct view {
+    struct model m;
+    uint64_t uid;                /* the model's (model.h): never reused */
+    int bmax, ncat, nmulti, nnum, open;
+};
+
+/* Frees what view_open and model_reserve allocated for the view (free_acts
+ * in model.c, then its own copies of the layer structs). Safe on a partly
+ * built view: everything not yet its own is NULL. */
+static void view_close(struct view *vw)
 {
-    const struct schema *s = v->schema;
+    struct model *v = &vw->m;
+    const struct { int ncat, nmulti, nnum; } c = {vw->ncat, vw->nmulti, vw->nnum}, *s = &c;
     int T = v->ntasks;
     for (int e = 0; v->E && e < v->nembeds; e++) {
         pt_free(v->E[e].x);
@@ -142,14 +153,17 @@ static void view_close(struct model *v)
     pt_free(b->cat), pt_free(b->moff), pt_free(b->mids), pt_free(b->mcap), pt_free(b->num);
     pt_free(b->y), pt_free(b->soft);
     pt_free(v->E), pt_free(v->nets), pt_free(v->towers), pt_free(v->lv);
-    memset(v, 0, sizeof *v);
+    memset(vw, 0, sizeof *vw);
 }
 
-/* v: a view of m with buffers for bmax rows (see the file comment). The
+/* vw: a view of m with buffers for bmax rows (see the file comment). The
  * struct copy only reads m. Close with view_close, also after a failure. */
-static int view_open(struct model *v, const struct model *m, int bmax)
+static int view_open(struct view *vw, const struct model *m, int bmax)
 {
     int T = m->ntasks;
+    struct model *v = &vw->m;
+    vw->uid = m->uid, vw->bmax = bmax, vw->open = 1;
+    vw->ncat = m->schema->ncat, vw->nmulti = m->schema->nmulti, vw->nnum = m->schema->nnum;
     *v = *m;
     /* nothing below points into m's mutable state once these are reset */
     v->E = NULL, v->nets = NULL, v->towers = NULL, v->lv = NULL;
@@ -193,7 +207,15 @@ static int view_open(struct model *v, const struct model *m, int bmax)
             if (!L->out || !L->dout) goto nomem;
         }
     }
-    return model_reserve(v, bmax);
+    int rc = model_reserve(v, bmax);
+    /* see rows_json_encode: the batch's ids buffer must not be NULL either */
+    for (int j = 0; !rc && j < vw->nmulti; j++) {
+        if (!v->bt.mids[j]) {
+            if (!(v->bt.mids[j] = pt_malloc(sizeof *v->bt.mids[j]))) goto nomem;
+            v->bt.mcap[j] = 1;
+        }
+    }
+    return rc;
 nomem:
     return pt_error(PT_ENOMEM, "out of memory");
 }
@@ -458,30 +480,70 @@ done:
 
 /* ---- scoring ---- */
 
-/* Scores d's n rows through a view of m into p[n, nout]. */
+/* Each thread keeps the view it scored with last, so a server thread
+ * answering request after request for one model allocates (and faults in)
+ * its megabytes of activation buffers once, not per request; freed when the
+ * thread ends or scores with another model. */
+static pthread_key_t view_key;
+static pthread_once_t view_once = PTHREAD_ONCE_INIT;
+static int view_key_ok;
+
+static void view_cache_free(void *p)
+{
+    struct view *vw = p;
+    if (vw->open) view_close(vw);
+    pt_free(vw);
+}
+
+static void view_key_make(void) { view_key_ok = pthread_key_create(&view_key, view_cache_free) == 0; }
+
+/* This thread's view, fit for m and B rows (opened anew when it is not). */
+static int view_get(struct model *m, int B, struct view **out)
+{
+    (void)pthread_once(&view_once, view_key_make);
+    struct view *vw = view_key_ok ? pthread_getspecific(view_key) : NULL;
+    if (!vw) {
+        if (!(vw = pt_calloc(1, sizeof *vw))) return pt_error(PT_ENOMEM, "out of memory");
+        if (view_key_ok && pthread_setspecific(view_key, vw)) {
+            pt_free(vw);
+            return pt_error(PT_ENOMEM, "out of memory");
+        }
+        if (!view_key_ok) { /* no key: one view per call */
+            *out = vw;
+            int rc = view_open(vw, m, B);
+            if (rc) view_cache_free(vw), *out = NULL;
+            return rc;
+        }
+    }
+    if (vw->open && (vw->uid != m->uid || vw->bmax < B)) view_close(vw);
+    if (!vw->open) {
+        int rc = view_open(vw, m, B);
+        if (rc) {
+            view_close(vw);
+            return rc;
+        }
+    }
+    *out = vw;
+    return PT_OK;
+}
+
+/* Scores d's n rows through this thread's view of m into p[n, nout]. */
 static int score_rows(struct model *m, const struct dataset *d, float *p)
 {
     int64_t n = d->n;
     int B = n < CHUNK ? (int)n : CHUNK, rc;
-    struct model v;
+    struct view *vw = NULL;
     int64_t *idx = pt_malloc((size_t)B * sizeof *idx);
     if (!idx) return pt_error(PT_ENOMEM, "out of memory");
-    if ((rc = view_open(&v, m, B))) goto done;
-    /* see rows_json_encode: the batch's ids buffer must not be NULL either */
-    for (int j = 0; j < m->schema->nmulti; j++) {
-        if (!v.bt.mids[j]) {
-            if (!(v.bt.mids[j] = pt_malloc(sizeof *v.bt.mids[j]))) { rc = pt_error(PT_ENOMEM, "out of memory"); goto done; }
-            v.bt.mcap[j] = 1;
-        }
-    }
+    if ((rc = view_get(m, B, &vw))) goto done;
     for (int64_t s0 = 0; s0 < n; s0 += B) {
         int b = n - s0 < B ? (int)(n - s0) : B;
         for (int i = 0; i < b; i++) idx[i] = s0 + i;
-        if ((rc = model_gather(&v, d, NULL, idx, b))) goto done;
-        model_predict_batch(&v, p + (size_t)s0 * (size_t)m->nout);
+        if ((rc = model_gather(&vw->m, d, NULL, idx, b))) goto done;
+        model_predict_batch(&vw->m, p + (size_t)s0 * (size_t)m->nout);
     }
 done:
-    view_close(&v); /* also after a failed or partial view_open */
+    if (vw && !view_key_ok) view_cache_free(vw);
     pt_free(idx);
     return rc;
 }

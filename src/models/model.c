@@ -229,6 +229,8 @@ int model_create(struct model **out, const struct pt_config *cfg, struct schema 
     *out = NULL;
     struct model *m = pt_calloc(1, sizeof *m);
     if (!m) return pt_error(PT_ENOMEM, "out of memory");
+    static _Atomic uint64_t next_uid = 1;
+    m->uid = next_uid++;
     m->cfg = cfg;
     m->schema = schema;
     m->kind = cfg->model;

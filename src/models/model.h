@@ -104,6 +104,8 @@ struct batch {
 };
 
 struct model {
+    uint64_t uid;                   /* unique among the models of this process, never reused
+                                       (a thread's cached scoring view is keyed on it) */
     const struct pt_config *cfg;   /* owned when owns_cfg */
     int owns_cfg;
     struct schema *schema;
