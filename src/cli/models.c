@@ -110,7 +110,7 @@ static void print_list(const char *text)
                        json_number_value(json_object_get(v, "weight")));
         }
         printf(")\n");
-        printf("  %-3s %7s %6s  %-19s  %-12s  %-12s  %s\n", "", "version", "parent", "created (UTC)", "by", "sha256",
+        printf("  %-3s %7s %6s  %-19s  %-14s  %-12s  %s\n", "", "version", "parent", "created (UTC)", "by", "sha256",
                "path");
         json_array_foreach(json_object_get(m, "versions"), k, v) {
             long long ver = json_integer_value(json_object_get(v, "version"));
@@ -119,7 +119,7 @@ static void print_list(const char *text)
             if (json_is_integer(parent)) printf("%6lld  ", (long long)json_integer_value(parent));
             else printf("%6s  ", "-");
             print_time(json_integer_value(json_object_get(v, "created_unix")));
-            printf("  %-12s  %.12s  %s\n", json_string_value(json_object_get(v, "created_by")),
+            printf("  %-14s  %.12s  %s\n", json_string_value(json_object_get(v, "created_by")),
                    json_string_value(json_object_get(v, "sha256")), json_string_value(json_object_get(v, "path")));
         }
     }
