@@ -15,12 +15,6 @@
  * gradient clipping: the training loop does that before calling in. */
 #include <math.h>
 
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#elif defined(__ARM_NEON) && defined(__aarch64__)
-#include <arm_neon.h>
-#endif
-
 #include "train/optim.h"
 #include "util/util.h"
 
@@ -48,27 +42,10 @@ static struct step_consts consts_of(const struct optim *o)
     return c;
 }
 
-/* sqrt over a short array. Kept out of the update loops because with the
- * default -fmath-errno a sqrtf call (which may set errno) stops GCC and Clang
- * from vectorising the loop around it; the SSE/NEON instruction has no errno
- * side effect. The scalar loop is the oracle and the tail. */
-static void sqrt_inplace(float *x, size_t n)
-{
-    size_t i = 0;
-#if defined(__SSE__)
-    for (; i + 4 <= n; i += 4) _mm_storeu_ps(x + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
-#elif defined(__ARM_NEON) && defined(__aarch64__)
-    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, vsqrtq_f32(vld1q_f32(x + i)));
-#endif
-    for (; i < n; i++) x[i] = sqrtf(x[i]);
-}
-
-/* Elements per block of the two-pass kernels: the sqrt scratch stays in L1. */
-#define OPTIM_BLOCK 256
-
-/* The kernels over one contiguous span. Each block runs (1) moments and the
- * value to take the root of, (2) the roots, (3) the step; passes 1 and 3 are
- * branch-free loops over restrict pointers that the compiler vectorises. */
+/* The kernels over one contiguous span: branch-free loops over restrict
+ * pointers that the compiler vectorises, sqrt included: this file is built
+ * with -fno-math-errno (CMakeLists.txt), without which a sqrtf call (which
+ * may set errno) stops GCC and Clang from vectorising the loop around it. */
 static void sgd_span(const struct step_consts *c, float *restrict w, float *restrict g, size_t n)
 {
     const float lr = c->lr, l2 = c->l2;
@@ -84,44 +61,24 @@ PT_VECTOR_CLONES static void adam_span(const struct step_consts *c, float *restr
 {
     const float b1 = c->b1, b2 = c->b2, a1 = 1.0f - c->b1, a2 = 1.0f - c->b2;
     const float eps = c->eps, l2 = c->l2, ss = c->step_size, bc = c->bc2_sqrt;
-    float den[OPTIM_BLOCK];
-    for (size_t lo = 0; lo < n; lo += OPTIM_BLOCK) {
-        size_t nb = n - lo < OPTIM_BLOCK ? n - lo : OPTIM_BLOCK;
-        float *restrict wb = w + lo, *restrict gb = g + lo, *restrict mb = m + lo,
-                        *restrict vb = v + lo;
-        for (size_t i = 0; i < nb; i++) {
-            float gi = gb[i] + l2 * wb[i];
-            mb[i] = b1 * mb[i] + a1 * gi;
-            vb[i] = b2 * vb[i] + a2 * gi * gi;
-            den[i] = vb[i];
-        }
-        sqrt_inplace(den, nb);
-        for (size_t i = 0; i < nb; i++) {
-            wb[i] -= ss * (mb[i] / (den[i] / bc + eps));
-            gb[i] = 0.0f;
-        }
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * w[i];
+        m[i] = b1 * m[i] + a1 * gi;
+        v[i] = b2 * v[i] + a2 * gi * gi;
+        w[i] -= ss * (m[i] / (sqrtf(v[i]) / bc + eps));
+        g[i] = 0.0f;
     }
 }
 
-static void adagrad_span(const struct step_consts *c, float *restrict w, float *restrict g,
-                         float *restrict v, size_t n)
+PT_VECTOR_CLONES static void adagrad_span(const struct step_consts *c, float *restrict w, float *restrict g,
+                                          float *restrict v, size_t n)
 {
     const float lr = c->lr, eps = c->eps, l2 = c->l2;
-    float den[OPTIM_BLOCK];
-    for (size_t lo = 0; lo < n; lo += OPTIM_BLOCK) {
-        size_t nb = n - lo < OPTIM_BLOCK ? n - lo : OPTIM_BLOCK;
-        float *restrict wb = w + lo, *restrict gb = g + lo, *restrict vb = v + lo;
-        for (size_t i = 0; i < nb; i++) {
-            float gi = gb[i] + l2 * wb[i];
-            gb[i] = gi; /* pass 3 needs the decayed gradient; zeroed there */
-            vb[i] += gi * gi;
-            den[i] = vb[i];
-        }
-        sqrt_inplace(den, nb);
-        for (size_t i = 0; i < nb; i++) {
-            wb[i] -= lr * gb[i] / (den[i] + eps);
-            gb[i] = 0.0f;
-        }
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * w[i];
+        v[i] += gi * gi;
+        w[i] -= lr * gi / (sqrtf(v[i]) + eps);
+        g[i] = 0.0f;
     }
 }
 
