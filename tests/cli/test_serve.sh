@@ -17,7 +17,8 @@
 # drift per feature;
 # predictions keep succeeding while versions are activated and rolled back
 # under load (hot swap: zero failures); an A/B split sends each user to their
-# variant, which stays loaded and is counted per version; an activation made
+# variant, which stays loaded and is counted per version, and both variants
+# score posted events for their running AUC; an activation made
 # by another process (the CLI) is served within seconds; a revoked key is
 # refused within a second; SIGTERM stops the server with exit 0.
 set -u
@@ -78,6 +79,7 @@ json.dump({"model": "shop", "rows": rows[:1]}, open(d + "/shopevent.json", "w"))
 unk = dict(rows[0]); unk["colour"] = "red"
 json.dump({"model": "census", "rows": [unk]}, open(d + "/unknown.json", "w"))
 json.dump({"model": "census", "rows": rows[:1] * 60}, open(d + "/many.json", "w"))
+json.dump({"model": "census", "rows": rows[10:50]}, open(d + "/forty.json", "w"))
 open(d + "/deep.json", "w").write('{"model": "census", "rows": ' + "[" * 40 + "]" * 40 + "}")
 open(d + "/big.json", "w").write(json.dumps({"model": "census", "rows": rows * 40}))
 PY
@@ -209,6 +211,21 @@ grep -q 'polytask_model_loaded{model="census",version="2",current="0"} 1' "$T/bo
 grep -q 'polytask_model_requests_total{model="census",version="2"} [1-9]' "$T/body" || fail "A/B: variant 2 not counted"
 req GET /v1/models/census "$RK"; want 200 '"loaded":[{"version":1,"current":true'
 grep -q '"version":2,"current":false,"requests":[1-9]' "$T/body" || fail "A/B: GET /v1/models/census lacks variant 2's count"
+# events are scored by both variants before the learner learns them: each
+# version's running AUC covers the 40 new events
+req POST /v1/events "$AK" "$T/forty.json"; want 202 '"accepted":40'
+ok=
+for i in $(seq 1 50); do
+    req GET /v1/models/census "$RK"
+    python3 - "$T/body" <<'PY' && { ok=1; break; }
+import json, sys
+vs = {v["version"]: v for v in json.load(open(sys.argv[1]))["versions"]}
+sys.exit(0 if all(vs[k].get("events", 0) >= 40 and "income" in vs[k].get("running_auc", {}) for k in (1, 2)) else 1)
+PY
+    sleep 0.1
+done
+[ -n "$ok" ] || fail "A/B: both variants' running AUC over the posted events: $(head -c 600 "$T/body")"
+req GET /metrics ""; want 200 'polytask_running_auc{model="census",version="2",task="income"}'
 run models --registry "$DB" split census off
 expect_ok
 
