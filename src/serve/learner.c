@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,27 +418,29 @@ void learner_stop(struct learner *l)
     pt_free(l);
 }
 
+/* One per-model family of /metrics: the int64 field at off of each state
+ * (a negative value is not measured yet and left out). */
+static void family(FILE *f, const struct learner *l, const char *name, const char *type, const char *help, size_t off)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (int i = 0; i < l->nst; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)&l->st[i] + off, sizeof v);
+        if (v >= 0) fprintf(f, "%s{model=\"%s\"} %" PRId64 "\n", name, l->st[i].name, v);
+    }
+}
+
 void learner_metrics(struct learner *l, FILE *f)
 {
     pthread_mutex_lock(&l->mu);
-    fputs("# HELP polytask_learner_events_consumed_total Events the online learner trained on.\n"
-          "# TYPE polytask_learner_events_consumed_total counter\n", f);
-    for (int i = 0; i < l->nst; i++)
-        fprintf(f, "polytask_learner_events_consumed_total{model=\"%s\"} %" PRId64 "\n", l->st[i].name, l->st[i].consumed);
-    fputs("# HELP polytask_learner_lag_events Stored events the online learner has not consumed yet.\n"
-          "# TYPE polytask_learner_lag_events gauge\n", f);
-    for (int i = 0; i < l->nst; i++)
-        if (l->st[i].pending >= 0)
-            fprintf(f, "polytask_learner_lag_events{model=\"%s\"} %" PRId64 "\n", l->st[i].name, l->st[i].pending);
-    fputs("# HELP polytask_learner_versions_published_total Versions the online learner published.\n"
-          "# TYPE polytask_learner_versions_published_total counter\n", f);
-    for (int i = 0; i < l->nst; i++)
-        fprintf(f, "polytask_learner_versions_published_total{model=\"%s\"} %" PRId64 "\n", l->st[i].name,
-                l->st[i].published);
-    fputs("# HELP polytask_learner_events_skipped_total Events the model could not read (left out).\n"
-          "# TYPE polytask_learner_events_skipped_total counter\n", f);
-    for (int i = 0; i < l->nst; i++)
-        fprintf(f, "polytask_learner_events_skipped_total{model=\"%s\"} %" PRId64 "\n", l->st[i].name, l->st[i].skipped);
+    family(f, l, "polytask_learner_events_consumed_total", "counter", "Events the online learner trained on.",
+           offsetof(struct lstate, consumed));
+    family(f, l, "polytask_learner_lag_events", "gauge", "Stored events the online learner has not consumed yet.",
+           offsetof(struct lstate, pending));
+    family(f, l, "polytask_learner_versions_published_total", "counter", "Versions the online learner published.",
+           offsetof(struct lstate, published));
+    family(f, l, "polytask_learner_events_skipped_total", "counter", "Events the model could not read (left out).",
+           offsetof(struct lstate, skipped));
     fputs("# HELP polytask_running_auc AUC per task over the last 10000 labelled events, scored by each served "
           "version before learning from them.\n# TYPE polytask_running_auc gauge\n", f);
     for (int i = 0; i < l->nrings; i++) {
