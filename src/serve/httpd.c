@@ -42,6 +42,9 @@ enum { EP_PREDICT, EP_RECOMMEND, EP_EVENTS, EP_MODELS, EP_ADMIN, EP_HEALTH, EP_M
 static const char *const EP_NAMES[NEP] = {"predict", "recommend", "events", "models", "admin", "health", "metrics", "other"};
 
 #define TABN (MAX_MODELS * 4)
+#ifndef NCOUNT
+#define NCOUNT TABN              /* (model, version) request counts kept */
+#endif
 
 struct loaded {                  /* one model version in memory */
     char name[128];
@@ -90,7 +93,7 @@ struct server {
     pthread_mutex_t mu;          /* the model table and the counters */
     struct loaded *tab[TABN];
     int ntab;
-    struct count cnt[TABN];      /* outlive the versions they count */
+    struct count cnt[NCOUNT];    /* outlive the versions they count */
     int ncnt;
     struct stat_row st[NEP];
     int64_t rows_scored, events_accepted;
@@ -199,8 +202,21 @@ static void count_locked(struct server *s, const char *name, int version)
 {
     int k = 0;
     while (k < s->ncnt && (s->cnt[k].version != version || strcmp(s->cnt[k].name, name))) k++;
+    if (k == s->ncnt && k == NCOUNT) {
+        /* full (the online learner publishes version after version): the
+         * count of the oldest version not in memory makes room */
+        int old = -1;
+        for (int j = 0; j < NCOUNT; j++) {
+            int held = 0;
+            for (int i = 0; i < s->ntab && !held; i++)
+                held = s->tab[i]->version == s->cnt[j].version && !strcmp(s->tab[i]->name, s->cnt[j].name);
+            if (!held && (old < 0 || s->cnt[j].version < s->cnt[old].version)) old = j;
+        }
+        if (old < 0) return; /* every counted version is loaded: this one goes uncounted */
+        s->cnt[old] = s->cnt[--s->ncnt];
+        k = s->ncnt;
+    }
     if (k == s->ncnt) {
-        if (k == TABN) return; /* table full: this version goes uncounted */
         snprintf(s->cnt[k].name, sizeof s->cnt[k].name, "%s", name);
         s->cnt[k].version = version, s->cnt[k].n = 0;
         s->ncnt++;

@@ -32,7 +32,9 @@
 #include "util/util.h"
 
 #define MAX_LEARN 64     /* models learned at once */
+#ifndef MAX_RINGS
 #define MAX_RINGS 256    /* (model, version) pairs with a running AUC */
+#endif
 #define MAX_SERVED 8     /* versions scored per event (active + A/B variants) */
 #define AUC_WINDOW 10000 /* events the running AUC covers */
 #define IDLE_S 0.2       /* wait when there is nothing to learn */
@@ -45,6 +47,7 @@ struct ring {            /* the last AUC_WINDOW events one version scored */
     float **p, **y;      /* [nout][AUC_WINDOW] */
     int *binary;         /* [nout] every label seen was 0 or 1 */
     int64_t n;           /* events added so far; slot n % AUC_WINDOW */
+    double used;         /* when it last scored events */
 };
 
 struct lstate {          /* one model being learned */
@@ -96,7 +99,16 @@ static struct ring *ring_of(struct learner *l, const char *name, int version, co
 {
     for (int i = 0; i < l->nrings; i++)
         if (l->rings[i].version == version && !strcmp(l->rings[i].name, name)) return &l->rings[i];
-    if (l->nrings == MAX_RINGS) return NULL;
+    if (l->nrings == MAX_RINGS) {
+        /* full (a version published every few seconds fills it in hours):
+         * the ring that scored nothing for longest makes room */
+        int old = 0;
+        for (int i = 1; i < l->nrings; i++)
+            if (l->rings[i].used < l->rings[old].used) old = i;
+        ring_free(&l->rings[old]);
+        l->rings[old] = l->rings[--l->nrings];
+        memset(&l->rings[l->nrings], 0, sizeof l->rings[l->nrings]);
+    }
     struct ring *r = &l->rings[l->nrings];
     int T = pt_model_outputs(m);
     snprintf(r->name, sizeof r->name, "%s", name);
@@ -155,7 +167,7 @@ static void score_served(struct learner *l, const char *name, const char *rows, 
         if (!pt_model_score_json(ms[i], rows, len, 0, &n, &p, &y)) {
             pthread_mutex_lock(&l->mu);
             struct ring *r = ring_of(l, name, vs[i], ms[i]);
-            if (r && r->nout == pt_model_outputs(ms[i])) ring_add(r, p, y, n);
+            if (r && r->nout == pt_model_outputs(ms[i])) ring_add(r, p, y, n), r->used = pt_now();
             pthread_mutex_unlock(&l->mu);
         }
         pt_floats_free(p);
