@@ -367,6 +367,10 @@ PT_API int pt_registry_split(pt_registry *r, const char *name, const int *versio
  * [{"version", "path", "sha256", "metrics", "parent", "created_by", "created_unix"}]}]}
  * (name NULL: every model). [out] *json. */
 PT_API int pt_registry_list(pt_registry *r, const char *name, char **json);
+/* As pt_registry_list, with only the versions being served in "versions"
+ * (the active one and the A/B split's): what a server polls, cheap however
+ * many versions the online learner has published. [out] *json. */
+PT_API int pt_registry_served(pt_registry *r, const char *name, char **json);
 /* The file path of the version to serve: the active one, or by the split
  * for user (may be NULL). [out] *path (pt_string_free), *version. */
 PT_API int pt_registry_resolve(pt_registry *r, const char *name, const char *user, char **path, int *version);

@@ -289,16 +289,19 @@ static int acquire(struct server *s, const char *name, int version, int current,
     pthread_mutex_unlock(&s->mu);
     char *path = NULL;
     int v = version, rc = PT_OK;
-    /* the path of this version: resolve gives the active one; list has all */
-    char *js = NULL;
-    if ((rc = pt_registry_list(s->reg, name, &js))) return rc;
-    json_t *j = json_loads(js, 0, NULL), *vs = json_object_get(json_array_get(json_object_get(j, "models"), 0), "versions");
-    pt_string_free(js);
-    for (size_t k = 0; k < json_array_size(vs); k++) {
-        json_t *e = json_array_get(vs, k);
-        if (json_integer_value(json_object_get(e, "version")) == v) path = pt_strdup(json_string_value(json_object_get(e, "path")));
+    /* the path of this version: among the served ones (a short list), else
+     * among all (an activation of an old version) */
+    for (int pass = 0; pass < 2 && !path; pass++) {
+        char *js = NULL;
+        if ((rc = pass ? pt_registry_list(s->reg, name, &js) : pt_registry_served(s->reg, name, &js))) return rc;
+        json_t *j = json_loads(js, 0, NULL), *vs = json_object_get(json_array_get(json_object_get(j, "models"), 0), "versions");
+        pt_string_free(js);
+        for (size_t k = 0; k < json_array_size(vs); k++) {
+            json_t *e = json_array_get(vs, k);
+            if (json_integer_value(json_object_get(e, "version")) == v) path = pt_strdup(json_string_value(json_object_get(e, "path")));
+        }
+        json_decref(j);
     }
-    json_decref(j);
     if (!path) return PT_ENOTFOUND;
     struct loaded *l = NULL;
     rc = load(name, v, path, &l);
@@ -376,7 +379,7 @@ static int hook_served(void *srv, const char *name, pt_model **models, int *vers
 {
     struct server *s = srv;
     char *js = NULL;
-    if (pt_registry_list(s->reg, name, &js)) return 0;
+    if (pt_registry_served(s->reg, name, &js)) return 0;
     json_t *j = json_loads(js, 0, NULL), *m = json_array_get(json_object_get(j, "models"), 0);
     pt_string_free(js);
     json_t *split = json_object_get(m, "split");
@@ -417,7 +420,7 @@ static int only_model(struct server *s, char *name, size_t n)
     pthread_mutex_unlock(&s->mu);
     if (fresh) return PT_OK;
     char *js = NULL;
-    int rc = pt_registry_list(s->reg, NULL, &js);
+    int rc = pt_registry_served(s->reg, NULL, &js);
     if (rc) return rc;
     json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
     pt_string_free(js);
@@ -986,7 +989,7 @@ static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const c
             /* ready: every active model is loaded and current */
             char *js = NULL;
             int ready = 1;
-            if (pt_registry_list(s->reg, NULL, &js)) return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "registry unreadable");
+            if (pt_registry_served(s->reg, NULL, &js)) return send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "registry unreadable");
             json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
             pt_string_free(js);
             for (size_t k = 0; k < json_array_size(ms); k++) {
@@ -1113,7 +1116,7 @@ int pt_serve(const pt_serve_opts *opts, void (*ready)(int port, void *user), voi
     }
     /* load every active model before taking requests */
     char *js = NULL;
-    if ((rc = pt_registry_list(s->reg, NULL, &js))) goto out;
+    if ((rc = pt_registry_served(s->reg, NULL, &js))) goto out;
     json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
     pt_string_free(js);
     for (size_t k = 0; k < json_array_size(ms) && !rc; k++) {

@@ -334,7 +334,7 @@ static struct lstate *state_of(struct learner *l, const char *name)
 static int64_t round_all(struct learner *l)
 {
     char *js = NULL;
-    if (pt_registry_list(l->reg, NULL, &js)) return 0;
+    if (pt_registry_served(l->reg, NULL, &js)) return 0;
     json_t *j = json_loads(js, 0, NULL), *ms = json_object_get(j, "models");
     pt_string_free(js);
     int64_t n = 0;

@@ -738,7 +738,9 @@ int pt_registry_resolve(pt_registry *r, const char *name, const char *user, char
 
 /* ---- list ---- */
 
-static int do_list(pt_registry *r, const char *name, char **json)
+/* served: only the versions a server needs (the active one and the split's),
+ * so the call stays cheap when the online learner has published thousands */
+static int do_list(pt_registry *r, const char *name, int served, char **json)
 {
     sqlite3_stmt *st = NULL, *sv = NULL, *ss = NULL;
     json_t *out = json_object(), *models = json_array();
@@ -752,8 +754,11 @@ static int do_list(pt_registry *r, const char *name, char **json)
                      " WHERE ?1 IS NULL OR m.name = ?1 ORDER BY m.name",
                      "s", name)) ||
         (rc = q_prep(r, &sv,
-                     "SELECT version, path, sha256, kind, metrics, parent, created_by, created_unix FROM versions"
-                     " WHERE model = ? ORDER BY version",
+                     served ? "SELECT version, path, sha256, kind, metrics, parent, created_by, created_unix FROM versions"
+                              " WHERE model = ?1 AND (version = (SELECT version FROM active WHERE model = ?1)"
+                              " OR version IN (SELECT version FROM splits WHERE model = ?1)) ORDER BY version"
+                            : "SELECT version, path, sha256, kind, metrics, parent, created_by, created_unix FROM versions"
+                              " WHERE model = ? ORDER BY version",
                      "")) ||
         (rc = q_prep(r, &ss, "SELECT version, weight FROM splits WHERE model = ? ORDER BY version", "")))
         goto done;
@@ -803,7 +808,13 @@ done:
 int pt_registry_list(pt_registry *r, const char *name, char **json)
 {
     *json = NULL;
-    LOCKED(r, do_list(r, name, json));
+    LOCKED(r, do_list(r, name, 0, json));
+}
+
+int pt_registry_served(pt_registry *r, const char *name, char **json)
+{
+    *json = NULL;
+    LOCKED(r, do_list(r, name, 1, json));
 }
 
 /* ---- API keys ----

@@ -292,7 +292,30 @@ static void test_publish(void **state)
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(mo, "versions"), 1), "parent")), 1);
     json_decref(j);
     pt_string_free(js);
+    /* served: the active version only, until a split names others */
+    assert_int_equal(pt_registry_served(r, "m", &js), PT_OK);
+    j = json_loads(js, 0, NULL);
+    mo = json_array_get(json_object_get(j, "models"), 0);
+    assert_int_equal(json_array_size(json_object_get(mo, "versions")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(mo, "versions"), 0), "version")), 2);
+    assert_int_equal(json_integer_value(json_object_get(mo, "active")), 2);
+    json_decref(j);
+    pt_string_free(js);
+    const int sv[2] = {1, 2};
+    const double sw[2] = {1, 1};
+    assert_int_equal(pt_registry_split(r, "m", sv, sw, 2, "test"), PT_OK);
+    assert_int_equal(pt_registry_served(r, NULL, &js), PT_OK);
+    j = json_loads(js, 0, NULL);
+    mo = json_array_get(json_object_get(j, "models"), 0);
+    assert_int_equal(json_array_size(json_object_get(mo, "versions")), 2);
+    assert_int_equal(json_array_size(json_object_get(mo, "split")), 2);
+    json_decref(j);
+    pt_string_free(js);
+    assert_int_equal(pt_registry_split(r, "m", NULL, NULL, 0, "test"), PT_OK);
     assert_int_equal(pt_registry_audit(r, 1, &js), PT_OK);
+    assert_non_null(strstr(js, "\"split\""));
+    pt_string_free(js);
+    assert_int_equal(pt_registry_audit(r, 3, &js), PT_OK);
     assert_non_null(strstr(js, "\"publish\""));
     pt_string_free(js);
     /* bad arguments */
