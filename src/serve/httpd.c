@@ -38,8 +38,8 @@
 #define NBUCKETS 12
 static const double BUCKETS[NBUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
 
-enum { EP_PREDICT, EP_RECOMMEND, EP_EVENTS, EP_MODELS, EP_ADMIN, EP_HEALTH, EP_METRICS, EP_OTHER, NEP };
-static const char *const EP_NAMES[NEP] = {"predict", "recommend", "events", "models", "admin", "health", "metrics", "other"};
+enum { EP_PREDICT, EP_RECOMMEND, EP_EVENTS, EP_MODELS, EP_ADMIN, EP_HEALTH, EP_METRICS, EP_KEYS, EP_OTHER, NEP };
+static const char *const EP_NAMES[NEP] = {"predict", "recommend", "events", "models", "admin", "health", "metrics", "keys", "other"};
 
 #define TABN (MAX_MODELS * 4)
 #ifndef NCOUNT
@@ -827,6 +827,87 @@ static enum MHD_Result do_models(struct MHD_Connection *c, struct server *s, con
     return send_json(c, MHD_HTTP_OK, reply);
 }
 
+/* POST /v1/models/NAME/split {"split": [{"version": V, "weight": W}, ...]}
+ * ([] clears it): the registry records it (checked and audited); requests
+ * with a user follow it at once. */
+static enum MHD_Result do_split(struct MHD_Connection *c, struct server *s, const char *name, const struct req *q,
+                                const char *actor)
+{
+    enum MHD_Result res;
+    json_t *b = parse_body(c, s, q, &res);
+    if (!b) return res;
+    json_t *sp = json_object_get(b, "split");
+    int vs[64];
+    double ws[64];
+    size_t n = json_array_size(sp);
+    int ok = json_is_array(sp) && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *e = json_array_get(sp, i), *v = json_object_get(e, "version"), *w = json_object_get(e, "weight");
+        ok = json_is_integer(v) && json_is_number(w);
+        if (ok) vs[i] = (int)json_integer_value(v), ws[i] = json_number_value(w);
+    }
+    json_decref(b);
+    if (!ok)
+        return send_error(c, MHD_HTTP_BAD_REQUEST,
+                          "'split' must be an array of at most 64 {\"version\": integer, \"weight\": number}");
+    int rc = pt_registry_split(s->wreg, name, vs, ws, (int)n, actor);
+    if (rc) return send_rc(c, rc);
+    forget(s);
+    char *js = NULL;
+    if ((rc = pt_registry_served(s->reg, name, &js))) return send_rc(c, rc);
+    json_t *j = json_loads(js, 0, NULL);
+    pt_string_free(js);
+    json_t *m = json_array_get(json_object_get(j, "models"), 0);
+    json_t *reply = json_pack("{s:s, s:O}", "model", name, "split", json_object_get(m, "split"));
+    json_decref(j);
+    return reply ? send_json(c, MHD_HTTP_OK, reply) : MHD_NO;
+}
+
+/* GET /v1/keys: labels, scopes, times (never keys); POST /v1/keys {"label",
+ * "scope": "read"|"admin"}: a new key, shown once (201); DELETE
+ * /v1/keys/LABEL: revoked, refused by this server at once (by others
+ * within their one-second cache). */
+static enum MHD_Result do_keys(struct MHD_Connection *c, struct server *s, const char *url, const char *method,
+                               const struct req *q, const char *actor)
+{
+    const char *label = url[8] == '/' ? url + 9 : NULL;
+    char *js = NULL;
+    int rc;
+    if (!label && !strcmp(method, "GET")) {
+        if ((rc = pt_registry_key_list(s->reg, &js))) return send_rc(c, rc);
+        json_t *j = json_loads(js, 0, NULL);
+        pt_string_free(js);
+        return j ? send_json(c, MHD_HTTP_OK, json_pack("{s:o}", "keys", j)) : MHD_NO;
+    }
+    if (!label && !strcmp(method, "POST")) {
+        enum MHD_Result res;
+        json_t *b = parse_body(c, s, q, &res);
+        if (!b) return res;
+        json_t *l = json_object_get(b, "label"), *sc = json_object_get(b, "scope");
+        const char *scs = json_string_value(sc);
+        int scope = scs && !strcmp(scs, "admin") ? PT_SCOPE_ADMIN : scs && !strcmp(scs, "read") ? PT_SCOPE_READ : 0;
+        if (!json_is_string(l) || !scope) {
+            json_decref(b);
+            return send_error(c, MHD_HTTP_BAD_REQUEST, "'label' must be a string and 'scope' \"read\" or \"admin\"");
+        }
+        char *key = NULL;
+        rc = pt_registry_key_create(s->wreg, json_string_value(l), scope, actor, &key);
+        json_t *reply = rc ? NULL : json_pack("{s:s, s:s, s:s}", "label", json_string_value(l), "scope", scs, "key", key);
+        pt_string_free(key);
+        json_decref(b);
+        if (rc) return send_rc(c, rc);
+        return reply ? send_json(c, MHD_HTTP_CREATED, reply) : MHD_NO;
+    }
+    if (label && *label && !strchr(label, '/') && !strcmp(method, "DELETE")) {
+        if ((rc = pt_registry_key_revoke(s->wreg, label, actor))) return send_rc(c, rc);
+        pthread_mutex_lock(&s->mu);
+        memset(s->keys, 0, sizeof s->keys); /* no cached key outlives a revocation here */
+        pthread_mutex_unlock(&s->mu);
+        return send_json(c, MHD_HTTP_OK, json_pack("{s:s, s:b}", "label", label, "revoked", 1));
+    }
+    return send_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET or POST /v1/keys, DELETE /v1/keys/LABEL");
+}
+
 static enum MHD_Result do_admin(struct MHD_Connection *c, struct server *s, const char *name, const char *verb,
                                 const struct req *q, const char *actor)
 {
@@ -845,6 +926,8 @@ static enum MHD_Result do_admin(struct MHD_Connection *c, struct server *s, cons
         rc = pt_registry_activate(s->wreg, name, version, actor);
     } else if (!strcmp(verb, "rollback")) {
         rc = pt_registry_rollback(s->wreg, name, actor, &version);
+    } else if (!strcmp(verb, "split")) {
+        return do_split(c, s, name, q, actor);
     } else {
         return send_error(c, MHD_HTTP_NOT_FOUND, "no endpoint /v1/models/%s/%s", name, verb);
     }
@@ -943,6 +1026,7 @@ static int endpoint_of(const char *url)
     if (!strncmp(url, "/v1/models", 10)) return strchr(url + 11, '/') && url[10] == '/' ? EP_ADMIN : EP_MODELS;
     if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) return EP_HEALTH;
     if (!strcmp(url, "/metrics")) return EP_METRICS;
+    if (!strcmp(url, "/v1/keys") || !strncmp(url, "/v1/keys/", 9)) return EP_KEYS;
     return EP_OTHER;
 }
 
@@ -951,7 +1035,7 @@ static int scope_of(int ep)
 {
     switch (ep) {
     case EP_PREDICT: case EP_RECOMMEND: case EP_MODELS: return PT_SCOPE_READ;
-    case EP_EVENTS: case EP_ADMIN: return PT_SCOPE_ADMIN;
+    case EP_EVENTS: case EP_ADMIN: case EP_KEYS: return PT_SCOPE_ADMIN;
     default: return 0;
     }
 }
@@ -1005,6 +1089,7 @@ static enum MHD_Result route(struct server *s, struct MHD_Connection *c, const c
             return ready ? send_json(c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ready"))
                          : send_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "models are loading");
         }
+    case EP_KEYS: return do_keys(c, s, url, method, q, actor);
     case EP_METRICS: {
         char *t = metrics_text(s);
         return t ? send_text(c, MHD_HTTP_OK, "text/plain; version=0.0.4", t) : MHD_NO;

@@ -12,7 +12,8 @@
 # an oversized body (413); a client that stalls is disconnected after the
 # idle timeout while others are served; accepted events are in the registry,
 # events the model cannot read (wrong type, unknown column) or for a
-# recommender are refused, and the online learner scores an accepted event
+# recommender are refused, keys are created, listed and revoked and splits
+# set over HTTP, and the online learner scores an accepted event
 # (running AUC on GET /v1/models/NAME) and consumes it; /metrics carries the
 # drift per feature;
 # predictions keep succeeding while versions are activated and rolled back
@@ -243,6 +244,31 @@ done
 # the event is in the registry
 run models --registry "$DB" audit --json
 expect_ok && { grep -q '"rollback"' "$T/out" || fail "the audit log has the rollback"; }
+
+# keys and splits over HTTP (admin): a key created by POST /v1/keys works at
+# once, is listed without its secret, is refused on admin endpoints, and is
+# refused at once after DELETE; a split posted to /v1/models/NAME/split sends
+# a user to their variant, and [] clears it
+printf '{"label": "web", "scope": "read"}' >"$T/newkey.json"
+req POST /v1/keys "$AK" "$T/newkey.json"; want 201 '"scope":"read","key":"pt_'
+WK=$(sed 's/.*"key":"\([^"]*\)".*/\1/' "$T/body")
+req POST /v1/predict "$WK" "$T/one.json"; want 200 '"predictions"'
+req GET /v1/keys "$WK"; want 403 "admin scope"
+req GET /v1/keys "$AK"; want 200 '"label":"web"'
+grep -q "$WK" "$T/body" && fail "GET /v1/keys shows a key"
+printf '{"label": "x", "scope": "root"}' >"$T/badkey.json"
+req POST /v1/keys "$AK" "$T/badkey.json"; want 400 "'scope'"
+req DELETE /v1/keys/web "$AK"; want 200 '"revoked":true'
+req POST /v1/predict "$WK" "$T/one.json"; want 401 "not valid"
+req DELETE /v1/keys/nobody "$AK"; want 404
+printf '{"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]}' >"$T/split.json"
+req POST /v1/models/census/split "$AK" "$T/split.json"; want 200 '"split":[{"version":1'
+sed "s/\"model\": \"census\"/\"model\": \"census\", \"user\": \"$U1\"/" "$T/one.json" >"$T/user.json"
+req POST /v1/predict "$RK" "$T/user.json"; want 200 '"version":1' # version 2 is the active one
+printf '{"split": [{"version": 9, "weight": 1}]}' >"$T/split9.json"
+req POST /v1/models/census/split "$AK" "$T/split9.json"; want 404 "no version 9"
+printf '{"split": []}' >"$T/split0.json"
+req POST /v1/models/census/split "$AK" "$T/split0.json"; want 200 '"split":[]'
 
 # a revoked key stops working within the server's one-second key cache
 run models --registry "$DB" keys revoke reader
