@@ -54,7 +54,9 @@ struct lstate {          /* one model being learned */
     char name[128];
     pt_model *m;         /* the copy being trained */
     int base;            /* the version it is (last loaded or published) */
-    int skip_version;    /* an active version that is not a multi-task model */
+    int skip_version;    /* an active version that did not load as a multi-task model */
+    double skip_until;   /* retried after this (a recommender fails again; a file that
+                            could not be read for a moment loads) */
     int64_t offset;      /* last event learned */
     int64_t since;       /* events learned since base */
     double first_at;     /* when the first of those was learned */
@@ -269,11 +271,11 @@ static void publish(struct learner *l, struct lstate *st)
 static int64_t step(struct learner *l, struct lstate *st, int active, const char *path)
 {
     if (!st->m || st->base != active) {
-        if (active == st->skip_version) return 0;
+        if (active == st->skip_version && pt_now() < st->skip_until) return 0;
         pt_model_free(st->m);
         st->m = NULL;
         if (pt_model_load(path, &st->m)) { /* a recommender: nothing to learn */
-            st->skip_version = active;
+            st->skip_version = active, st->skip_until = pt_now() + 30;
             return 0;
         }
         int64_t off = 0;
