@@ -45,9 +45,8 @@
  * The thread keeps the view for its next call on the same model. Calls may
  * therefore run on any number of threads on one model at once; they must not
  * overlap a call that changes the model (pt_model_learn_json,
- * pt_model_gate_stats, freeing it). The view frees what model_reserve allocated as
- * free_acts in model.c does: a buffer added there must be freed in
- * view_close too (LeakSanitizer in test_predict_json catches a miss).
+ * pt_model_gate_stats, freeing it). The view's buffers are model_reserve's
+ * and are freed by model_free_acts, so the two cannot drift apart.
  *
  * Not done here: no per-row error tolerance (max_bad_rows); the first bad row
  * fails the call, since a server answers for the whole request. */
@@ -86,72 +85,26 @@ static void gate_detach(struct gate *g)
     g->psum = NULL; /* written only with gate_stats, which a view never sets */
 }
 
-/* free_mlp_acts in model.c: layer 0 of a fused expert is a view into h0. */
-static void mlp_acts_free(struct mlp *n)
-{
-    for (int l = n->ext0; l < n->nl; l++) {
-        if (n->h) pt_free(n->h[l]);
-        if (n->dh) pt_free(n->dh[l]);
-        if (n->mask) pt_free(n->mask[l]);
-    }
-    pt_free(n->h);
-    pt_free(n->dh);
-    pt_free(n->mask);
-    mlp_detach(n);
-}
-
-static void gate_acts_free(struct gate *g)
-{
-    pt_free(g->p);
-    pt_free(g->dp);
-    pt_free(g->dz);
-    gate_detach(g);
-}
-
-/* A scoring view and what closing it needs without reading the model it
- * came from, which may be freed by then (a thread's cached view outlives
- * the model it last scored with). */
+/* A scoring view. Closing it reads nothing of the model it came from, which
+ * may be freed by then (a thread's cached view outlives the model it last
+ * scored with). */
 struct view {
     struct model m;
     uint64_t uid;                /* the model's (model.h): never reused */
-    int bmax, ncat, nmulti, nnum, open;
+    int bmax, open;
 };
 
-/* Frees what view_open and model_reserve allocated for the view (free_acts
- * in model.c, then its own copies of the layer structs). Safe on a partly
- * built view: everything not yet its own is NULL. */
+/* Frees the view's buffers (model_free_acts) and its own copies of the
+ * layer structs. Safe on a partly built view: everything not yet its own is
+ * NULL. */
 static void view_close(struct view *vw)
 {
     struct model *v = &vw->m;
-    const struct { int ncat, nmulti, nnum; } c = {vw->ncat, vw->nmulti, vw->nnum}, *s = &c;
-    int T = v->ntasks;
-    for (int e = 0; v->E && e < v->nembeds; e++) {
-        pt_free(v->E[e].x);
-        pt_free(v->E[e].dx);
-    }
-    for (int t = 0; v->nets && t < T; t++) mlp_acts_free(&v->nets[t]);
-    for (int t = 0; v->towers && t < T; t++) mlp_acts_free(&v->towers[t]);
-    mlp_acts_free(&v->bottom);
+    model_free_acts(v);
     for (int l = 0; v->lv && l < v->nlevels; l++) {
         struct cgc *L = &v->lv[l];
-        for (int k = 0; L->ex && k < T * L->nt + L->ns; k++) mlp_acts_free(&L->ex[k]);
-        for (int t = 0; L->tg && t < T; t++) gate_acts_free(&L->tg[t]);
-        gate_acts_free(&L->sg);
-        for (int t = 0; L->out && t < T; t++) {
-            pt_free(L->out[t]);
-            pt_free(L->dout[t]);
-        }
-        pt_free(L->sout), pt_free(L->dsout), pt_free(L->h0), pt_free(L->dh0), pt_free(L->mask0);
         pt_free(L->ex), pt_free(L->tg), pt_free(L->out), pt_free(L->dout);
     }
-    pt_free(v->logits), pt_free(v->dlogits), pt_free(v->ycol);
-    struct batch *b = &v->bt;
-    for (int j = 0; b->cat && j < s->ncat; j++) pt_free(b->cat[j]);
-    for (int j = 0; b->moff && j < s->nmulti; j++) pt_free(b->moff[j]);
-    for (int j = 0; b->mids && j < s->nmulti; j++) pt_free(b->mids[j]);
-    for (int j = 0; b->num && j < s->nnum; j++) pt_free(b->num[j]);
-    pt_free(b->cat), pt_free(b->moff), pt_free(b->mids), pt_free(b->mcap), pt_free(b->num);
-    pt_free(b->y), pt_free(b->soft);
     pt_free(v->E), pt_free(v->nets), pt_free(v->towers), pt_free(v->lv);
     memset(vw, 0, sizeof *vw);
 }
@@ -163,7 +116,6 @@ static int view_open(struct view *vw, const struct model *m, int bmax)
     int T = m->ntasks;
     struct model *v = &vw->m;
     vw->uid = m->uid, vw->bmax = bmax, vw->open = 1;
-    vw->ncat = m->schema->ncat, vw->nmulti = m->schema->nmulti, vw->nnum = m->schema->nnum;
     *v = *m;
     /* nothing below points into m's mutable state once these are reset */
     v->E = NULL, v->nets = NULL, v->towers = NULL, v->lv = NULL;
@@ -209,7 +161,7 @@ static int view_open(struct view *vw, const struct model *m, int bmax)
     }
     int rc = model_reserve(v, bmax);
     /* see rows_json_encode: the batch's ids buffer must not be NULL either */
-    for (int j = 0; !rc && j < vw->nmulti; j++) {
+    for (int j = 0; !rc && j < v->bt.nmulti; j++) {
         if (!v->bt.mids[j]) {
             if (!(v->bt.mids[j] = pt_malloc(sizeof *v->bt.mids[j]))) goto nomem;
             v->bt.mcap[j] = 1;

@@ -319,17 +319,13 @@ static void free_gate_acts(struct gate *g)
     g->p = g->dp = g->dz = NULL;
 }
 
-static void free_batch(struct batch *b, const struct schema *s)
+/* Reads only the batch (its slot counts), not the schema. */
+static void free_batch(struct batch *b)
 {
-    if (b->cat)
-        for (int j = 0; j < s->ncat; j++) pt_free(b->cat[j]);
-    if (b->moff)
-        for (int j = 0; j < s->nmulti; j++) {
-            pt_free(b->moff[j]);
-            pt_free(b->mids[j]);
-        }
-    if (b->num)
-        for (int j = 0; j < s->nnum; j++) pt_free(b->num[j]);
+    for (int j = 0; b->cat && j < b->ncat; j++) pt_free(b->cat[j]);
+    for (int j = 0; b->moff && j < b->nmulti; j++) pt_free(b->moff[j]);
+    for (int j = 0; b->mids && j < b->nmulti; j++) pt_free(b->mids[j]);
+    for (int j = 0; b->num && j < b->nnum; j++) pt_free(b->num[j]);
     pt_free(b->cat);
     pt_free(b->moff);
     pt_free(b->mids);
@@ -340,7 +336,7 @@ static void free_batch(struct batch *b, const struct schema *s)
     memset(b, 0, sizeof *b);
 }
 
-static void free_acts(struct model *m)
+void model_free_acts(struct model *m)
 {
     int T = m->ntasks;
     for (int e = 0; m->E && e < m->nembeds; e++) {
@@ -372,7 +368,7 @@ static void free_acts(struct model *m)
     pt_free(m->dlogits);
     pt_free(m->ycol);
     m->logits = m->dlogits = m->ycol = NULL;
-    if (m->schema) free_batch(&m->bt, m->schema);
+    free_batch(&m->bt);
     m->bmax = 0;
 }
 
@@ -380,7 +376,7 @@ void model_destroy(struct model *m)
 {
     if (!m) return;
     int T = m->ntasks;
-    free_acts(m);
+    model_free_acts(m);
     for (int i = 0; i < m->nparams; i++) pt_free(m->p[i].name);
     pt_free(m->p);
     for (int e = 0; m->E && e < m->nembeds; e++) {
@@ -462,7 +458,7 @@ int model_reserve(struct model *m, int bmax)
     if (bmax <= m->bmax) return PT_OK;
     const struct schema *s = m->schema;
     int T = m->ntasks;
-    free_acts(m);
+    model_free_acts(m);
     size_t B = (size_t)bmax;
     for (int e = 0; e < m->nembeds; e++) {
         m->E[e].x = fbuf(B * (size_t)m->E[e].din);
@@ -508,6 +504,7 @@ int model_reserve(struct model *m, int bmax)
     b->mids = pt_calloc((size_t)s->nmulti + 1, sizeof *b->mids);
     b->mcap = pt_calloc((size_t)s->nmulti + 1, sizeof *b->mcap);
     b->num = pt_calloc((size_t)s->nnum + 1, sizeof *b->num);
+    b->ncat = s->ncat, b->nmulti = s->nmulti, b->nnum = s->nnum;
     b->y = fbuf(B * (size_t)T);
     b->soft = fbuf(B * (size_t)T);
     if (!m->logits || !m->dlogits || !m->ycol || !b->cat || !b->moff || !b->mids || !b->mcap ||
@@ -522,7 +519,7 @@ int model_reserve(struct model *m, int bmax)
     m->bmax = bmax;
     return PT_OK;
 nomem:
-    free_acts(m);
+    model_free_acts(m);
     return pt_error(PT_ENOMEM, "out of memory");
 }
 

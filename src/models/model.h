@@ -94,6 +94,7 @@ struct cgc {
 
 struct batch {
     int B;
+    int ncat, nmulti, nnum;  /* slots the arrays below were made for */
     int32_t **cat;       /* [ncat][B] */
     int32_t **moff;      /* [nmulti][B + 1] */
     int32_t **mids;      /* [nmulti][...] */
@@ -161,6 +162,10 @@ int model_alloc_train(struct model *m);
 
 /* Activation buffers for batches of up to bmax rows. */
 int model_reserve(struct model *m, int bmax);
+/* Frees what model_reserve allocated (activations, the batch), reading
+ * nothing else: also right for a scoring view (predict_json.c) whose model
+ * is gone. */
+void model_free_acts(struct model *m);
 
 /* Copies rows idx[0..B) of d into the model's batch buffers (and teacher
  * predictions soft[n, T] when not NULL). */
