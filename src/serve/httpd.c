@@ -562,32 +562,61 @@ static json_t *small_value(const char *s, size_t n)
     return NULL;
 }
 
-/* The body is split into its members without parsing the rows here: they go
- * to pt_model_predict_json as they are, which parses and checks them once. */
-static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, const struct req *q)
+/* A {"model", "user", "rows"} body split into its members without parsing
+ * the rows: they go to the library as they are, which parses and checks
+ * them once. name: the model, or the only active one when it is left out
+ * and model_required is 0; *user (may be NULL) a new reference; rows at
+ * body + *roff, *rlen bytes. Returns 0, or 1 with the error reply sent. */
+static int rows_body(struct MHD_Connection *c, struct server *s, const struct req *q, int model_required, char *name,
+                     size_t nlen, json_t **user, size_t *roff, size_t *rlen, enum MHD_Result *res)
 {
     static const char *const names[3] = {"model", "user", "rows"};
     const char *body = q->buf ? q->buf : "";
     size_t off[3], vl[3], where = 0;
+    *user = NULL;
     int d = serve_body_depth(body, q->len);
-    if (d < 0) return send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON (unbalanced brackets or strings)");
-    if (d > s->o.max_depth) return send_error(c, MHD_HTTP_BAD_REQUEST, "JSON nested %d deep, at most %d", d, s->o.max_depth);
-    if (serve_body_members(body, q->len, names, 3, off, vl, &where))
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON: a {\"name\": value, ...} object was expected (byte %zu)",
-                          where + 1);
-    if (!vl[2] || body[off[2]] != '[') return send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
+    if (d < 0) {
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, "body is not valid JSON (unbalanced brackets or strings)");
+        return 1;
+    }
+    if (d > s->o.max_depth) {
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, "JSON nested %d deep, at most %d", d, s->o.max_depth);
+        return 1;
+    }
+    if (serve_body_members(body, q->len, names, 3, off, vl, &where)) {
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST,
+                          "body is not valid JSON: a {\"name\": value, ...} object was expected (byte %zu)", where + 1);
+        return 1;
+    }
+    if (!vl[2] || body[off[2]] != '[') {
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
+        return 1;
+    }
     json_t *mn = vl[0] ? small_value(body + off[0], vl[0]) : NULL, *us = vl[1] ? small_value(body + off[1], vl[1]) : NULL;
-    if ((vl[0] && !mn) || (vl[1] && !us)) {
+    if ((vl[0] && !mn) || (vl[1] && !us) || (model_required && !mn)) {
         json_decref(mn), json_decref(us);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' and 'user' must be strings");
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, model_required ? "'model' must be a string" : "'model' and 'user' must be strings");
+        return 1;
     }
-    char name[128];
-    if (mn) snprintf(name, sizeof name, "%s", json_string_value(mn));
+    if (mn) snprintf(name, nlen, "%s", json_string_value(mn));
     json_decref(mn);
-    if (!vl[0] && only_model(s, name, sizeof name)) {
+    if (!vl[0] && only_model(s, name, nlen)) {
         json_decref(us);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' is required when more than one model is active");
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, "'model' is required when more than one model is active");
+        return 1;
     }
+    *user = us, *roff = off[2], *rlen = vl[2];
+    return 0;
+}
+
+static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, const struct req *q)
+{
+    const char *body = q->buf ? q->buf : "";
+    char name[128];
+    json_t *us;
+    size_t roff, rlen;
+    enum MHD_Result res;
+    if (rows_body(c, s, q, 0, name, sizeof name, &us, &roff, &rlen, &res)) return res;
     struct loaded *l = NULL;
     int rc = model_for(s, name, us ? json_string_value(us) : NULL, &l);
     json_decref(us);
@@ -597,7 +626,7 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, co
         return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: use /v1/recommend", name);
     }
     char *pred = NULL;
-    rc = pt_model_predict_json(l->m, body + off[2], vl[2], s->o.max_rows, &pred);
+    rc = pt_model_predict_json(l->m, body + roff, rlen, s->o.max_rows, &pred);
     if (rc) {
         unref(s, l);
         return send_rc(c, rc);
@@ -675,49 +704,32 @@ static enum MHD_Result events_reply(struct MHD_Connection *c, struct server *s, 
 static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, struct req *q)
 {
     enum MHD_Result res;
-    json_t *b = parse_body(c, s, q, &res);
-    if (!b) return res;
-    json_t *mn = json_object_get(b, "model"), *rows = json_object_get(b, "rows");
-    if (!json_is_string(mn) || !json_is_array(rows)) {
-        json_decref(b);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "'model' must be a string and 'rows' an array of objects");
-    }
-    if ((int64_t)json_array_size(rows) > s->o.max_rows) {
-        json_decref(b);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "%zu rows, at most %" PRId64, json_array_size(rows), s->o.max_rows);
-    }
-    char *rj = json_dumps(rows, JSON_COMPACT);
-    if (!rj) {
-        json_decref(b);
-        return MHD_NO;
-    }
+    char name[128];
+    json_t *us;
+    size_t roff, rlen;
+    if (rows_body(c, s, q, 1, name, sizeof name, &us, &roff, &rlen, &res)) return res;
+    json_decref(us);
     /* checked against the active version before it is stored: an event the
      * learner could not read would be accepted and then never learned */
     struct loaded *l = NULL;
-    int rc = model_for(s, json_string_value(mn), NULL, &l);
-    if (rc) {
-        pt_free(rj);
-        json_decref(b);
-        return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", json_string_value(mn)) : send_rc(c, rc);
-    }
+    int rc = model_for(s, name, NULL, &l);
+    if (rc) return rc == PT_ENOTFOUND ? send_error(c, MHD_HTTP_NOT_FOUND, "no model '%s'", name) : send_rc(c, rc);
     if (!l->m) {
         unref(s, l);
-        pt_free(rj);
-        json_decref(b);
-        return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: events are for multi-task models", json_string_value(mn));
+        return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: events are for multi-task models", name);
     }
-    rc = pt_model_check_json(l->m, rj, strlen(rj), s->o.max_rows, NULL);
+    int64_t nrows = 0;
+    rc = pt_model_check_json(l->m, q->buf + roff, rlen, s->o.max_rows, &nrows);
     unref(s, l);
-    if (rc) {
-        pt_free(rj);
-        json_decref(b);
-        return send_rc(c, rc);
-    }
+    if (rc) return send_rc(c, rc);
+    char *rj = pt_malloc(rlen + 1);
+    if (!rj) return MHD_NO;
+    memcpy(rj, q->buf + roff, rlen);
+    rj[rlen] = 0;
     /* stored durably (one transaction, synchronous=FULL) before the reply:
      * by the committer, or here once the server is stopping */
-    snprintf(q->ev_name, sizeof q->ev_name, "%s", json_string_value(mn));
-    q->ev_rows = rj, q->ev_len = strlen(rj), q->ev_n = json_array_size(rows);
-    json_decref(b);
+    snprintf(q->ev_name, sizeof q->ev_name, "%s", name);
+    q->ev_rows = rj, q->ev_len = rlen, q->ev_n = (size_t)nrows;
     pthread_mutex_lock(&s->qmu);
     int queued = s->committer_on && !s->draining;
     if (queued) {
