@@ -322,6 +322,43 @@ PT_API const char *pt_model_output_name(const pt_model *m, int j);
 PT_API int pt_model_learn_json(pt_model *m, const char *rows_json, size_t len, int64_t max_rows, double lr,
                                double *loss);
 
+/* ---- online samples from raw events (docs/samples.md, "Online") ---- */
+
+/* A model trained from built samples (its config has a samples: section)
+ * can learn from raw events: objects keyed by the event log's columns
+ * (user, item, type, time, ... as samples.columns names them). */
+typedef struct pt_builder pt_builder;
+
+/* Checks raw events, a JSON array, as pt_builder_push_json reads them:
+ * PT_EINVAL "event R: what is wrong" for an unknown column, a missing user,
+ * item or time, an unknown type, a bad timestamp, more than max_rows (0: no
+ * limit); PT_EINVAL too when m's config has no samples: section. [out] *n
+ * events (may be NULL). */
+PT_API int pt_model_check_events_json(pt_model *m, const char *events_json, size_t len, int64_t max_rows, int64_t *n);
+/* The sample builder of m's samples: section, kept open: features from
+ * earlier events only, labels once each window has passed, as `polytask
+ * build` makes them. replay: read the config's event log first, so features
+ * see the history training saw (its own samples are not handed out). dir:
+ * where rows wait for their labels (a scratch file). [out] *out. */
+PT_API int pt_builder_open(pt_model *m, const char *dir, int replay, pt_builder **out);
+/* Pushes raw events in the order they were accepted. One older than the
+ * newest before it is taken at that newest time (counted late); one that
+ * cannot be built from is skipped and counted. [out] *used (may be NULL). */
+PT_API int pt_builder_push_json(pt_builder *b, const char *events_json, size_t len, int64_t *used);
+/* The samples whose windows have passed since the last call, as labelled
+ * rows for pt_model_learn_json (a JSON array; the model's columns only), the
+ * first skip of them left out. [out] *json (pt_string_free), *n rows. */
+PT_API int pt_builder_take_json(pt_builder *b, int64_t skip, char **json, int64_t *n);
+typedef struct pt_builder_stats {
+    int64_t events;  /* pushed and used */
+    int64_t late;    /* taken at a later time than theirs */
+    int64_t bad;     /* skipped */
+    int64_t rows;    /* samples handed out or skipped by take */
+    int64_t waiting; /* samples whose windows are still open */
+} pt_builder_stats;
+PT_API void pt_builder_counts(const pt_builder *b, pt_builder_stats *s);
+PT_API void pt_builder_close(pt_builder *b);
+
 /* ROC AUC of scores p against 0/1 labels y over n pairs (pairs with a NaN
  * label left out); NaN when only one class is present. */
 PT_API double pt_auc(const float *p, const float *y, int64_t n);

@@ -15,6 +15,7 @@
  * and train's temp file is cut at the first offset. */
 #define _GNU_SOURCE /* stpcpy, fseeko, ftello, st_mtim */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -252,6 +253,7 @@ struct build {
     int nbad_msg;
     int sorted;                  /* the input was in time order */
     int runs;                    /* sort runs spilled */
+    int keep_open;               /* online: the end of the input is not the end of the log */
 };
 
 /* ---- small helpers ---- */
@@ -1020,11 +1022,19 @@ static int apply(struct build *b, const struct ev *e)
     return PT_OK;
 }
 
-static int group_flush(struct build *b)
+/* Finishes the waiting samples whose longest window has passed at the
+ * current second: no event from it on can label them. */
+static int finish_passed(struct build *b)
 {
     int rc = PT_OK;
-    while (b->phead < b->ptail && b->gt - b->p[b->phead - b->pbase].t > b->max_window)
-        if ((rc = pend_finish(b))) return rc;
+    while (!rc && b->phead < b->ptail && b->gt - b->p[b->phead - b->pbase].t > b->max_window) rc = pend_finish(b);
+    return rc;
+}
+
+static int group_flush(struct build *b)
+{
+    int rc = finish_passed(b);
+    if (rc) return rc;
     for (int k = 0; k < b->gn; k++) {
         if ((rc = label(b, &b->g[k]))) return rc;
         if (b->g[k].type == b->sc->exposure_type && (rc = expose(b, &b->g[k]))) return rc;
@@ -1377,7 +1387,7 @@ static int stream(struct build *b, struct csv_reader *r, struct extsort *xs, con
         prev = t;
         if ((look_read(b, &lk, f, lens, t, file, line, &rc) && (rc = look_step(b, &lk, 0))) || rc) goto done;
     }
-    if ((rc = look_step(b, &lk, 1))) goto done;
+    if ((rc = look_step(b, &lk, 1)) || b->keep_open) goto done;
     if (b->gn && (rc = group_flush(b))) goto done;
     rc = finish_tail(b, &b->end);
 done:
@@ -1663,74 +1673,90 @@ static json_t *report_json(struct build *b, double secs, const int64_t rows[3], 
     return r;
 }
 
+/* The state of an empty log, with the joined tables loaded. Freed by
+ * build_fini, also after a failure. */
+static int build_init(struct build *b, const struct samples_cfg *sc, const pt_build_opts *o)
+{
+    memset(b, 0, sizeof *b);
+    b->sc = sc;
+    b->o = o;
+    b->K = sc->ntypes, b->W = sc->nwindows, b->L = sc->nlabels;
+    for (int w = 0; w < b->W; w++) b->nfin += sc->windows[w] != 0;
+    for (int k = 0; k < b->K; k++) {
+        if (strlen(sc->types[k]) > b->type_maxlen) b->type_maxlen = strlen(sc->types[k]);
+        if (sc->every_line && !strcmp(sc->types[k], sc->every_line)) b->every_type = k;
+    }
+    for (int l = 0; l < b->L; l++) {
+        if (sc->labels[l].window > b->max_window) b->max_window = sc->labels[l].window;
+        b->label_types |= 1ull << sc->labels[l].type;
+    }
+    b->fd = -1;
+    b->c_attr = pt_calloc((size_t)sc->nattrs + 1, sizeof *b->c_attr);
+    b->gcnt = pt_calloc((size_t)b->K, sizeof *b->gcnt);
+    b->pos = pt_calloc((size_t)b->L + 1, sizeof *b->pos);
+    b->pop = sc->neg_popularity ? pt_malloc(POP_RING * sizeof *b->pop) : NULL;
+    b->obuf = pt_malloc(OBUF);
+    if (!b->c_attr || !b->gcnt || !b->pos || (sc->neg_popularity && !b->pop) || !b->obuf)
+        return pt_error(PT_ENOMEM, "out of memory");
+    state_reset(b);
+    int rc = PT_OK;
+    if ((sc->items.t.path && (rc = join_load(&b->jitems, &sc->items, "items"))) ||
+        (sc->users.t.path && (rc = join_load(&b->jusers, &sc->users, "users"))))
+        return rc;
+    return PT_OK;
+}
+
+static void build_fini(struct build *b)
+{
+    unmap_old(b);
+    state_free(b);
+    join_free(&b->jitems);
+    join_free(&b->jusers);
+    pt_free(b->c_attr), pt_free(b->gcnt), pt_free(b->pos), pt_free(b->pop);
+    pt_free(b->row);
+    pt_free(b->obuf);
+}
+
+/* Opens the event log and finds its columns: the header's names, or
+ * format.columns. [out] *r (closed by the caller, also on failure). */
+static int events_open(struct build *b, struct csv_reader **r)
+{
+    const struct samples_cfg *sc = b->sc;
+    const char *file = sc->events.path;
+    struct csv_opts co = {.delim = sc->events.delim};
+    size_t nf, *lens;
+    char **f;
+    int rc = csv_reader_open(r, file, &co);
+    if (rc) return rc;
+    if (!sc->events.header) return resolve_columns(b, sc->events.columns, sc->events.ncolumns, file);
+    if ((rc = csv_reader_next(*r, &nf, &f, &lens)) <= 0)
+        return rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
+    return resolve_columns(b, f, (int)nf, file);
+}
+
 int build_samples(const struct samples_cfg *sc, const char *dir, const pt_build_opts *opts, char **report)
 {
     pt_build_opts dflt = pt_build_opts_default();
     struct build b;
-    memset(&b, 0, sizeof b);
-    b.sc = sc;
-    b.o = opts ? opts : &dflt;
-    b.K = sc->ntypes, b.W = sc->nwindows, b.L = sc->nlabels;
-    for (int w = 0; w < b.W; w++) b.nfin += sc->windows[w] != 0;
-    for (int k = 0; k < b.K; k++) {
-        if (strlen(sc->types[k]) > b.type_maxlen) b.type_maxlen = strlen(sc->types[k]);
-        if (sc->every_line && !strcmp(sc->types[k], sc->every_line)) b.every_type = k;
-    }
-    for (int l = 0; l < b.L; l++) {
-        if (sc->labels[l].window > b.max_window) b.max_window = sc->labels[l].window;
-        b.label_types |= 1ull << sc->labels[l].type;
-    }
     if (report) *report = NULL;
-    char *key = cache_key(sc, b.o), *tmp = NULL, *paths[3] = {NULL, NULL, NULL}, **names = sc->events.columns, **hdr = NULL;
+    char *key = cache_key(sc, opts ? opts : &dflt), *paths[3] = {NULL, NULL, NULL};
     json_t *cols = NULL, *rep = NULL;
     struct csv_reader *r = NULL;
     struct atomic_file af = {0};
-    int rc = PT_OK, ncols = sc->events.ncolumns, opened = 0, made_dir = 0;
+    int rc = PT_OK, opened = 0, made_dir = 0;
     if (!key) return pt_error(PT_ENOMEM, "out of memory");
-    if (!b.o->force && cached(sc, dir, key, report)) {
+    if (!(opts ? opts : &dflt)->force && cached(sc, dir, key, report)) {
         pt_log(PT_LOG_INFO, "samples in %s are up to date with their inputs; not rebuilt", dir);
         pt_free(key);
         return PT_OK;
     }
     double t0 = pt_now();
-    b.c_attr = pt_calloc((size_t)sc->nattrs + 1, sizeof *b.c_attr);
-    b.gcnt = pt_calloc((size_t)b.K, sizeof *b.gcnt);
-    b.pos = pt_calloc((size_t)b.L + 1, sizeof *b.pos);
-    b.pop = sc->neg_popularity ? pt_malloc(POP_RING * sizeof *b.pop) : NULL;
-    b.obuf = pt_malloc(OBUF);
-    if (!b.c_attr || !b.gcnt || !b.pos || (sc->neg_popularity && !b.pop) || !b.obuf) {
-        rc = pt_error(PT_ENOMEM, "out of memory");
-        goto done;
-    }
-    state_reset(&b);
+    if ((rc = build_init(&b, sc, opts ? opts : &dflt))) goto done;
     made_dir = access(dir, F_OK) != 0;
     if ((rc = mkdirs(dir))) goto done;
-    if ((sc->items.t.path && (rc = join_load(&b.jitems, &sc->items, "items"))) ||
-        (sc->users.t.path && (rc = join_load(&b.jusers, &sc->users, "users"))))
-        goto done;
     struct csv_opts co = {.delim = sc->events.delim};
     const char *file = sc->events.path;
-    if ((rc = csv_reader_open(&r, file, &co))) goto done;
-    if (sc->events.header) {
-        size_t nf, *lens;
-        char **f;
-        if ((rc = csv_reader_next(r, &nf, &f, &lens)) <= 0) {
-            rc = rc < 0 ? rc : pt_error_at(PT_EPARSE, file, 1, "empty file: no header");
-            goto done;
-        }
-        if (!(hdr = pt_calloc(nf, sizeof *hdr))) {
-            rc = pt_error(PT_ENOMEM, "out of memory");
-            goto done;
-        }
-        ncols = (int)nf; /* before the copies, so a failed one frees those made */
-        for (size_t k = 0; k < nf; k++)
-            if (!(hdr[k] = pt_strdup(f[k]))) {
-                rc = pt_error(PT_ENOMEM, "out of memory");
-                goto done;
-            }
-        names = hdr;
-    }
-    if ((rc = resolve_columns(&b, names, ncols, file))) goto done;
+    if ((rc = events_open(&b, &r))) goto done;
     cols = column_names(&b);
     /* an output column named twice would make train read the wrong one */
     for (size_t i = 0; i < json_array_size(cols); i++)
@@ -1817,21 +1843,11 @@ done:
     if (opened) atomic_file_abort(&af);
     if (rc && made_dir) rmdir(dir); /* a failed build leaves no folder it made (rmdir: only if empty) */
     csv_reader_close(r);
-    if (hdr)
-        for (int k = 0; k < ncols; k++) pt_free(hdr[k]);
-    pt_free(hdr);
     for (int k = 0; k < 3; k++) pt_free(paths[k]);
-    pt_free(tmp);
     pt_free(key);
     json_decref(cols);
     json_decref(rep);
-    unmap_old(&b);
-    state_free(&b);
-    join_free(&b.jitems);
-    join_free(&b.jusers);
-    pt_free(b.c_attr), pt_free(b.gcnt), pt_free(b.pos), pt_free(b.pop);
-    pt_free(b.row);
-    pt_free(b.obuf);
+    build_fini(&b);
     return rc;
 }
 
@@ -1850,4 +1866,339 @@ int pt_build_samples(const pt_config *cfg, const char *out_dir, const pt_build_o
     int rc = build_samples(cfg->samples, out_dir ? out_dir : cfg->samples->cache, opts, report ? &rep : NULL);
     if (report) *report = rep;
     return rc;
+}
+
+/* ---- online: events pushed a batch at a time (the server's learner) ---- */
+
+/* The builder above kept open. Events come as JSON batches in the order
+ * they were accepted; a sample is handed out as a labelled row once its
+ * longest window has passed, as in a build, and never for the end of the
+ * input (there is none: the log goes on). An event older than the newest
+ * one before it is taken at that newest time and counted as late: the
+ * state only moves forward, so a late event still counts and labels, a
+ * little later than it happened. When asked, the config's own event log is
+ * read first, so that the first online samples' features see the history
+ * the training samples saw; that log's samples are not handed out (the
+ * model was trained on them). */
+struct online_build {
+    struct build b;
+    pt_build_opts o;
+    struct look lk;
+    const char **cols;       /* columns an event may name: the configured ones, then the log's */
+    int ncols;
+    const char **f;          /* one event's cells */
+    size_t *lens;
+    char *cells;             /* [ncols * 32] text of its numbers and booleans */
+    int64_t prev;            /* newest event time pushed */
+    uint64_t start, taken;   /* output offsets: first row of a pushed event; next row to hand out */
+    int64_t events, late, bad, rows;
+    json_t *outcols;         /* the samples' column names */
+    unsigned char *keep;     /* [outcols] the model reads it */
+};
+
+#define CELL 32
+
+static int event_columns(const struct samples_cfg *sc, const char ***out, int *n)
+{
+    const char *want[6] = {sc->col_user, sc->col_item, sc->col_time, sc->col_type, sc->col_category, sc->col_session};
+    const char **c = pt_calloc(6 + (size_t)sc->nattrs + (size_t)sc->events.ncolumns, sizeof *c);
+    int k = 0;
+    if (!c) return pt_error(PT_ENOMEM, "out of memory");
+    for (int i = 0; i < 6; i++)
+        if (want[i] && find_col(c, k, want[i]) < 0) c[k++] = want[i];
+    for (int i = 0; i < sc->nattrs; i++)
+        if (find_col(c, k, sc->attrs[i]) < 0) c[k++] = sc->attrs[i];
+    for (int i = 0; i < sc->events.ncolumns; i++)
+        if (find_col(c, k, sc->events.columns[i]) < 0) c[k++] = sc->events.columns[i];
+    *out = c, *n = k;
+    return PT_OK;
+}
+
+/* Event r of a batch into cells by column (f, lens; numbers written into
+ * cells), and its time. PT_EINVAL, "event R: what is wrong", when no
+ * sample could be built from it. */
+static int event_cells(const struct samples_cfg *sc, const char *const *cols, int ncols, json_t *ev, size_t r,
+                       const char **f, size_t *lens, char *cells, int64_t *t)
+{
+    if (!json_is_object(ev)) return pt_error(PT_EINVAL, "event %zu: not an object of column: value", r);
+    for (int k = 0; k < ncols; k++) f[k] = "", lens[k] = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(ev, key, v) {
+        int k = find_col(cols, ncols, key);
+        if (k < 0)
+            return pt_error(PT_EINVAL, "event %zu: unknown column '%.200s' (not in samples.columns or samples.format)", r,
+                            key);
+        char *cell = cells + (size_t)k * CELL;
+        int w = -1;
+        if (json_is_string(v)) f[k] = json_string_value(v), lens[k] = json_string_length(v);
+        else if (json_is_integer(v)) w = snprintf(cell, CELL, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else if (json_is_real(v)) w = snprintf(cell, CELL, "%.17g", json_real_value(v));
+        else if (json_is_boolean(v)) w = snprintf(cell, CELL, "%s", json_is_true(v) ? "true" : "false");
+        else if (!json_is_null(v))
+            return pt_error(PT_EINVAL, "event %zu: column '%.200s': an object or array; a value must be a string, number, "
+                            "boolean or null", r, key);
+        if (w >= 0) f[k] = cell, lens[k] = (size_t)w;
+    }
+    const char *need[3] = {sc->col_user, sc->col_item, sc->col_time};
+    for (int i = 0; i < 3; i++) {
+        int k = find_col(cols, ncols, need[i]);
+        if (is_missing(f[k], lens[k])) return pt_error(PT_EINVAL, "event %zu: no '%s'", r, need[i]);
+    }
+    if (sc->col_type) {
+        int k = find_col(cols, ncols, sc->col_type), type = 0;
+        while (type < sc->ntypes && strcmp(f[k], sc->types[type])) type++;
+        if (type == sc->ntypes)
+            return pt_error(PT_EINVAL, "event %zu: column '%s': unknown event type '%.100s' (not in samples.event_types)",
+                            r, sc->col_type, f[k]);
+    }
+    int k = find_col(cols, ncols, sc->col_time);
+    if (time_parse(f[k], lens[k], (enum time_format)sc->time_format, sc->tz, t))
+        return pt_error(PT_EINVAL, "event %zu: column '%s': bad timestamp '%.100s'", r, sc->col_time, f[k]);
+    return PT_OK;
+}
+
+static json_t *events_load(const char *json, size_t len)
+{
+    json_error_t e;
+    json_t *a = json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES, &e);
+    if (!a) {
+        pt_error(PT_EINVAL, "events: not JSON: %s (line %d, column %d)", e.text, e.line, e.column);
+        return NULL;
+    }
+    if (!json_is_array(a)) {
+        json_decref(a);
+        pt_error(PT_EINVAL, "events: want a JSON array of event objects");
+        return NULL;
+    }
+    return a;
+}
+
+int online_build_check(const struct samples_cfg *sc, const char *json, size_t len, int64_t max, int64_t *n)
+{
+    const char **cols = NULL, **f = NULL;
+    size_t *lens = NULL;
+    char *cells = NULL;
+    int ncols = 0, rc;
+    json_t *a = events_load(json, len);
+    if (n) *n = 0;
+    if (!a) return PT_EINVAL;
+    if (max > 0 && (int64_t)json_array_size(a) > max) {
+        rc = pt_error(PT_EINVAL, "events: %zu events, more than the limit of %" PRId64, json_array_size(a), max);
+        goto done;
+    }
+    if ((rc = event_columns(sc, &cols, &ncols))) goto done;
+    f = pt_calloc((size_t)ncols, sizeof *f), lens = pt_calloc((size_t)ncols, sizeof *lens);
+    cells = pt_malloc((size_t)ncols * CELL);
+    if (!f || !lens || !cells) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto done;
+    }
+    int64_t t;
+    for (size_t r = 0; r < json_array_size(a) && !rc; r++)
+        rc = event_cells(sc, cols, ncols, json_array_get(a, r), r, f, lens, cells, &t);
+    if (!rc && n) *n = (int64_t)json_array_size(a);
+done:
+    json_decref(a);
+    pt_free(cols), pt_free(f), pt_free(lens), pt_free(cells);
+    return rc;
+}
+
+/* The output goes to a file nobody else sees: unnamed where the file
+ * system can, else unlinked at once. */
+static int scratch_file(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return fd;
+    char *path = pt_path_join(dir, "polytask-online-XXXXXX");
+    if (!path) return -1;
+    fd = mkstemp(path);
+    if (fd >= 0) unlink(path);
+    pt_free(path);
+    return fd;
+}
+
+void online_build_close(struct online_build *ob)
+{
+    if (!ob) return;
+    look_free(&ob->lk);
+    if (ob->b.fd >= 0) close(ob->b.fd);
+    build_fini(&ob->b);
+    json_decref(ob->outcols);
+    pt_free(ob->cols), pt_free(ob->f), pt_free(ob->lens), pt_free(ob->cells), pt_free(ob->keep);
+    pt_free(ob);
+}
+
+int online_build_open(const struct samples_cfg *sc, const char *dir, int replay, const char *const *keep, int nkeep,
+                      struct online_build **out)
+{
+    *out = NULL;
+    struct online_build *ob = pt_calloc(1, sizeof *ob);
+    if (!ob) return pt_error(PT_ENOMEM, "out of memory");
+    ob->o = pt_build_opts_default();
+    struct build *b = &ob->b;
+    struct csv_reader *r = NULL;
+    int rc = build_init(b, sc, &ob->o);
+    if (rc) goto fail;
+    if ((b->fd = scratch_file(dir)) < 0) {
+        rc = pt_error(PT_EIO, "online samples: cannot create a scratch file in %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    b->keep_open = 1;
+    b->sorted = 1;
+    if (replay) {
+        const char *file = sc->events.path;
+        if ((rc = events_open(b, &r))) goto fail;
+        rc = stream(b, r, NULL, file);
+        csv_reader_close(r);
+        r = NULL;
+        if (rc == UNSORTED) {
+            unmap_old(b);
+            state_reset(b);
+            b->oflushed = 0;
+            if (ftruncate(b->fd, 0)) {
+                rc = pt_error(PT_EIO, "online samples: rewinding the scratch file: %s", strerror(errno));
+                goto fail;
+            }
+            struct csv_opts co = {.delim = sc->events.delim};
+            rc = sort_and_stream(b, file, &co, dir);
+        }
+        /* the log's last second is over: its exposures are the log's samples, not pushed ones */
+        if (!rc && b->gn) rc = group_flush(b);
+        if (rc) goto fail;
+        pt_log(PT_LOG_INFO, "online samples: read %" PRId64 " events of %s first (%" PRId64 " bad)", b->events, file,
+               b->bad);
+    }
+    /* pushed events are checked one by one; a bad one is skipped, never fatal */
+    ob->o.max_bad_rows = INT64_MAX;
+    if ((rc = event_columns(sc, &ob->cols, &ob->ncols)) ||
+        (rc = resolve_columns(b, (char **)ob->cols, ob->ncols, "events")))
+        goto fail;
+    ob->f = pt_calloc((size_t)ob->ncols, sizeof *ob->f);
+    ob->lens = pt_calloc((size_t)ob->ncols, sizeof *ob->lens);
+    ob->cells = pt_malloc((size_t)ob->ncols * CELL);
+    ob->outcols = column_names(b);
+    ob->keep = ob->outcols ? pt_calloc(json_array_size(ob->outcols) + 1, 1) : NULL;
+    if (!ob->f || !ob->lens || !ob->cells || !ob->keep) {
+        rc = pt_error(PT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < json_array_size(ob->outcols); k++)
+        ob->keep[k] = find_col(keep, nkeep, json_string_value(json_array_get(ob->outcols, k))) >= 0;
+    ob->prev = b->last_t;
+    ob->start = ob->taken = out_at(b);
+    *out = ob;
+    return PT_OK;
+fail:
+    csv_reader_close(r);
+    online_build_close(ob);
+    return rc;
+}
+
+int online_build_push(struct online_build *ob, const char *json, size_t len, int64_t *used)
+{
+    struct build *b = &ob->b;
+    json_t *a = events_load(json, len);
+    int rc = PT_OK;
+    int64_t n = 0;
+    if (used) *used = 0;
+    if (!a) return PT_EINVAL;
+    for (size_t r = 0; r < json_array_size(a) && !rc; r++) {
+        int64_t t;
+        if (event_cells(b->sc, ob->cols, ob->ncols, json_array_get(a, r), r, ob->f, ob->lens, ob->cells, &t)) {
+            if (!ob->bad++) pt_log(PT_LOG_WARN, "online samples: %s (skipped; later ones are counted)", pt_errmsg());
+            continue;
+        }
+        if (t < ob->prev) t = ob->prev, ob->late++;
+        ob->prev = t;
+        b->lines++;
+        if (look_read(b, &ob->lk, (char **)ob->f, ob->lens, t, "events", (long)r, &rc)) rc = look_step(b, &ob->lk, 0), n++;
+    }
+    /* every event reaches its group; the newest group stays open for more of
+     * its second, but the samples it shows to be done need not wait for it */
+    if (!rc) rc = look_step(b, &ob->lk, 1);
+    if (!rc) rc = finish_passed(b);
+    json_decref(a);
+    ob->events += n;
+    if (used) *used = n;
+    return rc;
+}
+
+/* Reads output bytes [from, to): the flushed ones from the file, the rest from the buffer. */
+static int out_read(struct build *b, uint64_t from, uint64_t to, char *dst)
+{
+    uint64_t mid = to < b->oflushed ? to : b->oflushed;
+    for (uint64_t at = from; at < mid;) {
+        ssize_t n = pread(b->fd, dst + (at - from), (size_t)(mid - at), (off_t)at);
+        if (n <= 0) return pt_error(PT_EIO, "online samples: reading the scratch file: %s", n ? strerror(errno) : "short");
+        at += (uint64_t)n;
+    }
+    uint64_t lo = from > b->oflushed ? from : b->oflushed;
+    if (to > lo) memcpy(dst + (lo - from), b->obuf + (lo - b->oflushed), (size_t)(to - lo));
+    return PT_OK;
+}
+
+int online_build_take(struct online_build *ob, int64_t skip, char **json, int64_t *n)
+{
+    struct build *b = &ob->b;
+    *json = NULL, *n = 0;
+    uint64_t fin = b->phead < b->ptail ? b->p[b->phead - b->pbase].off : out_at(b);
+    json_t *arr = json_array();
+    char *buf = NULL, *txt = NULL;
+    struct csv_reader *r = NULL;
+    int rc = arr ? PT_OK : pt_error(PT_ENOMEM, "out of memory");
+    if (!rc && fin > ob->taken) {
+        size_t len = (size_t)(fin - ob->taken);
+        if (!(buf = pt_malloc(len + 1))) rc = pt_error(PT_ENOMEM, "out of memory");
+        if (!rc) rc = out_read(b, ob->taken, fin, buf);
+        struct csv_opts co = {.delim = ","};
+        if (!rc) rc = csv_reader_open_mem(&r, buf, len, "online samples", &co);
+        size_t nf, *lens, nc = json_array_size(ob->outcols);
+        char **f;
+        int k;
+        while (!rc && (k = csv_reader_next(r, &nf, &f, &lens)) != 0) {
+            if (k < 0 || nf != nc) {
+                rc = k < 0 ? k : pt_error(PT_EFORMAT, "online samples: a row of %zu fields, not %zu", nf, nc);
+                break;
+            }
+            ob->rows++;
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            json_t *o = json_object();
+            for (size_t c = 0; o && c < nc; c++)
+                if (ob->keep[c] && lens[c] &&
+                    json_object_set_new(o, json_string_value(json_array_get(ob->outcols, c)), json_stringn(f[c], lens[c])))
+                    json_decref(o), o = NULL;
+            if (!o || json_array_append_new(arr, o)) rc = pt_error(PT_ENOMEM, "out of memory");
+        }
+        if (!rc) {
+            ob->taken = fin;
+            /* rows handed out are never read or patched again: give their disk back */
+            uint64_t done = (fin < b->oflushed ? fin : b->oflushed) & ~(uint64_t)4095;
+            if (done) (void)fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)done);
+        }
+    }
+    if (!rc) {
+        char *s = json_dumps(arr, JSON_COMPACT);
+        if (!s || !(txt = pt_strdup(s))) rc = pt_error(PT_ENOMEM, "out of memory");
+        free(s);
+    }
+    if (!rc) *json = txt, *n = (int64_t)json_array_size(arr);
+    csv_reader_close(r);
+    pt_free(buf);
+    json_decref(arr);
+    return rc;
+}
+
+void online_build_stats(const struct online_build *ob, int64_t *events, int64_t *late, int64_t *bad, int64_t *rows,
+                        int64_t *waiting)
+{
+    const struct build *b = &ob->b;
+    if (events) *events = ob->events;
+    if (late) *late = ob->late;
+    if (bad) *bad = ob->bad;
+    if (rows) *rows = ob->rows;
+    if (waiting) *waiting = b->ptail - b->phead;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/build.h"
 #include "eval/evaluate.h"
 #include "models/model.h"
 #include "util/util.h"
@@ -71,3 +72,62 @@ done:
     dataset_free(d);
     return rc;
 }
+
+/* ---- raw events: the sample builder kept open (build.c's online part) ---- */
+
+static int need_samples(const struct model *m)
+{
+    if (!m || !m->cfg) return pt_error(PT_EINVAL, "raw events: no model");
+    if (!m->cfg->samples)
+        return pt_error(PT_EINVAL, "raw events: model was not trained from built samples (its config has no "
+                                   "samples: section); send labelled rows");
+    return PT_OK;
+}
+
+int pt_model_check_events_json(pt_model *pm, const char *events_json, size_t len, int64_t max_rows, int64_t *n)
+{
+    struct model *m = (struct model *)pm;
+    if (n) *n = 0;
+    int rc = need_samples(m);
+    return rc ? rc : online_build_check(m->cfg->samples, events_json, len, max_rows, n);
+}
+
+int pt_builder_open(pt_model *pm, const char *dir, int replay, pt_builder **out)
+{
+    struct model *m = (struct model *)pm;
+    *out = NULL;
+    int rc = need_samples(m);
+    if (rc) return rc;
+    /* the rows carry what the model reads: its features and labels */
+    const struct schema *s = m->schema;
+    const char **keep = pt_calloc((size_t)s->nfeat + (size_t)m->cfg->ntasks + 1, sizeof *keep);
+    if (!keep) return pt_error(PT_ENOMEM, "out of memory");
+    int nk = 0;
+    for (int i = 0; i < s->nfeat; i++) keep[nk++] = s->f[i].cfg->name;
+    for (int t = 0; t < m->cfg->ntasks; t++) keep[nk++] = m->cfg->tasks[t].label;
+    rc = online_build_open(m->cfg->samples, dir && *dir ? dir : ".", replay, keep, nk, (struct online_build **)out);
+    pt_free(keep);
+    return rc;
+}
+
+int pt_builder_push_json(pt_builder *b, const char *events_json, size_t len, int64_t *used)
+{
+    if (used) *used = 0;
+    if (!b) return pt_error(PT_EINVAL, "pt_builder_push_json: no builder");
+    return online_build_push((struct online_build *)b, events_json, len, used);
+}
+
+int pt_builder_take_json(pt_builder *b, int64_t skip, char **json, int64_t *n)
+{
+    *json = NULL, *n = 0;
+    if (!b) return pt_error(PT_EINVAL, "pt_builder_take_json: no builder");
+    return online_build_take((struct online_build *)b, skip, json, n);
+}
+
+void pt_builder_counts(const pt_builder *b, pt_builder_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    if (b) online_build_stats((const struct online_build *)b, &s->events, &s->late, &s->bad, &s->rows, &s->waiting);
+}
+
+void pt_builder_close(pt_builder *b) { online_build_close((struct online_build *)b); }
