@@ -422,33 +422,43 @@ PT_API int pt_registry_key_check(pt_registry *r, const char *key, int *scope);
 /* Labels, scopes and creation times (never the keys) as JSON. [out] *json. */
 PT_API int pt_registry_key_list(pt_registry *r, char **json);
 
+/* Two kinds of events, each with its own ids and learner position:
+ * labelled rows (the training data's columns) and raw events (the event
+ * log's columns, turned into samples by pt_builder). */
+enum pt_events_kind { PT_EVENTS_ROWS = 0, PT_EVENTS_RAW = 1 };
+
 /* Appends accepted events (a JSON array of labelled rows) for model name in
  * one transaction, durable (synchronous=FULL) when this returns PT_OK.
  * [out] *first, *last: their ids. */
 PT_API int pt_registry_events_append(pt_registry *r, const char *name, const char *rows_json, size_t len,
                                      int64_t *first, int64_t *last);
 /* Group commit: appends n batches (names[k], rows_json[k] of lens[k] bytes,
- * as pt_registry_events_append) in one transaction, so one fsync makes them
+ * as pt_registry_events_append; of kinds[k], a pt_events_kind, all
+ * PT_EVENTS_ROWS when kinds is NULL) in one transaction, so one fsync makes them
  * all durable. A batch that fails its own checks (not a non-empty array of
  * objects, unknown model) gets its code in rcs[k] and is left out; the rest
  * commit together. Returns PT_OK, or the transaction's failure, which every
  * batch then carries in rcs. [out] first[k], last[k]: ids per batch. */
 PT_API int pt_registry_events_append_many(pt_registry *r, int n, const char *const *names,
-                                          const char *const *rows_json, const size_t *lens, int64_t *first,
-                                          int64_t *last, int *rcs);
-/* Up to max events of name with id > after as a JSON array of
+                                          const char *const *rows_json, const size_t *lens, const int *kinds,
+                                          int64_t *first, int64_t *last, int *rcs);
+/* Up to max events of name and kind with id > after as a JSON array of
  * {"id": N, "row": {...}}. [out] *json, *last_id (after when none). */
-PT_API int pt_registry_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json,
+PT_API int pt_registry_events_fetch(pt_registry *r, const char *name, int kind, int64_t after, int max, char **json,
                                     int64_t *last_id);
-/* Events of name with id > after not yet consumed. [out] *n. */
-PT_API int pt_registry_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n);
+/* Events of name and kind with id > after. [out] *n. */
+PT_API int pt_registry_events_pending(pt_registry *r, const char *name, int kind, int64_t after, int64_t *n);
 /* The online learner's publish, in one transaction: records model_path as
  * the next version of name (checked as by import) with parent as its
- * parent, activates it and sets the learner's offset, all or nothing.
+ * parent, activates it and sets the learner's offset (last labelled row
+ * learned) and, when raw_samples >= 0, how many samples built from raw
+ * events it has learned, all or nothing.
  * PT_EINVAL, changing nothing, when parent is no longer the active version
  * (an operator activated another meanwhile). [out] *version (may be NULL). */
 PT_API int pt_registry_publish(pt_registry *r, const char *name, const char *model_path, int parent, int64_t offset,
-                               const char *actor, int *version);
+                               int64_t raw_samples, const char *actor, int *version);
+/* Samples built from name's raw events that published versions have learned. [out] *n. */
+PT_API int pt_registry_raw_samples_get(pt_registry *r, const char *name, int64_t *n);
 /* The online learner's position (last consumed event id) for name: get and set (set is transactional). */
 PT_API int pt_registry_offset_get(pt_registry *r, const char *name, int64_t *offset);
 PT_API int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offset);

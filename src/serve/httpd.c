@@ -141,7 +141,7 @@ struct req {                     /* one request's body */
     char ev_name[128];
     char *ev_rows;
     size_t ev_len, ev_n;
-    int ev_rc;
+    int ev_rc, ev_kind;
     int64_t ev_first, ev_last;
     struct MHD_Connection *conn;
     struct req *next;
@@ -566,13 +566,15 @@ static json_t *small_value(const char *s, size_t n)
  * the rows: they go to the library as they are, which parses and checks
  * them once. name: the model, or the only active one when it is left out
  * and model_required is 0; *user (may be NULL) a new reference; rows at
- * body + *roff, *rlen bytes. Returns 0, or 1 with the error reply sent. */
+ * body + *roff, *rlen bytes. With raw not NULL (/v1/events) the body may
+ * carry "events" (raw events) instead of "rows": *raw says which. Returns
+ * 0, or 1 with the error reply sent. */
 static int rows_body(struct MHD_Connection *c, struct server *s, const struct req *q, int model_required, char *name,
-                     size_t nlen, json_t **user, size_t *roff, size_t *rlen, enum MHD_Result *res)
+                     size_t nlen, json_t **user, size_t *roff, size_t *rlen, int *raw, enum MHD_Result *res)
 {
-    static const char *const names[3] = {"model", "user", "rows"};
+    static const char *const names[4] = {"model", "user", "rows", "events"};
     const char *body = q->buf ? q->buf : "";
-    size_t off[3], vl[3], where = 0;
+    size_t off[4], vl[4], where = 0;
     *user = NULL;
     int d = serve_body_depth(body, q->len);
     if (d < 0) {
@@ -583,13 +585,22 @@ static int rows_body(struct MHD_Connection *c, struct server *s, const struct re
         *res = send_error(c, MHD_HTTP_BAD_REQUEST, "JSON nested %d deep, at most %d", d, s->o.max_depth);
         return 1;
     }
-    if (serve_body_members(body, q->len, names, 3, off, vl, &where)) {
+    if (serve_body_members(body, q->len, names, raw ? 4 : 3, off, vl, &where)) {
         *res = send_error(c, MHD_HTTP_BAD_REQUEST,
                           "body is not valid JSON: a {\"name\": value, ...} object was expected (byte %zu)", where + 1);
         return 1;
     }
+    if (raw) {
+        if (vl[2] && vl[3]) {
+            *res = send_error(c, MHD_HTTP_BAD_REQUEST, "give 'rows' (labelled rows) or 'events' (raw events), not both");
+            return 1;
+        }
+        if ((*raw = vl[3] > 0)) off[2] = off[3], vl[2] = vl[3];
+    }
     if (!vl[2] || body[off[2]] != '[') {
-        *res = send_error(c, MHD_HTTP_BAD_REQUEST, "'rows' must be an array of objects");
+        *res = send_error(c, MHD_HTTP_BAD_REQUEST, raw && *raw ? "'events' must be an array of objects"
+                                                   : raw ? "'rows' (or 'events') must be an array of objects"
+                                                         : "'rows' must be an array of objects");
         return 1;
     }
     json_t *mn = vl[0] ? small_value(body + off[0], vl[0]) : NULL, *us = vl[1] ? small_value(body + off[1], vl[1]) : NULL;
@@ -616,7 +627,7 @@ static enum MHD_Result do_predict(struct MHD_Connection *c, struct server *s, co
     json_t *us;
     size_t roff, rlen;
     enum MHD_Result res;
-    if (rows_body(c, s, q, 0, name, sizeof name, &us, &roff, &rlen, &res)) return res;
+    if (rows_body(c, s, q, 0, name, sizeof name, &us, &roff, &rlen, NULL, &res)) return res;
     struct loaded *l = NULL;
     int rc = model_for(s, name, us ? json_string_value(us) : NULL, &l);
     json_decref(us);
@@ -707,7 +718,8 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, str
     char name[128];
     json_t *us;
     size_t roff, rlen;
-    if (rows_body(c, s, q, 1, name, sizeof name, &us, &roff, &rlen, &res)) return res;
+    int raw = 0;
+    if (rows_body(c, s, q, 1, name, sizeof name, &us, &roff, &rlen, &raw, &res)) return res;
     json_decref(us);
     /* checked against the active version before it is stored: an event the
      * learner could not read would be accepted and then never learned */
@@ -719,7 +731,8 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, str
         return send_error(c, MHD_HTTP_BAD_REQUEST, "model '%s' is a recommender: events are for multi-task models", name);
     }
     int64_t nrows = 0;
-    rc = pt_model_check_json(l->m, q->buf + roff, rlen, s->o.max_rows, &nrows);
+    rc = raw ? pt_model_check_events_json(l->m, q->buf + roff, rlen, s->o.max_rows, &nrows)
+             : pt_model_check_json(l->m, q->buf + roff, rlen, s->o.max_rows, &nrows);
     unref(s, l);
     if (rc) return send_rc(c, rc);
     char *rj = pt_malloc(rlen + 1);
@@ -729,7 +742,7 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, str
     /* stored durably (one transaction, synchronous=FULL) before the reply:
      * by the committer, or here once the server is stopping */
     snprintf(q->ev_name, sizeof q->ev_name, "%s", name);
-    q->ev_rows = rj, q->ev_len = rlen, q->ev_n = (size_t)nrows;
+    q->ev_rows = rj, q->ev_len = rlen, q->ev_n = (size_t)nrows, q->ev_kind = raw ? PT_EVENTS_RAW : PT_EVENTS_ROWS;
     pthread_mutex_lock(&s->qmu);
     int queued = s->committer_on && !s->draining;
     if (queued) {
@@ -742,7 +755,10 @@ static enum MHD_Result do_events(struct MHD_Connection *c, struct server *s, str
     }
     pthread_mutex_unlock(&s->qmu);
     if (queued) return MHD_YES; /* answered by events_reply once resumed */
-    q->ev_rc = pt_registry_events_append(s->wreg, q->ev_name, q->ev_rows, q->ev_len, &q->ev_first, &q->ev_last);
+    const char *nm = q->ev_name, *rw = q->ev_rows;
+    int one_rc = PT_OK;
+    rc = pt_registry_events_append_many(s->wreg, 1, &nm, &rw, &q->ev_len, &q->ev_kind, &q->ev_first, &q->ev_last, &one_rc);
+    q->ev_rc = rc ? rc : one_rc;
     q->ev_state = EV_DONE;
     return events_reply(c, s, q);
 }
@@ -766,7 +782,7 @@ static void *committer(void *arg)
     const char *names[COMMIT_MAX], *rows[COMMIT_MAX];
     size_t lens[COMMIT_MAX];
     int64_t first[COMMIT_MAX], last[COMMIT_MAX];
-    int rcs[COMMIT_MAX];
+    int rcs[COMMIT_MAX], kinds[COMMIT_MAX];
     struct req *batch[COMMIT_MAX];
     for (;;) {
         pthread_mutex_lock(&s->qmu);
@@ -780,8 +796,9 @@ static void *committer(void *arg)
         int stop = !n && s->draining;
         pthread_mutex_unlock(&s->qmu);
         if (stop) break;
-        for (int k = 0; k < n; k++) names[k] = batch[k]->ev_name, rows[k] = batch[k]->ev_rows, lens[k] = batch[k]->ev_len;
-        int rc = pt_registry_events_append_many(s->wreg, n, names, rows, lens, first, last, rcs);
+        for (int k = 0; k < n; k++)
+            names[k] = batch[k]->ev_name, rows[k] = batch[k]->ev_rows, lens[k] = batch[k]->ev_len, kinds[k] = batch[k]->ev_kind;
+        int rc = pt_registry_events_append_many(s->wreg, n, names, rows, lens, kinds, first, last, rcs);
         for (int k = 0; k < n; k++) {
             struct req *q = batch[k];
             q->ev_rc = rc ? rc : rcs[k], q->ev_first = first[k], q->ev_last = last[k];

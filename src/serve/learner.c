@@ -57,12 +57,18 @@ struct lstate {          /* one model being learned */
     int skip_version;    /* an active version that did not load as a multi-task model */
     double skip_until;   /* retried after this (a recommender fails again; a file that
                             could not be read for a moment loads) */
-    int64_t offset;      /* last event learned */
-    int64_t since;       /* events learned since base */
+    int64_t offset;      /* last labelled row learned */
+    /* raw events, for a model trained from built samples: the builder turns
+     * them into labelled rows as their windows pass */
+    pt_builder *bld;
+    int bld_off;         /* the model cannot build samples (or it failed): no raw learning for base */
+    int64_t raw_fed;     /* last raw event pushed into bld */
+    int64_t raw_learned; /* samples built from raw events that the copy has learned */
+    int64_t since;       /* events and samples learned since base */
     double first_at;     /* when the first of those was learned */
     double retry_at;     /* after a failed publish, not before this */
     /* reported (under mu) */
-    int64_t consumed, published, skipped, pending;
+    int64_t consumed, published, skipped, pending, built, waiting, late;
     double pending_at;
     int live;            /* still active in the registry */
 };
@@ -180,58 +186,151 @@ static void score_served(struct learner *l, const char *name, const char *rows, 
 
 /* ---- learning ---- */
 
-/* Trains st's copy on the fetched events ([{"id", "row"}, ...]); an event
- * the model cannot read (stored for another schema) is skipped, counted and
- * logged, so one bad event cannot stop learning. [out] *n events consumed. */
-static int learn_events(struct learner *l, struct lstate *st, const char *fetched, int64_t *n)
+static int ensure_dir(const char *d)
 {
-    json_error_t e;
-    json_t *ev = json_loads(fetched, 0, &e), *rows = json_array();
-    *n = 0;
-    if (!ev || !rows) {
-        json_decref(ev), json_decref(rows);
-        return pt_error(PT_ENOMEM, "learner: cannot read the fetched events");
-    }
-    for (size_t i = 0; i < json_array_size(ev); i++) json_array_append(rows, json_object_get(json_array_get(ev, i), "row"));
+    if (mkdir(d, 0755) && errno != EEXIST) return pt_error(PT_EIO, "learner: cannot create %s: %s", d, strerror(errno));
+    return PT_OK;
+}
+
+/* The rows of fetched events ([{"id", "row"}, ...]) as a new array. */
+static json_t *rows_of(json_t *ev)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < json_array_size(ev); i++) json_array_append(rows, json_object_get(json_array_get(ev, i), "row"));
+    return rows;
+}
+
+/* Trains st's copy on labelled rows (after the served versions scored
+ * them); a row the model cannot read (stored for another schema) is
+ * skipped, counted and logged, so one bad row cannot stop learning. what(i)
+ * names row i in the log. */
+static int learn_rows(struct learner *l, struct lstate *st, json_t *rows, const char *what, json_t *ids)
+{
     char *txt = json_dumps(rows, JSON_COMPACT);
-    int rc = txt ? PT_OK : PT_ENOMEM;
+    if (!txt) return pt_error(PT_ENOMEM, "learner: out of memory");
+    int rc = PT_OK;
     int64_t skipped = 0;
-    if (txt) {
-        score_served(l, st->name, txt, strlen(txt));
-        double loss;
-        if (pt_model_learn_json(st->m, txt, strlen(txt), 0, l->o.learn_lr, &loss)) {
-            /* one at a time, leaving out the ones that fail */
-            for (size_t i = 0; i < json_array_size(rows); i++) {
-                json_t *one = json_pack("[O]", json_array_get(rows, i));
-                char *t1 = one ? json_dumps(one, JSON_COMPACT) : NULL;
-                json_decref(one);
-                if (!t1) {
-                    rc = PT_ENOMEM;
-                    break;
-                }
-                if (pt_model_learn_json(st->m, t1, strlen(t1), 0, l->o.learn_lr, &loss)) {
-                    if (!skipped)
-                        pt_log(PT_LOG_WARN, "learner: %s: event %" JSON_INTEGER_FORMAT " skipped: %s", st->name,
-                               json_integer_value(json_object_get(json_array_get(ev, i), "id")), pt_errmsg());
-                    skipped++;
-                }
-                pt_free(t1);
+    score_served(l, st->name, txt, strlen(txt));
+    double loss;
+    if (pt_model_learn_json(st->m, txt, strlen(txt), 0, l->o.learn_lr, &loss)) {
+        /* one at a time, leaving out the ones that fail */
+        for (size_t i = 0; i < json_array_size(rows); i++) {
+            json_t *one = json_pack("[O]", json_array_get(rows, i));
+            char *t1 = one ? json_dumps(one, JSON_COMPACT) : NULL;
+            json_decref(one);
+            if (!t1) {
+                rc = pt_error(PT_ENOMEM, "learner: out of memory");
+                break;
             }
+            if (pt_model_learn_json(st->m, t1, strlen(t1), 0, l->o.learn_lr, &loss)) {
+                if (!skipped)
+                    pt_log(PT_LOG_WARN, "learner: %s: %s %" JSON_INTEGER_FORMAT " skipped: %s", st->name, what,
+                           ids ? json_integer_value(json_object_get(json_array_get(ids, i), "id")) : (json_int_t)i,
+                           pt_errmsg());
+                skipped++;
+            }
+            pt_free(t1);
         }
-        pt_free(txt);
     }
-    if (!rc) *n = (int64_t)json_array_size(rows);
-    json_decref(ev), json_decref(rows);
+    free(txt);
     pthread_mutex_lock(&l->mu);
     st->skipped += skipped;
     pthread_mutex_unlock(&l->mu);
     return rc;
 }
 
-static int ensure_dir(const char *d)
+/* Labelled rows as fetched from the registry. [out] *n rows consumed. */
+static int learn_events(struct learner *l, struct lstate *st, const char *fetched, int64_t *n)
 {
-    if (mkdir(d, 0755) && errno != EEXIST) return pt_error(PT_EIO, "learner: cannot create %s: %s", d, strerror(errno));
+    json_t *ev = json_loads(fetched, 0, NULL), *rows = ev ? rows_of(ev) : NULL;
+    *n = 0;
+    int rc = rows ? learn_rows(l, st, rows, "event", ev) : pt_error(PT_ENOMEM, "learner: cannot read the fetched events");
+    if (!rc) *n = (int64_t)json_array_size(rows);
+    json_decref(ev), json_decref(rows);
+    return rc;
+}
+
+/* Raw events: the next batch after raw_fed goes into the builder, and the
+ * samples whose windows have passed are learned. The builder is made when
+ * the copy is (re)loaded, reading the model's training log first and then
+ * every stored raw event, so the state is the same after a restart; the
+ * samples the registry says were learned already are skipped. [out] *n
+ * events pushed plus samples learned, *learned the samples. */
+static int learn_raw(struct learner *l, struct lstate *st, int64_t *n, int64_t *learned)
+{
+    *n = *learned = 0;
+    if (st->bld_off) return PT_OK;
+    int rc;
+    if (!st->bld) {
+        if (pt_model_check_events_json(st->m, "[]", 2, 0, NULL)) { /* not trained from built samples */
+            st->bld_off = 1;
+            return PT_OK;
+        }
+        double t0 = pt_now();
+        if ((rc = ensure_dir(l->dir))) return rc;
+        if ((rc = pt_builder_open(st->m, l->dir, 1, &st->bld))) {
+            pt_log(PT_LOG_WARN, "learner: %s: the training log cannot be read first (%s); raw events build samples "
+                                "from their own history only", st->name, pt_errmsg());
+            rc = pt_builder_open(st->m, l->dir, 0, &st->bld);
+        }
+        if (rc) {
+            pt_log(PT_LOG_ERROR, "learner: %s: raw events will not be learned: %s", st->name, pt_errmsg());
+            st->bld_off = 1;
+            return PT_OK;
+        }
+        st->raw_fed = 0;
+        pt_log(PT_LOG_INFO, "learner: %s: sample builder ready in %.1f s", st->name, pt_now() - t0);
+    }
+    char *js = NULL;
+    int64_t last = st->raw_fed, used = 0;
+    if ((rc = pt_registry_events_fetch(l->reg, st->name, PT_EVENTS_RAW, st->raw_fed, l->o.learn_batch, &js, &last)))
+        return rc;
+    if (last > st->raw_fed) {
+        json_t *ev = json_loads(js, 0, NULL), *rows = ev ? rows_of(ev) : NULL;
+        char *txt = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
+        rc = txt ? pt_builder_push_json(st->bld, txt, strlen(txt), &used) : pt_error(PT_ENOMEM, "learner: out of memory");
+        free(txt);
+        json_decref(ev), json_decref(rows);
+        if (!rc) st->raw_fed = last;
+    }
+    pt_string_free(js);
+    pt_builder_stats bs;
+    pt_builder_counts(st->bld, &bs);
+    char *sj = NULL;
+    int64_t got = 0, skip = st->raw_learned > bs.rows ? st->raw_learned - bs.rows : 0;
+    if (!rc) rc = pt_builder_take_json(st->bld, skip, &sj, &got);
+    if (!rc && got) {
+        json_t *rows = json_loads(sj, 0, NULL);
+        rc = rows ? learn_rows(l, st, rows, "sample", NULL) : pt_error(PT_ENOMEM, "learner: out of memory");
+        json_decref(rows);
+        if (!rc) st->raw_learned += got;
+    }
+    pt_string_free(sj);
+    if (rc) { /* the builder's state is in doubt: made again from the stored events */
+        pt_builder_close(st->bld);
+        st->bld = NULL;
+        return rc;
+    }
+    pt_builder_counts(st->bld, &bs);
+    pthread_mutex_lock(&l->mu);
+    st->consumed += used;
+    st->built += got;
+    st->waiting = bs.waiting;
+    st->late = bs.late;
+    pthread_mutex_unlock(&l->mu);
+    *n = used + got;
+    *learned = got;
     return PT_OK;
+}
+
+
+/* Forgets the copy and its builder: both are made again from the registry. */
+static void drop_copy(struct lstate *st)
+{
+    pt_model_free(st->m);
+    st->m = NULL;
+    pt_builder_close(st->bld);
+    st->bld = NULL;
 }
 
 /* Writes st's copy and publishes it; a version activated meanwhile by an
@@ -242,12 +341,13 @@ static void publish(struct learner *l, struct lstate *st)
     snprintf(path, sizeof path, "%s/%s-v%d-e%" PRId64 ".ptm", l->dir, st->name, st->base, st->offset);
     int v = 0, rc = ensure_dir(l->dir);
     if (!rc) rc = pt_model_save(st->m, path);
-    if (!rc) rc = pt_registry_publish(l->reg, st->name, path, st->base, st->offset, "online-learner", &v);
+    if (!rc)
+        rc = pt_registry_publish(l->reg, st->name, path, st->base, st->offset, st->bld ? st->raw_learned : -1,
+                                 "online-learner", &v);
     if (rc == PT_EINVAL) { /* another version is active now: follow it */
         pt_log(PT_LOG_INFO, "learner: %s: %s; learning again from the active version", st->name, pt_errmsg());
         unlink(path);
-        pt_model_free(st->m);
-        st->m = NULL;
+        drop_copy(st);
         return;
     }
     if (rc) { /* the copy is kept; another try in a while */
@@ -256,8 +356,8 @@ static void publish(struct learner *l, struct lstate *st)
         st->retry_at = pt_now() + 5;
         return;
     }
-    pt_log(PT_LOG_INFO, "learner: %s: published version %d (%" PRId64 " events, offset %" PRId64 ")", st->name, v,
-           st->since, st->offset);
+    pt_log(PT_LOG_INFO, "learner: %s: published version %d (%" PRId64 " events and samples, offset %" PRId64
+                        ", raw samples %" PRId64 ")", st->name, v, st->since, st->offset, st->raw_learned);
     st->base = v, st->since = 0;
     pthread_mutex_lock(&l->mu);
     st->published++;
@@ -272,24 +372,22 @@ static int64_t step(struct learner *l, struct lstate *st, int active, const char
 {
     if (!st->m || st->base != active) {
         if (active == st->skip_version && pt_now() < st->skip_until) return 0;
-        pt_model_free(st->m);
-        st->m = NULL;
+        drop_copy(st);
         if (pt_model_load(path, &st->m)) { /* a recommender: nothing to learn */
             st->skip_version = active, st->skip_until = pt_now() + 30;
             return 0;
         }
-        int64_t off = 0;
-        if (pt_registry_offset_get(l->reg, st->name, &off)) {
-            pt_model_free(st->m);
-            st->m = NULL;
+        int64_t off = 0, raw = 0;
+        if (pt_registry_offset_get(l->reg, st->name, &off) || pt_registry_raw_samples_get(l->reg, st->name, &raw)) {
+            drop_copy(st);
             return 0;
         }
-        st->base = active, st->offset = off, st->since = 0;
+        st->base = active, st->offset = off, st->raw_learned = raw, st->since = 0, st->bld_off = 0;
     }
     char *js = NULL;
     int64_t last = st->offset, n = 0;
     double t = pt_now();
-    if (pt_registry_events_fetch(l->reg, st->name, st->offset, l->o.learn_batch, &js, &last)) return 0;
+    if (pt_registry_events_fetch(l->reg, st->name, PT_EVENTS_ROWS, st->offset, l->o.learn_batch, &js, &last)) return 0;
     if (last > st->offset) {
         if (learn_events(l, st, js, &n)) {
             pt_log(PT_LOG_ERROR, "learner: %s: %s", st->name, pt_errmsg());
@@ -303,12 +401,18 @@ static int64_t step(struct learner *l, struct lstate *st, int active, const char
         pthread_mutex_unlock(&l->mu);
     }
     pt_string_free(js);
+    int64_t nr = 0, nl = 0;
+    if (learn_raw(l, st, &nr, &nl)) pt_log(PT_LOG_ERROR, "learner: %s: raw events: %s", st->name, pt_errmsg());
+    if (nl && !st->since) st->first_at = t;
+    st->since += nl, n += nr;
     if (st->since && pt_now() >= st->retry_at &&
         (st->since >= l->o.publish_events || pt_now() - st->first_at >= l->o.publish_seconds))
         publish(l, st);
     if (pt_now() - st->pending_at >= 1.0) { /* the lag, once a second */
-        int64_t p = 0;
-        if (!pt_registry_events_pending(l->reg, st->name, st->offset, &p)) {
+        int64_t p = 0, pr = 0;
+        if (!pt_registry_events_pending(l->reg, st->name, PT_EVENTS_ROWS, st->offset, &p) &&
+            (!st->bld || !pt_registry_events_pending(l->reg, st->name, PT_EVENTS_RAW, st->raw_fed, &pr))) {
+            p += pr;
             pthread_mutex_lock(&l->mu);
             st->pending = p, st->pending_at = pt_now();
             pthread_mutex_unlock(&l->mu);
@@ -424,7 +528,7 @@ void learner_stop(struct learner *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->th, NULL);
     }
-    for (int i = 0; i < l->nst; i++) pt_model_free(l->st[i].m);
+    for (int i = 0; i < l->nst; i++) drop_copy(&l->st[i]);
     for (int i = 0; i < l->nrings; i++) ring_free(&l->rings[i]);
     pt_registry_close(l->reg);
     pthread_cond_destroy(&l->cv);
@@ -455,6 +559,12 @@ void learner_metrics(struct learner *l, FILE *f)
            offsetof(struct lstate, published));
     family(f, l, "polytask_learner_events_skipped_total", "counter", "Events the model could not read (left out).",
            offsetof(struct lstate, skipped));
+    family(f, l, "polytask_learner_samples_built_total", "counter",
+           "Samples built from raw events (labelled once their windows passed) and learned.", offsetof(struct lstate, built));
+    family(f, l, "polytask_learner_samples_waiting", "gauge", "Samples built from raw events whose label windows are still open.",
+           offsetof(struct lstate, waiting));
+    family(f, l, "polytask_learner_events_late_total", "counter",
+           "Raw events older than one pushed before them (taken at that newer time).", offsetof(struct lstate, late));
     fputs("# HELP polytask_running_auc AUC per task over the last 10000 labelled events, scored by each served "
           "version before learning from them.\n# TYPE polytask_running_auc gauge\n", f);
     for (int i = 0; i < l->nrings; i++) {

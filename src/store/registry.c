@@ -43,7 +43,7 @@
 #include "store/modelfile.h"
 #include "util/util.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define BUSY_TIMEOUT_MS 10000
 #define NAME_MAX_LEN 64
 #define KEY_PREFIX "pt_"
@@ -56,6 +56,14 @@ struct pt_registry {
     char *path;
     pthread_mutex_t mu;
 };
+
+/* Version 2: raw events (user, item, type, time) beside labelled rows, and
+ * how many samples built from them the learner has learned. */
+#define RAW_SQL                                                                                      \
+    "CREATE TABLE raw_events(id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL REFERENCES models(name),\n" \
+    "  row TEXT NOT NULL, created_unix INTEGER NOT NULL);\n"                                          \
+    "CREATE INDEX raw_events_model ON raw_events(model, id);\n"                                       \
+    "CREATE TABLE raw_offsets(model TEXT PRIMARY KEY REFERENCES models(name), samples INTEGER NOT NULL);\n"
 
 static const char SCHEMA_SQL[] =
     "CREATE TABLE models(name TEXT PRIMARY KEY, created_unix INTEGER NOT NULL);\n"
@@ -78,6 +86,7 @@ static const char SCHEMA_SQL[] =
     "  row TEXT NOT NULL, created_unix INTEGER NOT NULL);\n"
     "CREATE INDEX events_model ON events(model, id);\n"
     "CREATE TABLE offsets(model TEXT PRIMARY KEY REFERENCES models(name), offset INTEGER NOT NULL);\n"
+    RAW_SQL
     "CREATE TABLE api_keys(id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE,\n"
     "  scope INTEGER NOT NULL, created_unix INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);\n"
     "CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, unix INTEGER NOT NULL, actor TEXT NOT NULL,\n"
@@ -339,9 +348,9 @@ static int schema_setup(pt_registry *r)
     /* read again inside the write lock: two processes opening a new file at
        once must not both create the tables */
     if ((rc = schema_version(r, &v))) goto fail;
-    if (v == 0) {
+    if (v < SCHEMA_VERSION) { /* new, or written by an older polytask: add what it lacks */
         char sql[64];
-        if (sqlite3_exec(r->db, SCHEMA_SQL, NULL, NULL, NULL) != SQLITE_OK) { rc = db_err(r); goto fail; }
+        if (sqlite3_exec(r->db, v == 0 ? SCHEMA_SQL : RAW_SQL, NULL, NULL, NULL) != SQLITE_OK) { rc = db_err(r); goto fail; }
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
         if ((rc = q_exec(r, sql, ""))) goto fail;
     }
@@ -462,7 +471,7 @@ static int active_get(pt_registry *r, const char *name, int *version)
  * the new version is activated and the learner's offset set in the same
  * transaction. */
 static int do_import(pt_registry *r, const char *name, const char *model_path, int parent, const char *actor,
-                     int *version, int publish, int64_t offset)
+                     int *version, int publish, int64_t offset, int64_t raw_samples)
 {
     char sha[2 * crypto_hash_sha256_BYTES + 1];
     char *abs = NULL, *metrics = NULL;
@@ -511,11 +520,14 @@ static int do_import(pt_registry *r, const char *name, const char *model_path, i
             goto fail;
     }
     if (publish &&
-        (rc = q_exec(r, "INSERT OR REPLACE INTO offsets(model, offset) VALUES(?, ?)", "sI", name, offset)))
+        ((rc = q_exec(r, "INSERT OR REPLACE INTO offsets(model, offset) VALUES(?, ?)", "sI", name, offset)) ||
+         (raw_samples >= 0 &&
+          (rc = q_exec(r, "INSERT OR REPLACE INTO raw_offsets(model, samples) VALUES(?, ?)", "sI", name, raw_samples)))))
         goto fail;
     detail = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:b}", "model", name, "version", v, "path", abs, "sha256", sha,
                        "kind", kind, "parent", parent, "activated", first || publish);
     if (detail && publish) json_object_set_new(detail, "offset", json_integer(offset));
+    if (detail && publish && raw_samples >= 0) json_object_set_new(detail, "raw_samples", json_integer(raw_samples));
     if ((rc = audit_add(r, actor, publish ? "publish" : "import", detail)) || (rc = tx_commit(r))) goto fail;
     if (version) *version = v;
     goto done;
@@ -532,15 +544,15 @@ int pt_registry_import(pt_registry *r, const char *name, const char *model_path,
                        int *version)
 {
     if (version) *version = 0;
-    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 0, 0));
+    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 0, 0, -1));
 }
 
 int pt_registry_publish(pt_registry *r, const char *name, const char *model_path, int parent, int64_t offset,
-                        const char *actor, int *version)
+                        int64_t raw_samples, const char *actor, int *version)
 {
     if (version) *version = 0;
     if (parent <= 0 || offset < 0) return pt_error(PT_EINVAL, "publish: parent must be > 0 and offset >= 0");
-    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 1, offset));
+    LOCKED(r, do_import(r, name, model_path, parent, actor, version, 1, offset, raw_samples));
 }
 
 static int do_activate(pt_registry *r, const char *name, int version, const char *actor)
@@ -1019,8 +1031,10 @@ static int events_insert(pt_registry *r, sqlite3_stmt *st, json_t *rows, int64_t
 /* Appends n batches in one transaction (one fsync): a batch that fails its
  * checks gets its own code in rcs[k] and is left out; the others commit
  * together, or, when the transaction fails, all get its code. */
+static const char *events_table(int kind) { return kind == PT_EVENTS_RAW ? "raw_events" : "events"; }
+
 static int do_events_append(pt_registry *r, int n, const char *const *names, const char *const *rows_json,
-                            const size_t *lens, int64_t *first, int64_t *last, int *rcs)
+                            const size_t *lens, const int *kinds, int64_t *first, int64_t *last, int *rcs)
 {
     sqlite3_stmt *st = NULL;
     json_t **rows = pt_calloc((size_t)n + 1, sizeof *rows);
@@ -1039,7 +1053,10 @@ static int do_events_append(pt_registry *r, int n, const char *const *names, con
             json_decref(rows[k]), rows[k] = NULL;
             continue;
         }
-        if ((rc = q_prep(r, &st, "INSERT INTO events(model, row, created_unix) VALUES(?, ?, ?)", "s", names[k])) ||
+        char sql[96];
+        snprintf(sql, sizeof sql, "INSERT INTO %s(model, row, created_unix) VALUES(?, ?, ?)",
+                 events_table(kinds ? kinds[k] : PT_EVENTS_ROWS));
+        if ((rc = q_prep(r, &st, sql, "s", names[k])) ||
             (rc = events_insert(r, st, rows[k], t, &first[k], &last[k])))
             goto fail;
         sqlite3_finalize(st), st = NULL;
@@ -1062,7 +1079,7 @@ static int append_one(pt_registry *r, const char *name, const char *rows_json, s
 {
     int64_t f = 0, l = 0;
     int rc1 = PT_OK;
-    do_events_append(r, 1, &name, &rows_json, &len, &f, &l, &rc1);
+    do_events_append(r, 1, &name, &rows_json, &len, NULL, &f, &l, &rc1);
     if (first) *first = f;
     if (last) *last = l;
     return rc1;
@@ -1078,12 +1095,12 @@ int pt_registry_events_append(pt_registry *r, const char *name, const char *rows
 }
 
 int pt_registry_events_append_many(pt_registry *r, int n, const char *const *names, const char *const *rows_json,
-                                   const size_t *lens, int64_t *first, int64_t *last, int *rcs)
+                                   const size_t *lens, const int *kinds, int64_t *first, int64_t *last, int *rcs)
 {
     if (n < 0 || (n && (!names || !rows_json || !lens || !first || !last || !rcs)))
         return pt_error(PT_EINVAL, "events_append_many: bad arguments");
     if (!n) return PT_OK;
-    LOCKED(r, do_events_append(r, n, names, rows_json, lens, first, last, rcs));
+    LOCKED(r, do_events_append(r, n, names, rows_json, lens, kinds, first, last, rcs));
 }
 
 /* Growing text buffer for events_fetch (rows are stored as JSON text already,
@@ -1102,7 +1119,8 @@ static int sbuf_add(struct sbuf *b, const char *s, size_t n)
     return PT_OK;
 }
 
-static int do_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json, int64_t *last_id)
+static int do_events_fetch(pt_registry *r, const char *name, int kind, int64_t after, int max, char **json,
+                           int64_t *last_id)
 {
     sqlite3_stmt *st = NULL;
     struct sbuf b = {0};
@@ -1111,8 +1129,9 @@ static int do_events_fetch(pt_registry *r, const char *name, int64_t after, int 
     if (max <= 0) return pt_error(PT_EINVAL, "events: max must be > 0");
     if ((rc = q_exec(r, "BEGIN", ""))) return rc;
     if ((rc = model_exists(r, name))) goto done;
-    if ((rc = q_prep(r, &st, "SELECT id, row FROM events WHERE model = ? AND id > ? ORDER BY id LIMIT ?", "sIi", name,
-                     after, max)) ||
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT id, row FROM %s WHERE model = ? AND id > ? ORDER BY id LIMIT ?", events_table(kind));
+    if ((rc = q_prep(r, &st, sql, "sIi", name, after, max)) ||
         (rc = sbuf_add(&b, "[", 1)))
         goto done;
     int64_t last = after;
@@ -1137,11 +1156,12 @@ done:
     return rc;
 }
 
-int pt_registry_events_fetch(pt_registry *r, const char *name, int64_t after, int max, char **json, int64_t *last_id)
+int pt_registry_events_fetch(pt_registry *r, const char *name, int kind, int64_t after, int max, char **json,
+                             int64_t *last_id)
 {
     *json = NULL;
     if (last_id) *last_id = after;
-    LOCKED(r, do_events_fetch(r, name, after, max, json, last_id));
+    LOCKED(r, do_events_fetch(r, name, kind, after, max, json, last_id));
 }
 
 static int do_offset_get(pt_registry *r, const char *name, int64_t *offset)
@@ -1178,23 +1198,25 @@ static int do_offset_set(pt_registry *r, const char *name, int64_t offset)
     return PT_OK;
 }
 
-static int do_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n)
+static int do_events_pending(pt_registry *r, const char *name, int kind, int64_t after, int64_t *n)
 {
     sqlite3_stmt *st;
+    char sql[80];
     int rc;
     if ((rc = check_name("model name", name))) return rc;
-    if ((rc = q_prep(r, &st, "SELECT COUNT(*) FROM events WHERE model = ? AND id > ?", "sI", name, after))) return rc;
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s WHERE model = ? AND id > ?", events_table(kind));
+    if ((rc = q_prep(r, &st, sql, "sI", name, after))) return rc;
     rc = q_step(r, st);
     *n = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     return rc < 0 ? rc : PT_OK;
 }
 
-int pt_registry_events_pending(pt_registry *r, const char *name, int64_t after, int64_t *n)
+int pt_registry_events_pending(pt_registry *r, const char *name, int kind, int64_t after, int64_t *n)
 {
     if (!n) return pt_error(PT_EINVAL, "events_pending: no output");
     *n = 0;
-    LOCKED(r, do_events_pending(r, name, after, n));
+    LOCKED(r, do_events_pending(r, name, kind, after, n));
 }
 
 int pt_registry_offset_set(pt_registry *r, const char *name, int64_t offset)
@@ -1230,4 +1252,23 @@ int pt_registry_audit(pt_registry *r, int limit, char **json)
 {
     *json = NULL;
     LOCKED(r, do_audit(r, limit, json));
+}
+
+static int do_raw_samples_get(pt_registry *r, const char *name, int64_t *n)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if ((rc = check_name("model name", name)) || (rc = model_exists(r, name))) return rc;
+    if ((rc = q_prep(r, &st, "SELECT samples FROM raw_offsets WHERE model = ?", "s", name))) return rc;
+    rc = q_step(r, st);
+    *n = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc < 0 ? rc : PT_OK;
+}
+
+/* 0 for a model that has learned nothing from raw events yet. */
+int pt_registry_raw_samples_get(pt_registry *r, const char *name, int64_t *n)
+{
+    *n = 0;
+    LOCKED(r, do_raw_samples_get(r, name, n));
 }

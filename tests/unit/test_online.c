@@ -9,8 +9,9 @@
  * leaves exactly the weights that training the same rows read from the CSV
  * with the same batches and optimiser leaves (bit for bit); repeated learning
  * lowers the loss; bad rows and arguments fail without changing a weight;
- * publish is all or nothing and refuses a stale parent; a group commit
- * stores the good batches together and refuses the bad; pt_auc skips NaN
+ * publish is all or nothing (with the raw samples learned) and refuses a
+ * stale parent; a group commit stores the good batches together and refuses
+ * the bad, raw events beside rows with ids of their own; pt_auc skips NaN
  * labels and equals scikit-learn's roc_auc_score on a hand case. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
@@ -265,10 +266,15 @@ static void test_publish(void **state)
     assert_int_equal(v, 1);
     const char *ev = "[{\"c\": \"a\", \"y1\": \"yes\"}, {\"c\": \"b\", \"y1\": \"no\"}, {\"c\": \"c\"}]";
     assert_int_equal(pt_registry_events_append(r, "m", ev, strlen(ev), &first, &last), PT_OK);
-    assert_int_equal(pt_registry_events_pending(r, "m", 0, &n), PT_OK);
+    assert_int_equal(pt_registry_events_pending(r, "m", PT_EVENTS_ROWS, 0, &n), PT_OK);
     assert_int_equal(n, 3);
-    assert_int_equal(pt_registry_publish(r, "m", v2, 1, first + 1, "learner", &v), PT_OK);
+    int64_t raw = -1;
+    assert_int_equal(pt_registry_raw_samples_get(r, "m", &raw), PT_OK);
+    assert_int_equal(raw, 0);
+    assert_int_equal(pt_registry_publish(r, "m", v2, 1, first + 1, 17, "learner", &v), PT_OK);
     assert_int_equal(v, 2);
+    assert_int_equal(pt_registry_raw_samples_get(r, "m", &raw), PT_OK);
+    assert_int_equal(raw, 17);
     char *path = NULL;
     int active = 0;
     assert_int_equal(pt_registry_resolve(r, "m", NULL, &path, &active), PT_OK);
@@ -276,14 +282,16 @@ static void test_publish(void **state)
     pt_string_free(path);
     assert_int_equal(pt_registry_offset_get(r, "m", &off), PT_OK);
     assert_int_equal(off, first + 1);
-    assert_int_equal(pt_registry_events_pending(r, "m", off, &n), PT_OK);
+    assert_int_equal(pt_registry_events_pending(r, "m", PT_EVENTS_ROWS, off, &n), PT_OK);
     assert_int_equal(n, 1);
     /* parent 1 is no longer active: refused, nothing changes */
-    assert_int_equal(pt_registry_publish(r, "m", v2, 1, last, "learner", &v), PT_EINVAL);
+    assert_int_equal(pt_registry_publish(r, "m", v2, 1, last, -1, "learner", &v), PT_EINVAL);
     assert_non_null(strstr(pt_errmsg(), "serves version 2"));
     assert_int_equal(v, 0);
     assert_int_equal(pt_registry_offset_get(r, "m", &off), PT_OK);
     assert_int_equal(off, first + 1);
+    assert_int_equal(pt_registry_raw_samples_get(r, "m", &raw), PT_OK);
+    assert_int_equal(raw, 17);
     char *js = NULL;
     assert_int_equal(pt_registry_list(r, "m", &js), PT_OK);
     json_t *j = json_loads(js, 0, NULL);
@@ -319,8 +327,8 @@ static void test_publish(void **state)
     assert_non_null(strstr(js, "\"publish\""));
     pt_string_free(js);
     /* bad arguments */
-    assert_int_equal(pt_registry_publish(r, "m", v2, 0, 1, "learner", NULL), PT_EINVAL);
-    assert_int_equal(pt_registry_publish(r, "m", v2, 2, -1, "learner", NULL), PT_EINVAL);
+    assert_int_equal(pt_registry_publish(r, "m", v2, 0, 1, -1, "learner", NULL), PT_EINVAL);
+    assert_int_equal(pt_registry_publish(r, "m", v2, 2, -1, -1, "learner", NULL), PT_EINVAL);
     pt_registry_close(r);
 }
 
@@ -339,7 +347,7 @@ static void test_append_many(void **state)
     for (int k = 0; k < 4; k++) lens[k] = strlen(rows[k]);
     int64_t first[4], last[4];
     int rcs[4];
-    assert_int_equal(pt_registry_events_append_many(r, 4, names, rows, lens, first, last, rcs), PT_OK);
+    assert_int_equal(pt_registry_events_append_many(r, 4, names, rows, lens, NULL, first, last, rcs), PT_OK);
     assert_int_equal(rcs[0], PT_OK);
     assert_int_equal(rcs[1], PT_EINVAL);     /* not an array of objects */
     assert_int_not_equal(rcs[2], PT_OK);     /* no such model */
@@ -347,16 +355,32 @@ static void test_append_many(void **state)
     assert_int_equal(last[0] - first[0], 1);
     assert_int_equal(first[3], last[0] + 1); /* one transaction, in order */
     int64_t n = 0;
-    assert_int_equal(pt_registry_events_pending(r, "m", 0, &n), PT_OK);
+    assert_int_equal(pt_registry_events_pending(r, "m", PT_EVENTS_ROWS, 0, &n), PT_OK);
     assert_int_equal(n, 3);
     char *js = NULL;
     int64_t lid = 0;
-    assert_int_equal(pt_registry_events_fetch(r, "m", 0, 10, &js, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "m", PT_EVENTS_ROWS, 0, 10, &js, &lid), PT_OK);
     assert_non_null(strstr(js, "\"d\""));
     assert_int_equal(lid, last[3]);
     pt_string_free(js);
-    assert_int_equal(pt_registry_events_append_many(r, 0, NULL, NULL, NULL, NULL, NULL, NULL), PT_OK);
-    assert_int_equal(pt_registry_events_append_many(r, 2, names, rows, lens, NULL, last, rcs), PT_EINVAL);
+    /* raw events: their own ids, fetched and counted apart from the rows */
+    const char *raw[2] = {"[{\"user\": \"u1\"}, {\"user\": \"u2\"}]", "[{\"c\": \"e\"}]"};
+    const char *mm[2] = {"m", "m"};
+    size_t rl[2] = {strlen(raw[0]), strlen(raw[1])};
+    int kinds[2] = {PT_EVENTS_RAW, PT_EVENTS_ROWS};
+    assert_int_equal(pt_registry_events_append_many(r, 2, mm, raw, rl, kinds, first, last, rcs), PT_OK);
+    assert_int_equal(rcs[0], PT_OK);
+    assert_int_equal(first[0], 1);
+    assert_int_equal(last[0], 2);
+    assert_int_equal(pt_registry_events_pending(r, "m", PT_EVENTS_RAW, 0, &n), PT_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(pt_registry_events_pending(r, "m", PT_EVENTS_ROWS, 0, &n), PT_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(pt_registry_events_fetch(r, "m", PT_EVENTS_RAW, 1, 10, &js, &lid), PT_OK);
+    assert_string_equal(js, "[{\"id\":2,\"row\":{\"user\":\"u2\"}}]");
+    pt_string_free(js);
+    assert_int_equal(pt_registry_events_append_many(r, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL), PT_OK);
+    assert_int_equal(pt_registry_events_append_many(r, 2, names, rows, lens, NULL, NULL, last, rcs), PT_EINVAL);
     pt_registry_close(r);
 }
 

@@ -216,7 +216,21 @@ static void test_open_and_schema(void **state)
     sqlite3_finalize(st);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    /* a database of version 1 (no raw events) gains their tables on open */
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE raw_events; DROP TABLE raw_offsets; PRAGMA user_version = 1", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(pt_registry_open(p, &r), PT_OK);
+    int64_t pend = -1;
+    assert_int_equal(pt_registry_events_pending(r, "any", PT_EVENTS_RAW, 0, &pend), PT_OK);
+    assert_int_equal(pend, 0);
+    pt_registry_close(r);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
     sqlite3_finalize(st);
     /* a database written by a later polytask */
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
@@ -561,7 +575,7 @@ static void test_events_and_offsets(void **state)
 
     char *s = NULL;
     int64_t lid = -1;
-    assert_int_equal(pt_registry_events_fetch(r, "shop", 0, 100, &s, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 0, 100, &s, &lid), PT_OK);
     assert_int_equal(lid, 4);
     json_t *ev = parse(s);
     assert_int_equal(json_array_size(ev), 3);
@@ -572,17 +586,17 @@ static void test_events_and_offsets(void **state)
     assert_int_equal(json_integer_value(json_object_get(row, "y")), 1);
     assert_true(json_real_value(json_object_get(json_object_get(json_array_get(ev, 1), "row"), "x")) == 0.5);
     json_decref(ev);
-    assert_int_equal(pt_registry_events_fetch(r, "shop", 1, 1, &s, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 1, 1, &s, &lid), PT_OK);
     assert_int_equal(lid, 2);
     ev = parse(s);
     assert_int_equal(json_array_size(ev), 1);
     json_decref(ev);
-    assert_int_equal(pt_registry_events_fetch(r, "shop", 4, 10, &s, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 4, 10, &s, &lid), PT_OK);
     assert_int_equal(lid, 4);
     assert_string_equal(s, "[]");
     pt_string_free(s);
-    expect_msg(pt_registry_events_fetch(r, "shop", 0, 0, &s, &lid), PT_EINVAL, "max");
-    expect_msg(pt_registry_events_fetch(r, "nope", 0, 10, &s, &lid), PT_ENOTFOUND, NULL);
+    expect_msg(pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 0, 0, &s, &lid), PT_EINVAL, "max");
+    expect_msg(pt_registry_events_fetch(r, "nope", PT_EVENTS_ROWS, 0, 10, &s, &lid), PT_ENOTFOUND, NULL);
 
     int64_t off = -1;
     assert_int_equal(pt_registry_offset_get(r, "shop", &off), PT_OK);
@@ -601,7 +615,7 @@ static void test_events_and_offsets(void **state)
     assert_int_equal(off, 4);
     assert_int_equal(pt_registry_offset_get(r, "ranker", &off), PT_OK);
     assert_int_equal(off, 0);
-    assert_int_equal(pt_registry_events_fetch(r, "ranker", 0, 10, &s, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "ranker", PT_EVENTS_ROWS, 0, 10, &s, &lid), PT_OK);
     assert_int_equal(lid, 3);
     pt_string_free(s);
     pt_registry_close(r);
@@ -710,7 +724,7 @@ static void test_threads(void **state)
     }
     char *s = NULL;
     int64_t lid = 0;
-    assert_int_equal(pt_registry_events_fetch(r, "shop", 0, 1000, &s, &lid), PT_OK);
+    assert_int_equal(pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 0, 1000, &s, &lid), PT_OK);
     assert_int_equal(lid, 400);
     json_t *ev = parse(s);
     assert_int_equal(json_array_size(ev), 400);
@@ -735,7 +749,7 @@ static void test_alloc_failures(void **state)
         int64_t lid = 0;
         snprintf(label, sizeof label, "k%ld", k);
         pt_alloc_fail_at(k);
-        int rc2 = pt_registry_events_fetch(r, "shop", 0, 10, &s, &lid);
+        int rc2 = pt_registry_events_fetch(r, "shop", PT_EVENTS_ROWS, 0, 10, &s, &lid);
         pt_string_free(s), s = NULL;
         pt_alloc_fail_at(k);
         int rc3 = pt_registry_key_create(r, label, PT_SCOPE_READ, "a", &key);
