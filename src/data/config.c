@@ -490,6 +490,13 @@ static int train_pair(struct cx *x, const char *k, struct fy_node *v, void *ctx)
         else return err_at(x, v, "'loss_weighting' must be static or uncertainty", NULL, NULL);
         return PT_OK;
     }
+    if (!strcmp(k, "precision")) {
+        const char *s = scalar(v);
+        if (s && !strcmp(s, "f32")) c->bf16 = 0;
+        else if (s && !strcmp(s, "bf16")) c->bf16 = 1;
+        else return err_at(x, v, "'precision' must be f32 or bf16, not '%s'", s ? s : "?", NULL);
+        return PT_OK;
+    }
     if (!strcmp(k, "distill_weight")) {
         double d = 0;
         int rc = get_f64(x, v, k, 0, 1, &d);

@@ -179,6 +179,7 @@ struct pt_config {
     int threads;
     int uncertainty;         /* learned uncertainty loss weights */
     float distill;           /* weight of teacher predictions with --teacher */
+    int bf16;                /* train.precision: bf16: training GEMMs take bf16 inputs */
     char *es_watch;          /* "valid.<task|mean>.<metric>" or NULL */
     int es_patience;
     struct samples_cfg *samples; /* NULL without a samples: section */

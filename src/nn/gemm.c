@@ -7,8 +7,22 @@
  * Degenerate shapes (M, N or K == 0) never reach the BLAS: some reject a
  * zero leading dimension, and K == 0 only scales C by beta.
  * beta == 0 overwrites C without reading it (BLAS semantics), so a caller
- * may pass uninitialised or NaN-filled output buffers. */
+ * may pass uninitialised or NaN-filled output buffers.
+ *
+ * bf16 products (opt-in, train.precision: bf16): nn_sgemm_bf16, or nn_sgemm
+ * on a thread whose precision is NN_PREC_BF16, rounds op(A) and op(B) to
+ * bfloat16 (nearest, ties to even) and accumulates and writes float32.
+ * With oneDNN the rounded copies are bf16 arrays fed to a matmul primitive
+ * (the AVX-512 BF16 brgemm kernels where the CPU has them), cached per shape
+ * on the calling thread; without oneDNN the copies are bf16 values held as
+ * float and the float32 product runs on them, so every backend computes the
+ * same thing up to float32 summation order. The copies and primitives are
+ * per thread (no locks; threads never share them) and reused, so a training
+ * step allocates nothing once each shape has been seen; nn_gemm_release
+ * frees the calling thread's. */
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "nn/nn.h"
 
@@ -98,8 +112,9 @@ static void sgemm_loops(int ta, int tb, int M, int N, int K, float alpha, const 
 }
 #endif
 
-void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
-              const float *B, int ldb, float beta, float *C, int ldc)
+/* The float32 product on whichever backend is compiled in. */
+static void sgemm_f32(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     int ta = is_t(transa), tb = is_t(transb);
     if (M <= 0 || N <= 0) return;
@@ -122,6 +137,286 @@ void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const 
     scale_c(M, N, beta, C, ldc);
     sgemm_loops(ta, tb, M, N, K, alpha, A, lda, B, ldb, C, ldc);
 #endif
+}
+
+/* ---- bf16 products ---- */
+
+static _Thread_local enum nn_precision tls_precision = NN_PREC_F32;
+
+enum nn_precision nn_gemm_set_precision(enum nn_precision p)
+{
+    enum nn_precision prev = tls_precision;
+    tls_precision = p == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_F32;
+    return prev;
+}
+
+enum nn_precision nn_gemm_precision(void) { return tls_precision; }
+
+/* The top 16 bits of float u rounded to nearest, ties to even; a NaN stays
+ * a (quiet) NaN instead of rounding up into infinity. */
+static inline uint32_t bf16_bits(uint32_t u)
+{
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t q = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? q : r;
+}
+
+/* Fixed-size chunks so the baseline -O2 vectoriser (which will not add a
+ * scalar epilogue) takes the inner loops; the tails are scalar. */
+enum { CHUNK = 16 };
+
+PT_VECTOR_CLONES void nn_bf16_round(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i + CHUNK <= n; i += CHUNK) {
+        uint32_t u[CHUNK];
+        memcpy(u, src + i, sizeof u);
+        for (int j = 0; j < CHUNK; j++) u[j] = bf16_bits(u[j]) << 16;
+        memcpy(dst + i, u, sizeof u);
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, sizeof u);
+        u = bf16_bits(u) << 16;
+        memcpy(dst + i, &u, sizeof u);
+    }
+}
+
+#if defined(PT_HAVE_DNNL)
+/* dst[n] = bf16 bits of src[n] (the same rounding as nn_bf16_round). */
+PT_VECTOR_CLONES static void to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n)
+{
+    size_t i = 0;
+    for (; i + CHUNK <= n; i += CHUNK) {
+        uint32_t u[CHUNK];
+        memcpy(u, src + i, sizeof u);
+        for (int j = 0; j < CHUNK; j++) dst[i + j] = (uint16_t)bf16_bits(u[j]);
+    }
+    for (; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, sizeof u);
+        dst[i] = (uint16_t)bf16_bits(u);
+    }
+}
+
+/* A cached matmul: the shape it was made for and its memory objects (their
+ * data handles are set on every call). */
+struct bf16_prim {
+    int used;
+    int ta, tb, M, N, K, ldc;
+    float alpha, beta;
+    dnnl_primitive_t p;
+    dnnl_memory_t a, b, c;
+};
+
+enum { PRIM_CACHE = 32 }; /* a model's distinct GEMM shapes, with room */
+#endif
+
+/* The calling thread's scratch: the rounded copies of op(A) and op(B) as
+ * stored (rows of the stored matrix packed to their used width) and, with
+ * oneDNN, its engine, stream and primitives. */
+struct bf16_state {
+#if defined(PT_HAVE_DNNL)
+    uint16_t *a, *b;
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    struct bf16_prim prim[PRIM_CACHE];
+    int next; /* round-robin victim when the cache is full */
+#else
+    float *a, *b;
+#endif
+    size_t acap, bcap;
+};
+
+static _Thread_local struct bf16_state *tls_bf16;
+
+#if defined(PT_HAVE_DNNL)
+static void prim_clear(struct bf16_prim *e)
+{
+    if (e->p) dnnl_primitive_destroy(e->p);
+    if (e->a) dnnl_memory_destroy(e->a);
+    if (e->b) dnnl_memory_destroy(e->b);
+    if (e->c) dnnl_memory_destroy(e->c);
+    memset(e, 0, sizeof *e);
+}
+#endif
+
+void nn_gemm_release(void)
+{
+    struct bf16_state *s = tls_bf16;
+    if (!s) return;
+#if defined(PT_HAVE_DNNL)
+    for (int i = 0; i < PRIM_CACHE; i++) prim_clear(&s->prim[i]);
+    if (s->st) dnnl_stream_destroy(s->st);
+    if (s->eng) dnnl_engine_destroy(s->eng);
+#endif
+    pt_free(s->a);
+    pt_free(s->b);
+    pt_free(s);
+    tls_bf16 = NULL;
+}
+
+static struct bf16_state *state_get(void)
+{
+    if (tls_bf16) return tls_bf16;
+    struct bf16_state *s = pt_calloc(1, sizeof *s);
+    if (!s) return NULL;
+#if defined(PT_HAVE_DNNL)
+    if (dnnl_engine_create(&s->eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&s->st, s->eng, dnnl_stream_default_flags) != dnnl_success) {
+        if (s->eng) dnnl_engine_destroy(s->eng);
+        pt_free(s);
+        return NULL;
+    }
+#endif
+    tls_bf16 = s;
+    return s;
+}
+
+#if defined(PT_HAVE_DNNL)
+/* The matmul for this shape: C[M,N] (row stride ldc) = alpha * op(A) op(B)
+ * (+ beta * C through a sum post-op), A and B bf16 packed as stored:
+ * op(A) = A is [M,K] row-major, op(A) = A^T is A stored [K,M]; the same for
+ * B. NULL if oneDNN refuses. */
+static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, int N, int K,
+                                  float alpha, float beta, int ldc)
+{
+    for (int i = 0; i < PRIM_CACHE; i++) {
+        struct bf16_prim *e = &s->prim[i];
+        if (e->used && e->ta == ta && e->tb == tb && e->M == M && e->N == N && e->K == K &&
+            e->ldc == ldc && e->alpha == alpha && e->beta == beta)
+            return e;
+    }
+    struct bf16_prim *e = NULL;
+    for (int i = 0; i < PRIM_CACHE && !e; i++)
+        if (!s->prim[i].used) e = &s->prim[i];
+    if (!e) {
+        e = &s->prim[s->next];
+        s->next = (s->next + 1) % PRIM_CACHE;
+        prim_clear(e);
+    }
+    dnnl_memory_desc_t amd, bmd, cmd;
+    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N};
+    dnnl_dims_t as = {ta ? 1 : K, ta ? M : 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    int ok = dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, as) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_bf16, bs) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs) == dnnl_success &&
+             dnnl_matmul_desc_init(&md, &amd, &bmd, NULL, &cmd) == dnnl_success &&
+             dnnl_primitive_attr_create(&attr) == dnnl_success;
+    if (ok && alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success;
+    if (ok && beta != 0.0f)
+        ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, beta) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, s->eng, NULL) == dnnl_success &&
+         dnnl_primitive_create(&e->p, pd) == dnnl_success &&
+         dnnl_memory_create(&e->a, &amd, s->eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&e->b, &bmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         dnnl_memory_create(&e->c, &cmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (!ok) {
+        prim_clear(e);
+        return NULL;
+    }
+    e->used = 1;
+    e->ta = ta, e->tb = tb, e->M = M, e->N = N, e->K = K, e->ldc = ldc;
+    e->alpha = alpha, e->beta = beta;
+    return e;
+}
+
+/* dst[r, 0:c] = bf16(src[r*ld + 0:c]) for r < rows: the stored matrix with
+ * its rows packed. */
+static void pack_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld)
+{
+    if (ld == cols) {
+        to_bf16(dst, src, (size_t)rows * cols);
+        return;
+    }
+    for (int r = 0; r < rows; r++) to_bf16(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
+}
+#else
+static void pack_round(float *dst, const float *src, int rows, int cols, int ld)
+{
+    for (int r = 0; r < rows; r++) nn_bf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
+}
+#endif
+
+/* The oracle's loop on values rounded as they are read: the answer when
+ * scratch cannot be had (out of memory) or oneDNN refuses a shape. */
+static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                             int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = at_a(A, lda, ta, i, k), b = at_b(B, ldb, tb, k, j);
+                nn_bf16_round(&a, &a, 1);
+                nn_bf16_round(&b, &b, 1);
+                s += (double)a * (double)b;
+            }
+            float *c = C + (size_t)i * ldc + j;
+            double prev = beta == 0.0f ? 0.0 : (double)beta * (double)*c;
+            *c = (float)((double)alpha * s + prev);
+        }
+    }
+}
+
+void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int ta = is_t(transa), tb = is_t(transb);
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    /* stored shapes: A is ar x ac, B is br x bc */
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
+    struct bf16_state *s = state_get();
+    if (!s || pt_grow((void **)&s->a, &s->acap, na, sizeof *s->a) ||
+        pt_grow((void **)&s->b, &s->bcap, nb, sizeof *s->b)) {
+        pt_error_clear();
+        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#if defined(PT_HAVE_DNNL)
+    struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, beta, ldc);
+    if (!e) {
+        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    pack_bf16(s->a, A, ar, ac, lda);
+    pack_bf16(s->b, B, br, bc, ldb);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    int ok = dnnl_memory_set_data_handle(e->a, s->a) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->b, s->b) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->c, C) == dnnl_success &&
+             dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
+             dnnl_stream_wait(s->st) == dnnl_success;
+    /* Execution only fails on what creation already checked, and oneDNN
+     * checks its arguments before it computes, so C is untouched then. */
+    if (!ok) sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    pack_round(s->a, A, ar, ac, lda);
+    pack_round(s->b, B, br, bc, ldb);
+    sgemm_f32(transa, transb, M, N, K, alpha, s->a, ac, s->b, bc, beta, C, ldc);
+#endif
+}
+
+void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (tls_precision == NN_PREC_BF16)
+        nn_sgemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 const char *nn_gemm_backend(void)

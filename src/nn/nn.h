@@ -24,6 +24,29 @@ void nn_sgemm_naive(char transa, char transb, int M, int N, int K, float alpha, 
 /* Name of the backend compiled in: "dnnl", "openblas" or "naive". */
 const char *nn_gemm_backend(void);
 
+/* ---- bf16 products (train.precision: bf16) ----
+ * nn_sgemm_bf16: nn_sgemm's contract, but op(A) and op(B) are first rounded
+ * to bfloat16 (nearest, ties to even); products accumulate and C is written
+ * in float32. With oneDNN it runs a bf16 matmul primitive cached per shape
+ * on the calling thread; otherwise the float32 product of the rounded
+ * copies. Allocates scratch on a thread's first call with a larger shape
+ * (freed by nn_gemm_release); if that fails the answer comes from a plain
+ * loop, still right. */
+void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* The calling thread's precision for nn_sgemm: NN_PREC_BF16 routes it to
+ * nn_sgemm_bf16. Per thread, default NN_PREC_F32; the training loop sets it
+ * around its steps only (scoring stays float32). Returns the previous one. */
+enum nn_precision { NN_PREC_F32 = 0, NN_PREC_BF16 = 1 };
+enum nn_precision nn_gemm_set_precision(enum nn_precision p);
+enum nn_precision nn_gemm_precision(void);
+/* Frees the calling thread's bf16 scratch and primitives (no-op if none);
+ * the next bf16 product makes them again. */
+void nn_gemm_release(void);
+/* dst[i] = src[i] rounded to the nearest bfloat16, ties to even, held as
+ * float (NaN stays NaN, overflow goes to infinity); dst may equal src. */
+void nn_bf16_round(float *dst, const float *src, size_t n);
+
 /* ---- linear: y[B,O] = x[B,I] . W[O,I]^T + b[O]  (PyTorch layout) ----
  * y may have a row stride ldy >= O (to write into a wider buffer). */
 void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,

@@ -351,7 +351,12 @@ static int run_epochs(struct run *r)
         for (int64_t s = 0; s < n; s += B) {
             int bs = (int)(n - s < B ? n - s : B);
             if ((rc = model_gather(m, tr, r->soft, perm + s, bs))) goto done;
-            if ((rc = model_train_step(m, &ctx, loss))) goto done;
+            /* train.precision: bf16 products in the step's GEMMs only (the
+             * validation pass below and scoring stay float32) */
+            enum nn_precision prev = nn_gemm_set_precision(c->bf16 ? NN_PREC_BF16 : NN_PREC_F32);
+            rc = model_train_step(m, &ctx, loss);
+            nn_gemm_set_precision(prev);
+            if (rc) goto done;
             for (int t = 0; t < T; t++)
                 if (isfinite(loss[t])) lsum[t] += loss[t] * bs, lcnt[t] += bs;
             double now = pt_now();
@@ -447,6 +452,7 @@ static int final_report(struct run *r)
     json_object_set_new(report, "train_samples_per_second", json_real(r->train_s > 0 ? (double)r->samples / r->train_s : 0));
     json_object_set_new(report, "threads", json_integer(pt_get_threads()));
     json_object_set_new(report, "gemm", json_string(nn_gemm_backend()));
+    json_object_set_new(report, "precision", json_string(c->bf16 ? "bf16" : "f32"));
     if (m->independent) {
         json_t *be = json_object();
         for (int t = 0; t < T; t++) json_object_set_new(be, c->tasks[t].name, json_integer(r->best_epoch[t]));
@@ -531,6 +537,7 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     *out = (pt_model *)r.m;
     r.m = NULL;
 done:
+    nn_gemm_release(); /* bf16 scratch and primitives, if the steps made any */
     model_destroy(r.m);
     schema_free(r.schema);
     for (int k = 0; k < 3; k++) dataset_free(r.ds[k]);
