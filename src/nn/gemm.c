@@ -28,6 +28,9 @@
 
 #if defined(PT_HAVE_DNNL)
 #include <oneapi/dnnl/dnnl.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+#include <immintrin.h>
+#endif
 #elif defined(PT_HAVE_CBLAS)
 #include <cblas.h>
 #endif
@@ -184,7 +187,7 @@ PT_VECTOR_CLONES void nn_bf16_round(float *dst, const float *src, size_t n)
 
 #if defined(PT_HAVE_DNNL)
 /* dst[n] = bf16 bits of src[n] (the same rounding as nn_bf16_round). */
-PT_VECTOR_CLONES static void to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n)
+PT_VECTOR_CLONES static void to_bf16_loop(uint16_t *restrict dst, const float *restrict src, size_t n)
 {
     size_t i = 0;
     for (; i + CHUNK <= n; i += CHUNK) {
@@ -199,6 +202,33 @@ PT_VECTOR_CLONES static void to_bf16(uint16_t *restrict dst, const float *restri
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10
+/* The AVX512_BF16 instruction for it, 32 values at a time: the same
+ * rounding, except that subnormal inputs (below 2^-126) become zero. About
+ * 1.5-3x the loop's speed, which matters because every product converts
+ * both of its inputs. */
+__attribute__((target("avx512f,avx512bf16"))) static void to_bf16_avx512(uint16_t *restrict dst,
+                                                                        const float *restrict src, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+    to_bf16_loop(dst + i, src + i, n - i);
+}
+
+static void to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+    if (__builtin_cpu_supports("avx512bf16"))
+        to_bf16_avx512(dst, src, n);
+    else
+        to_bf16_loop(dst, src, n);
+}
+#else
+static void to_bf16(uint16_t *dst, const float *src, size_t n) { to_bf16_loop(dst, src, n); }
+#endif
+
 /* A cached matmul: the shape it was made for and its memory objects (their
  * data handles are set on every call). */
 struct bf16_prim {
@@ -210,22 +240,24 @@ struct bf16_prim {
 };
 
 enum { PRIM_CACHE = 32 }; /* a model's distinct GEMM shapes, with room */
+enum { SMALL_DIM = 16 };  /* products with a smaller M, N or K stay sgemm */
+enum { TMP_MIN_K = 512 }; /* beta != 0 from this K on: product to scratch, then added */
 #endif
 
-/* The calling thread's scratch: the rounded copies of op(A) and op(B) as
- * stored (rows of the stored matrix packed to their used width) and, with
- * oneDNN, its engine, stream and primitives. */
+/* The calling thread's scratch: a and b the rounded copies of op(A) and
+ * op(B) as stored (rows of the stored matrix packed to their used width;
+ * bf16 bits for a oneDNN matmul, bf16 values as float otherwise), c the
+ * product before it is added into C; with oneDNN its engine, stream and
+ * primitives. Capacities in bytes. */
 struct bf16_state {
+    void *a, *b, *c;
+    size_t acap, bcap, ccap;
 #if defined(PT_HAVE_DNNL)
-    uint16_t *a, *b;
     dnnl_engine_t eng;
     dnnl_stream_t st;
     struct bf16_prim prim[PRIM_CACHE];
     int next; /* round-robin victim when the cache is full */
-#else
-    float *a, *b;
 #endif
-    size_t acap, bcap;
 };
 
 static _Thread_local struct bf16_state *tls_bf16;
@@ -252,6 +284,7 @@ void nn_gemm_release(void)
 #endif
     pt_free(s->a);
     pt_free(s->b);
+    pt_free(s->c);
     pt_free(s);
     tls_bf16 = NULL;
 }
@@ -275,7 +308,7 @@ static struct bf16_state *state_get(void)
 
 #if defined(PT_HAVE_DNNL)
 /* The matmul for this shape: C[M,N] (row stride ldc) = alpha * op(A) op(B)
- * (+ beta * C through a sum post-op), A and B bf16 packed as stored:
+ * (+ beta C through a sum post-op), A and B bf16 packed as stored:
  * op(A) = A is [M,K] row-major, op(A) = A^T is A stored [K,M]; the same for
  * B. NULL if oneDNN refuses. */
 static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, int N, int K,
@@ -329,6 +362,21 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
     return e;
 }
 
+/* c[0:n] = beta * c + t (c += t when beta is 1). */
+PT_VECTOR_CLONES static void add_row(float *restrict c, const float *restrict t, float beta, int n)
+{
+    int j = 0;
+    if (beta == 1.0f) {
+        for (; j + CHUNK <= n; j += CHUNK)
+            for (int k = 0; k < CHUNK; k++) c[j + k] += t[j + k];
+        for (; j < n; j++) c[j] += t[j];
+    } else {
+        for (; j + CHUNK <= n; j += CHUNK)
+            for (int k = 0; k < CHUNK; k++) c[j + k] = beta * c[j + k] + t[j + k];
+        for (; j < n; j++) c[j] = beta * c[j] + t[j];
+    }
+}
+
 /* dst[r, 0:c] = bf16(src[r*ld + 0:c]) for r < rows: the stored matrix with
  * its rows packed. */
 static void pack_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld)
@@ -339,12 +387,17 @@ static void pack_bf16(uint16_t *dst, const float *src, int rows, int cols, int l
     }
     for (int r = 0; r < rows; r++) to_bf16(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
 }
-#else
+#endif
+
+/* The same with the bf16 values held as float. */
 static void pack_round(float *dst, const float *src, int rows, int cols, int ld)
 {
+    if (ld == cols) {
+        nn_bf16_round(dst, src, (size_t)rows * cols);
+        return;
+    }
     for (int r = 0; r < rows; r++) nn_bf16_round(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
 }
-#endif
 
 /* The oracle's loop on values rounded as they are read: the answer when
  * scratch cannot be had (out of memory) or oneDNN refuses a shape. */
@@ -367,6 +420,17 @@ static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, c
     }
 }
 
+/* The float32 product of op(A) and op(B) rounded to bf16 into the
+ * thread's scratch (as float). */
+static void sgemm_rounded(struct bf16_state *s, char transa, char transb, int M, int N, int K, float alpha,
+                          const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                          int ar, int ac, int br, int bc)
+{
+    pack_round(s->a, A, ar, ac, lda);
+    pack_round(s->b, B, br, bc, ldb);
+    sgemm_f32(transa, transb, M, N, K, alpha, s->a, ac, s->b, bc, beta, C, ldc);
+}
+
 void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -379,15 +443,39 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     /* stored shapes: A is ar x ac, B is br x bc */
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
+#if defined(PT_HAVE_DNNL)
+    /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
+     * 1-unit output layer) runs several times slower as a bf16 matmul than
+     * as sgemm: it takes the rounded float copies instead. */
+    int small = M < SMALL_DIM || N < SMALL_DIM || K < SMALL_DIM;
+    size_t elem = small ? sizeof(float) : sizeof(uint16_t);
+#else
+    size_t elem = sizeof(float);
+#endif
     struct bf16_state *s = state_get();
-    if (!s || pt_grow((void **)&s->a, &s->acap, na, sizeof *s->a) ||
-        pt_grow((void **)&s->b, &s->bcap, nb, sizeof *s->b)) {
+    if (!s || pt_grow(&s->a, &s->acap, na * elem, 1) || pt_grow(&s->b, &s->bcap, nb * elem, 1)) {
         pt_error_clear();
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #if defined(PT_HAVE_DNNL)
-    struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, beta, ldc);
+    if (small) {
+        sgemm_rounded(s, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
+        return;
+    }
+    /* beta != 0 and a long K: the product goes to the packed scratch c and
+     * then C = beta C + c, which measured up to 10 % faster than oneDNN's
+     * sum post-op on the dx and dW shapes with K >= 1024, while the sum
+     * post-op was faster where K is short (the extra pass over C weighs
+     * 1/K of the product). */
+    int acc = beta != 0.0f && K >= TMP_MIN_K;
+    if (acc && pt_grow(&s->c, &s->ccap, (size_t)M * N * sizeof(float), 1)) {
+        pt_error_clear();
+        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    float *D = acc ? s->c : C;
+    struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, acc ? 0.0f : beta, acc ? N : ldc);
     if (!e) {
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -397,16 +485,16 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int ok = dnnl_memory_set_data_handle(e->a, s->a) == dnnl_success &&
              dnnl_memory_set_data_handle(e->b, s->b) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->c, C) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->c, D) == dnnl_success &&
              dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
              dnnl_stream_wait(s->st) == dnnl_success;
     /* Execution only fails on what creation already checked, and oneDNN
      * checks its arguments before it computes, so C is untouched then. */
     if (!ok) sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (acc)
+        for (int i = 0; i < M; i++) add_row(C + (size_t)i * ldc, D + (size_t)i * N, beta, N);
 #else
-    pack_round(s->a, A, ar, ac, lda);
-    pack_round(s->b, B, br, bc, ldb);
-    sgemm_f32(transa, transb, M, N, K, alpha, s->a, ac, s->b, bc, beta, C, ldc);
+    sgemm_rounded(s, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
 #endif
 }
 
