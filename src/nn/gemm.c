@@ -252,6 +252,11 @@ enum { TMP_MIN_K = 512 }; /* beta != 0 from this K on: product to scratch, then 
 struct bf16_state {
     void *a, *b, *c;
     size_t acap, bcap, ccap;
+    /* what a holds: the stored A at a_of, a_rows x a_cols at stride a_ld,
+     * a_elem bytes a value (a_of NULL: nothing known), for nn_sgemm_same_a */
+    const float *a_of;
+    int a_rows, a_cols, a_ld;
+    size_t a_elem;
 #if defined(PT_HAVE_DNNL)
     dnnl_engine_t eng;
     dnnl_stream_t st;
@@ -422,17 +427,20 @@ static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, c
 
 /* The float32 product of op(A) and op(B) rounded to bf16 into the
  * thread's scratch (as float). */
-static void sgemm_rounded(struct bf16_state *s, char transa, char transb, int M, int N, int K, float alpha,
-                          const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                          int ar, int ac, int br, int bc)
+static void sgemm_rounded(struct bf16_state *s, int reuse, char transa, char transb, int M, int N, int K,
+                          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                          int ldc, int ar, int ac, int br, int bc)
 {
-    pack_round(s->a, A, ar, ac, lda);
+    if (!reuse) pack_round(s->a, A, ar, ac, lda);
     pack_round(s->b, B, br, bc, ldb);
     sgemm_f32(transa, transb, M, N, K, alpha, s->a, ac, s->b, bc, beta, C, ldc);
 }
 
-void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
-                   int lda, const float *B, int ldb, float beta, float *C, int ldc)
+/* nn_sgemm_bf16; same_a: the caller promises A is the stored matrix the
+ * thread's previous product packed (its copy is reused if pointer, shape,
+ * stride and kind match). */
+static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
     int ta = is_t(transa), tb = is_t(transb);
     if (M <= 0 || N <= 0) return;
@@ -453,6 +461,9 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     size_t elem = sizeof(float);
 #endif
     struct bf16_state *s = state_get();
+    int reuse = s && same_a && s->a_of == A && s->a_rows == ar && s->a_cols == ac && s->a_ld == lda &&
+                s->a_elem == elem;
+    if (s) s->a_of = NULL; /* a is rewritten below, or left stale by a failure */
     if (!s || pt_grow(&s->a, &s->acap, na * elem, 1) || pt_grow(&s->b, &s->bcap, nb * elem, 1)) {
         pt_error_clear();
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -460,7 +471,8 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     }
 #if defined(PT_HAVE_DNNL)
     if (small) {
-        sgemm_rounded(s, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
+        sgemm_rounded(s, reuse, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
+        s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
         return;
     }
     /* beta != 0 and a long K: the product goes to the packed scratch c and
@@ -480,7 +492,8 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    pack_bf16(s->a, A, ar, ac, lda);
+    if (!reuse) pack_bf16(s->a, A, ar, ac, lda);
+    s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
     pack_bf16(s->b, B, br, bc, ldb);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
     int ok = dnnl_memory_set_data_handle(e->a, s->a) == dnnl_success &&
@@ -494,15 +507,31 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     else if (acc)
         for (int i = 0; i < M; i++) add_row(C + (size_t)i * ldc, D + (size_t)i * N, beta, N);
 #else
-    sgemm_rounded(s, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
+    sgemm_rounded(s, reuse, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
+    s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
 #endif
+}
+
+void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (tls_precision == NN_PREC_BF16)
-        nn_sgemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+    if (tls_precision == NN_PREC_BF16)
+        sgemm_bf16(1, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else
         sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

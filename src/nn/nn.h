@@ -26,8 +26,9 @@ const char *nn_gemm_backend(void);
 
 /* ---- bf16 products (train.precision: bf16) ----
  * nn_sgemm_bf16: nn_sgemm's contract, but op(A) and op(B) are first rounded
- * to bfloat16 (nearest, ties to even); products accumulate and C is written
- * in float32. With oneDNN it runs a bf16 matmul primitive cached per shape
+ * to bfloat16 (nearest, ties to even; with oneDNN on an AVX512_BF16 CPU,
+ * subnormal inputs become zero); products accumulate and C is written in
+ * float32. With oneDNN it runs a bf16 matmul primitive cached per shape
  * on the calling thread; otherwise the float32 product of the rounded
  * copies. Allocates scratch on a thread's first call with a larger shape
  * (freed by nn_gemm_release); if that fails the answer comes from a plain
@@ -40,6 +41,14 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
 enum nn_precision { NN_PREC_F32 = 0, NN_PREC_BF16 = 1 };
 enum nn_precision nn_gemm_set_precision(enum nn_precision p);
 enum nn_precision nn_gemm_precision(void);
+/* nn_sgemm where the caller promises that A is the same stored matrix
+ * (pointer, stored rows, columns and stride, and unchanged contents) as the
+ * A of the calling thread's previous product, as in a layer's backward
+ * where dy is A of both dx = dy W and dW = dy^T x (the stored matrix is the
+ * same, transposed or not): at bf16 that product's rounded copy of A is
+ * used again; if the stored shape differs, A is converted as usual. */
+void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A,
+                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* Frees the calling thread's bf16 scratch and primitives (no-op if none);
  * the next bf16 product makes them again. */
 void nn_gemm_release(void);

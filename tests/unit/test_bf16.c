@@ -7,7 +7,8 @@
  * (bf16 tolerance: each input off by up to 2^-9 relative), for every
  * transpose pair, beta 0, 1 and 0.5, alpha 1 and 0.75, odd shapes and row
  * strides wider than the rows; then the per-thread routing of nn_sgemm, NaN
- * in C under beta 0, more shapes than the primitive cache holds, a failed
+ * in C under beta 0, nn_sgemm_same_a's reuse of a converted A, more shapes
+ * than the primitive cache holds, a failed
  * scratch allocation (the plain-loop answer), threads each with their own
  * scratch, the config key and its error, and a small MMoE trained both ways.
  * Runs on every backend (oneDNN, OpenBLAS, plain loops). */
@@ -267,6 +268,58 @@ static void test_precision_switch(void **state)
     nn_gemm_release();
 }
 
+/* nn_sgemm_same_a after a product with the same stored A (dx = dy W, then
+ * dW = dy^T x, as linear.c does) gives what a fresh conversion gives; with
+ * another A, or another stored shape, A is converted anew. */
+static void test_same_a(void **state)
+{
+    (void)state;
+    static const int dims[][3] = {{64, 24, 40}, {64, 3, 40}}; /* B, I, O: bf16 matmul; small path */
+    for (size_t d = 0; d < PT_ARRAY_LEN(dims); d++) {
+        int B = dims[d][0], I = dims[d][1], O = dims[d][2];
+        float *dy = vec((size_t)B * O), *W = vec((size_t)O * I), *x = vec((size_t)B * I), *y2 = vec((size_t)B * O);
+        float *dx = vec((size_t)B * I), *dW = vec((size_t)O * I), *dx0 = malloc((size_t)B * I * sizeof(float));
+        float *dW0 = malloc((size_t)O * I * sizeof(float)), *want = malloc((size_t)O * I * sizeof(float));
+        assert_true(dx0 && dW0 && want);
+        memcpy(dx0, dx, (size_t)B * I * sizeof(float));
+        memcpy(dW0, dW, (size_t)O * I * sizeof(float));
+        memcpy(want, dW, (size_t)O * I * sizeof(float));
+        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
+
+        enum nn_precision prev = nn_gemm_set_precision(NN_PREC_BF16);
+        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
+        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+
+        /* another A at the same shape: converted, not the old copy */
+        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
+        memcpy(want, dW0, (size_t)O * I * sizeof(float));
+        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, want, I);
+        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
+        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+
+        /* the same pointer read at another stored width: converted anew */
+        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
+        memcpy(want, dW0, (size_t)O * I * sizeof(float));
+        nn_sgemm_bf16('T', 'N', O - 1, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
+        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
+        nn_sgemm_same_a('T', 'N', O - 1, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+
+        /* at float32 it is nn_sgemm */
+        nn_gemm_set_precision(NN_PREC_F32);
+        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
+        memcpy(want, dW0, (size_t)O * I * sizeof(float));
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
+        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+        nn_gemm_set_precision(prev);
+        free(dy), free(W), free(x), free(y2), free(dx), free(dW), free(dx0), free(dW0), free(want);
+    }
+    nn_gemm_release();
+}
+
 /* More shapes than the primitive cache holds (32), twice over: entries are
  * replaced and the answers stay right. */
 static void test_cache_churn(void **state)
@@ -477,7 +530,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round),          cmocka_unit_test(test_against_oracle),
         cmocka_unit_test(test_degenerate),     cmocka_unit_test(test_precision_switch),
-        cmocka_unit_test(test_cache_churn),    cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_same_a),         cmocka_unit_test(test_cache_churn),
+        cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_config_key),
         cmocka_unit_test(test_train_bf16),
     };
