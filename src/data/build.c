@@ -1890,6 +1890,7 @@ struct online_build {
     size_t *lens;
     char *cells;             /* [ncols * 32] text of its numbers and booleans */
     int64_t prev;            /* newest event time pushed */
+    int64_t first, lines;    /* the first time pushed (before any was handled); events read */
     uint64_t start, taken;   /* output offsets: first row of a pushed event; next row to hand out */
     int64_t events, late, bad, rows;
     json_t *outcols;         /* the samples' column names */
@@ -1897,6 +1898,7 @@ struct online_build {
 };
 
 #define CELL 32
+#define LATEST 4102444800LL  /* 2100-01-01: a later time is a typo or another unit */
 
 static int event_columns(const struct samples_cfg *sc, const char ***out, int *n)
 {
@@ -1955,6 +1957,9 @@ static int event_cells(const struct samples_cfg *sc, const char *const *cols, in
     int k = find_col(cols, ncols, sc->col_time);
     if (time_parse(f[k], lens[k], (enum time_format)sc->time_format, sc->tz, t))
         return pt_error(PT_EINVAL, "event %zu: column '%s': bad timestamp '%.100s'", r, sc->col_time, f[k]);
+    if (*t < 0 || *t >= LATEST)
+        return pt_error(PT_EINVAL, "event %zu: column '%s': time '%.100s' is not between 1970 and 2100", r, sc->col_time,
+                        f[k]);
     return PT_OK;
 }
 
@@ -2110,6 +2115,13 @@ int online_build_push(struct online_build *ob, const char *json, size_t len, int
             continue;
         }
         if (t < ob->prev) t = ob->prev, ob->late++;
+        int64_t t0 = b->events ? b->t0 : ob->first;
+        if (t - t0 > INT32_MAX) { /* histories keep 32-bit offsets from the first event: 68 years */
+            if (!ob->bad++) pt_log(PT_LOG_WARN, "online samples: event %zu: more than 68 years after the first (skipped)", r);
+            continue;
+        }
+        if (!b->events && !ob->lines) ob->first = t;
+        ob->lines++;
         ob->prev = t;
         b->lines++;
         if (look_read(b, &ob->lk, (char **)ob->f, ob->lens, t, "events", (long)r, &rc)) rc = look_step(b, &ob->lk, 0), n++;

@@ -338,7 +338,11 @@ static void drop_copy(struct lstate *st)
 static void publish(struct learner *l, struct lstate *st)
 {
     char path[4096 + 256];
-    snprintf(path, sizeof path, "%s/%s-v%d-e%" PRId64 ".ptm", l->dir, st->name, st->base, st->offset);
+    if (st->bld) /* and the samples built from raw events learned */
+        snprintf(path, sizeof path, "%s/%s-v%d-e%" PRId64 "-s%" PRId64 ".ptm", l->dir, st->name, st->base, st->offset,
+                 st->raw_learned);
+    else
+        snprintf(path, sizeof path, "%s/%s-v%d-e%" PRId64 ".ptm", l->dir, st->name, st->base, st->offset);
     int v = 0, rc = ensure_dir(l->dir);
     if (!rc) rc = pt_model_save(st->m, path);
     if (!rc)

@@ -16,6 +16,10 @@
 # makes from the training log followed by the posted events: counted over two
 # server runs, with a SIGTERM restart between them that rebuilds the state
 # from the stored events and learns none of the first run's samples again.
+# Then kill -9 at random moments while events are posted and learned: every
+# acknowledged event is stored, and in the end the published versions have
+# learned each sample of the stored events exactly once (the registry's
+# count equals the batch build's).
 set -u
 BIN=$1
 ROOT=$2
@@ -70,6 +74,14 @@ with open(d + "/all.csv", "w") as f:
     f.write("user,item,type,ts\n")
     for e in allv: f.write("%s,%s,%s,%d\n" % (e[1], e[2], e[3], e[0]))
 open(d + "/first_ts", "w").write(str(more[0][0]))
+# phase 3: chunks posted while the server is killed
+third = gen(close[0] + 10, close[0] + 10 + 20 * 3600, 18)
+k = 0
+for c in range(0, len(third), 30):
+    k += 1
+    json.dump(body(third[c:c + 30]), open(d + "/chunk%d.json" % k, "w"))
+open(d + "/nchunks", "w").write(str(k))
+json.dump(body([(third[-1][0] + 86400, "u2", "i2", "view")]), open(d + "/close3.json", "w"))
 open(d + "/close_ts", "w").write(str(close[0]))
 ok = body(more[:1])["events"][0]
 def bad(**kw):
@@ -201,6 +213,80 @@ PY
 )
 [ $((B1 + B2)) -eq "$WANT" ] || { echo "FAIL: samples learned online $B1 + $B2, batch build of the same events $WANT"; FAILS=$((FAILS + 1)); }
 echo "raw events: $B1 + $B2 samples learned online (batch build: $WANT), $P1 versions in the first run"
+
+# kill -9 while raw events are posted and learned
+NCH=$(cat "$T/nchunks")
+NEXT=1
+: >"$T/acked"
+client() { # posts chunk NEXT.. until the server is gone; acked chunk numbers to $T/acked
+    k=$NEXT
+    while [ "$k" -le "$NCH" ]; do
+        code=$(curl -s -o "$T/resp" -w '%{http_code}' -H "Authorization: Bearer $AK" \
+            --data-binary @"$T/chunk$k.json" "$URL/v1/events" 2>/dev/null)
+        [ "$code" = 202 ] && echo "$k" >>"$T/acked"
+        echo $((k + 1)) >"$T/next"
+        [ "$code" = 000 ] && return 0
+        [ "$code" = 202 ] || { echo "FAIL: chunk $k: $code: $(cat "$T/resp")"; return 1; }
+        k=$((k + 1))
+    done
+}
+for round in 1 2; do
+    start
+    client &
+    C=$!
+    sleep "$(awk -v s=$$ -v r=$round 'BEGIN { srand(s + r); printf "%.2f", 0.3 + rand() * 1.5 }')"
+    kill -9 "$SRV"
+    wait "$SRV" 2>/dev/null
+    SRV=
+    wait "$C" || FAILS=$((FAILS + 1))
+    NEXT=$(cat "$T/next" 2>/dev/null || echo 1)
+done
+start
+k=$NEXT
+while [ "$k" -le "$NCH" ]; do
+    req POST /v1/events "$T/chunk$k.json"; want 202 && echo "$k" >>"$T/acked"
+    k=$((k + 1))
+done
+req POST /v1/events "$T/close3.json"; want 202 '"accepted":1'
+settle
+stop
+python3 - "$DB" "$T" <<'PY' || FAILS=$((FAILS + 1))
+import csv, json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1]); d = sys.argv[2]
+ok = db.execute("pragma integrity_check").fetchone()[0]
+stored = [json.loads(r) for (r,) in db.execute("select row from raw_events order by id")]
+keys = {}
+for e in stored:
+    t = (e["user"], e["item"], e["type"], e["ts"]); keys[t] = keys.get(t, 0) + 1
+lost = 0
+for k in sorted(set(int(l) for l in open(d + "/acked") if l.strip())):
+    for e in json.load(open(d + "/chunk%d.json" % k))["events"]:
+        t = (e["user"], e["item"], e["type"], e["ts"])
+        if not keys.get(t): lost += 1
+# what the server's builder saw: the log, then the stored events in order, a late one at the newest time
+log = list(csv.reader(open(d + "/events.csv")))[1:]
+prev = max(int(r[3]) for r in log)
+with open(d + "/all3.csv", "w") as f:
+    f.write("user,item,type,ts\n")
+    for r in log: f.write(",".join(r) + "\n")
+    for e in stored:
+        prev = max(prev, int(e["ts"]))
+        f.write("%s,%s,%s,%d\n" % (e["user"], e["item"], e["type"], prev))
+learned = db.execute("select samples from raw_offsets").fetchone()[0]
+print(f"kill -9: acked chunks {len(open(d + '/acked').read().split())}, stored raw events {len(stored)}, lost {lost}, "
+      f"integrity {ok}, samples learned by published versions {learned}")
+open(d + "/learned", "w").write(str(learned))
+sys.exit(1 if ok != "ok" or lost else 0)
+PY
+sed 's|events: events.csv|events: all3.csv|' "$T/shop.yaml" >"$T/all3.yaml"
+run build --config "$T/all3.yaml" --out "$T/all3.samples"
+expect_ok || exit 1
+WANT3=$(python3 - "$T/all3.samples/train.csv" "$(cat "$T/first_ts")" <<'PY'
+import csv, sys
+print(sum(1 for r in csv.DictReader(open(sys.argv[1])) if int(r["ts"]) >= int(sys.argv[2])))
+PY
+)
+[ "$(cat "$T/learned")" = "$WANT3" ] || { echo "FAIL: published versions learned $(cat "$T/learned") samples, the batch build of the stored events makes $WANT3"; FAILS=$((FAILS + 1)); }
 
 [ "$FAILS" -eq 0 ] || { echo "$FAILS failure(s)"; exit 1; }
 echo "ok"
