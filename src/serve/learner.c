@@ -314,7 +314,7 @@ static int learn_raw(struct learner *l, struct lstate *st, int64_t *n, int64_t *
     pt_builder_counts(st->bld, &bs);
     pthread_mutex_lock(&l->mu);
     st->consumed += used;
-    st->built += got;
+    st->built = (st->built > 0 ? st->built : 0) + got;
     st->waiting = bs.waiting;
     st->late = bs.late;
     pthread_mutex_unlock(&l->mu);
@@ -322,7 +322,6 @@ static int learn_raw(struct learner *l, struct lstate *st, int64_t *n, int64_t *
     *learned = got;
     return PT_OK;
 }
-
 
 /* Forgets the copy and its builder: both are made again from the registry. */
 static void drop_copy(struct lstate *st)
@@ -434,6 +433,7 @@ static struct lstate *state_of(struct learner *l, const char *name)
     memset(st, 0, sizeof *st);
     snprintf(st->name, sizeof st->name, "%s", name);
     st->pending = -1; /* not measured yet: not reported */
+    st->built = st->waiting = st->late = -1; /* no raw events: not reported */
     pthread_mutex_lock(&l->mu);
     l->nst++;
     pthread_mutex_unlock(&l->mu);

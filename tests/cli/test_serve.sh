@@ -185,6 +185,7 @@ req GET /metrics ""; want 200 'polytask_requests_total{endpoint="predict",status
 grep -q '^polytask_events_accepted_total 1$' "$T/body" || fail "metrics: one event accepted"
 # (at least once: after each activation above it learns it again into the version then active)
 grep -q '^polytask_learner_events_consumed_total{model="census"} [1-9]' "$T/body" || fail "metrics: the learner consumed the event"
+grep -q '^polytask_learner_samples_built_total{model="census"}' "$T/body" && fail "metrics: raw-event families for a model without raw events"
 grep -q '^polytask_feature_psi{model="census",version="1",feature="age"} [0-9]' "$T/body" || fail "metrics: drift of the version in use"
 grep -q 'polytask_request_seconds_bucket{endpoint="predict",le="+Inf"}' "$T/body" || fail "metrics: latency histogram"
 grep -q 'polytask_model_loaded{model="census",version="1",current="1"} 1' "$T/body" || fail "metrics: version in use"
