@@ -14,12 +14,15 @@
  * bfloat16 (nearest, ties to even) and accumulates and writes float32.
  * With oneDNN the rounded copies are bf16 arrays fed to a matmul primitive
  * (the AVX-512 BF16 brgemm kernels where the CPU has them), cached per shape
- * on the calling thread; without oneDNN the copies are bf16 values held as
- * float and the float32 product runs on them, so every backend computes the
- * same thing up to float32 summation order. The copies and primitives are
- * per thread (no locks; threads never share them) and reused, so a training
- * step allocates nothing once each shape has been seen; nn_gemm_release
- * frees the calling thread's. */
+ * on the calling thread; a product with a dimension under 16 (gates, 1-unit
+ * outputs: several times slower as a bf16 matmul) and every product without
+ * oneDNN instead runs the float32 product on bf16 values held as float, so
+ * every path computes the same thing up to float32 summation order. The
+ * copies and primitives are per thread (no locks; threads never share them)
+ * and reused, so a training step allocates nothing once each shape has been
+ * seen; nn_gemm_release frees the calling thread's. Not done: keeping bf16
+ * copies of the weights between products (each product converts its inputs;
+ * nn_sgemm_same_a only spares a layer's backward converting dy twice). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

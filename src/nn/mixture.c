@@ -34,11 +34,27 @@ void nn_mixture_forward(float *out, const float *const *es, int lde, const float
     }
 }
 
+/* <d, e> over n accumulated in double as 8 running sums (lane j takes
+ * elements j, j+8, ...), then the tail and the lanes in a fixed order: the
+ * same result at any vector width, and the lanes vectorise where one
+ * running sum is a chain of dependent adds. */
+static inline double dot_f64(const float *restrict d, const float *restrict e, int n)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int h = 0;
+    for (; h + 8 <= n; h += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)d[h + j] * (double)e[h + j];
+    double s = 0.0;
+    for (; h < n; h++) s += (double)d[h] * (double)e[h];
+    for (int j = 0; j < 8; j++) s += acc[j];
+    return s;
+}
+
 /* des[k][B, lde] += g[b,k] * dout[b,:] (first H columns of each row; NULL
  * entries skipped, e.g. an expert shared with no gradient wanted);
  * dg[B,K] += <dout[b,:], e_k[b,:]> (skipped if dg is NULL), the dot
  * accumulated in double. dout [B,H]. */
-void nn_mixture_backward(float *const *des, float *dg, const float *dout, const float *const *es,
+PT_VECTOR_CLONES void nn_mixture_backward(float *const *des, float *dg, const float *dout, const float *const *es,
                          int lde, const float *g, int B, int K, int H)
 {
     for (int b = 0; b < B; b++) {
@@ -50,12 +66,7 @@ void nn_mixture_backward(float *const *des, float *dg, const float *dout, const 
                 const float gk = g[(size_t)b * K + k];
                 for (int h = 0; h < H; h++) de[h] += gk * d[h];
             }
-            if (dg) {
-                const float *restrict e = es[k] + row;
-                double s = 0.0;
-                for (int h = 0; h < H; h++) s += (double)d[h] * (double)e[h];
-                dg[(size_t)b * K + k] += (float)s;
-            }
+            if (dg) dg[(size_t)b * K + k] += (float)dot_f64(d, es[k] + row, H);
         }
     }
 }
