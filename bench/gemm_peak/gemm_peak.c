@@ -11,7 +11,13 @@
  * samples, report the median (and min/max, so noise from other processes on
  * the machine is visible). FLOPs = 2 M N K per call.
  *
- *   gemm_peak [backend-label]        (run.sh builds and runs it; threads are
+ * The large-vocab MMoE's shapes (bench/large_vocab: x[2048,161], the four
+ * experts' first layers fused W1[1024,161], W2[128,256]) follow, and with
+ * "bf16" as second argument every product runs at train.precision bf16
+ * (nn_gemm_set_precision: inputs rounded to bf16, including that
+ * conversion's cost).
+ *
+ *   gemm_peak [backend-label [bf16]] (run.sh builds and runs it; threads are
  *                                     whatever OMP_NUM_THREADS says)
  * Does not: check results (tests/grad/test_grad_gemm.c does that). */
 #include <stdio.h>
@@ -78,6 +84,7 @@ static int cmp_d(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *label = argc > 1 ? argv[1] : nn_gemm_backend();
+    if (argc > 2 && !strcmp(argv[2], "bf16")) nn_gemm_set_precision(NN_PREC_BF16);
     const char *ct = getenv("OPENBLAS_CORETYPE"), *omp = getenv("OMP_NUM_THREADS");
     printf("# nn_sgemm backend %s (%s); OMP_NUM_THREADS=%s; OPENBLAS_CORETYPE=%s (left as found)\n",
            nn_gemm_backend(), label, omp ? omp : "(unset)", ct ? ct : "(unset)");
@@ -94,9 +101,13 @@ int main(int argc, char **argv)
         {"B256  fwd  h[256,256].W2[128,256]^T", 'N', 'T', 256, 128, 256, 0.0f},
         {"B256  dW2  dy[256,128]^T.h[256,256]", 'T', 'N', 128, 256, 256, 1.0f},
         {"B256  dx2  dy[256,128].W2[128,256]", 'N', 'N', 256, 256, 128, 1.0f},
+        {"LV fwd1  x[2048,161].W1[1024,161]^T", 'N', 'T', 2048, 1024, 161, 0.0f},
+        {"LV dW1   dy[2048,1024]^T.x[2048,161]", 'T', 'N', 1024, 161, 2048, 1.0f},
+        {"LV dx1   dy[2048,1024].W1[1024,161]", 'N', 'N', 2048, 161, 1024, 1.0f},
+        {"LV fwd2  h[2048,256].W2[128,256]^T", 'N', 'T', 2048, 128, 256, 0.0f},
         {"square 2048^3 (peak)", 'N', 'N', 2048, 2048, 2048, 0.0f},
     };
-    printf("%-8s  %-40s  %9s  %9s  %9s  %6s\n", "backend", "shape (M,N,K)", "GFLOP/s", "min",
+    printf("%-10s  %-40s  %9s  %9s  %9s  %6s\n", "backend", "shape (M,N,K)", "GFLOP/s", "min",
            "max", "cpu/wall");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const struct shape *s = &shapes[i];
@@ -125,7 +136,7 @@ int main(int argc, char **argv)
         qsort(g, SAMPLES, sizeof g[0], cmp_d);
         char dims[64];
         snprintf(dims, sizeof dims, "%s", s->name);
-        printf("%-8s  %-40s  %9.1f  %9.1f  %9.1f  %6.2f\n", label, dims, g[SAMPLES / 2], g[0],
+        printf("%-10s  %-40s  %9.1f  %9.1f  %9.1f  %6.2f\n", label, dims, g[SAMPLES / 2], g[0],
                g[SAMPLES - 1], cpu / wall);
         fflush(stdout);
         free(A), free(B), free(C);

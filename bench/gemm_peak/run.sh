@@ -1,6 +1,7 @@
 #!/bin/sh
-# Single-thread GFLOP/s of nn_sgemm on the census MMoE GEMM shapes, for the
-# oneDNN and the OpenBLAS backend (see gemm_peak.c).
+# Single-thread GFLOP/s of nn_sgemm on the census and large-vocab MMoE GEMM
+# shapes, for the oneDNN backend in float32 and at train.precision bf16
+# (dnnl-bf16 rows) and the OpenBLAS backend (see gemm_peak.c).
 #
 #   sh bench/gemm_peak/run.sh            (from anywhere; needs gcc, libdnnl,
 #                                         libopenblas, libgomp)
@@ -29,5 +30,6 @@ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc);" \
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 # Single thread: oneDNN and OpenBLAS (pthread build) both honour these.
 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$out/gemm_peak_dnnl" dnnl
+OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$out/gemm_peak_dnnl" dnnl-bf16 bf16 | grep -v '^backend'
 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$out/gemm_peak_openblas" openblas | grep -v '^backend'
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
