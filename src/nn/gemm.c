@@ -521,22 +521,33 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
     sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* A float32 product on a thread that has bf16 scratch: its copy of A no
+ * longer belongs to the previous product. */
+static void forget_a(void)
+{
+    if (tls_bf16) tls_bf16->a_of = NULL;
+}
+
 void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (tls_precision == NN_PREC_BF16)
+    if (tls_precision == NN_PREC_BF16) {
         sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    forget_a();
+    sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
                      const float *B, int ldb, float beta, float *C, int ldc)
 {
-    if (tls_precision == NN_PREC_BF16)
+    if (tls_precision == NN_PREC_BF16) {
         sgemm_bf16(1, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    forget_a();
+    sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 const char *nn_gemm_backend(void)

@@ -46,7 +46,8 @@ enum nn_precision nn_gemm_precision(void);
  * A of the calling thread's previous product, as in a layer's backward
  * where dy is A of both dx = dy W and dW = dy^T x (the stored matrix is the
  * same, transposed or not): at bf16 that product's rounded copy of A is
- * used again; if the stored shape differs, A is converted as usual. */
+ * used again; if the stored shape differs, or a float32 product came in
+ * between, A is converted as usual. At float32 it is nn_sgemm. */
 void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A,
                      int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* Frees the calling thread's bf16 scratch and primitives (no-op if none);

@@ -314,6 +314,20 @@ static void test_same_a(void **state)
         nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
         nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
         assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+
+        /* a float32 product in between forgets the copy (dy changes after it) */
+        memcpy(want, dW0, (size_t)O * I * sizeof(float));
+        for (int i = 0; i < B * O; i++) y2[i] = -2.0f * dy[i] + 0.25f;
+        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, want, I);
+        nn_gemm_set_precision(NN_PREC_BF16);
+        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
+        nn_gemm_set_precision(NN_PREC_F32);
+        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
+        memcpy(dy, y2, (size_t)B * O * sizeof(float));
+        nn_gemm_set_precision(NN_PREC_BF16);
+        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
+        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
         nn_gemm_set_precision(prev);
         free(dy), free(W), free(x), free(y2), free(dx), free(dW), free(dx0), free(dW0), free(want);
     }
