@@ -15,7 +15,7 @@
  * With oneDNN the rounded copies are bf16 arrays fed to a matmul primitive
  * (the AVX-512 BF16 brgemm kernels where the CPU has them), cached per shape
  * on the calling thread; a product with a dimension under 16 (gates, 1-unit
- * outputs: several times slower as a bf16 matmul) and every product without
+ * outputs: up to 6x slower as a bf16 matmul) and every product without
  * oneDNN instead runs the float32 product on bf16 values held as float, so
  * every path computes the same thing up to float32 summation order. The
  * copies and primitives are per thread (no locks; threads never share them)
@@ -456,8 +456,8 @@ static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K
     size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
 #if defined(PT_HAVE_DNNL)
     /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
-     * 1-unit output layer) runs several times slower as a bf16 matmul than
-     * as sgemm: it takes the rounded float copies instead. */
+     * 1-unit output layer) ran up to 6x slower as a bf16 matmul than as
+     * sgemm (equal at best): it takes the rounded float copies instead. */
     int small = M < SMALL_DIM || N < SMALL_DIM || K < SMALL_DIM;
     size_t elem = small ? sizeof(float) : sizeof(uint16_t);
 #else
