@@ -1164,14 +1164,15 @@ int pt_registry_events_fetch(pt_registry *r, const char *name, int kind, int64_t
     LOCKED(r, do_events_fetch(r, name, kind, after, max, json, last_id));
 }
 
-static int do_offset_get(pt_registry *r, const char *name, int64_t *offset)
+/* One learner position of a model (sql selects it by model name); 0 when none is stored. */
+static int position_get(pt_registry *r, const char *sql, const char *name, int64_t *out)
 {
     sqlite3_stmt *st;
     int rc;
     if ((rc = check_name("model name", name)) || (rc = model_exists(r, name))) return rc;
-    if ((rc = q_prep(r, &st, "SELECT offset FROM offsets WHERE model = ?", "s", name))) return rc;
+    if ((rc = q_prep(r, &st, sql, "s", name))) return rc;
     rc = q_step(r, st);
-    *offset = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    *out = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     return rc < 0 ? rc : PT_OK;
 }
@@ -1180,7 +1181,7 @@ static int do_offset_get(pt_registry *r, const char *name, int64_t *offset)
 int pt_registry_offset_get(pt_registry *r, const char *name, int64_t *offset)
 {
     *offset = 0;
-    LOCKED(r, do_offset_get(r, name, offset));
+    LOCKED(r, position_get(r, "SELECT offset FROM offsets WHERE model = ?", name, offset));
 }
 
 static int do_offset_set(pt_registry *r, const char *name, int64_t offset)
@@ -1254,21 +1255,9 @@ int pt_registry_audit(pt_registry *r, int limit, char **json)
     LOCKED(r, do_audit(r, limit, json));
 }
 
-static int do_raw_samples_get(pt_registry *r, const char *name, int64_t *n)
-{
-    sqlite3_stmt *st;
-    int rc;
-    if ((rc = check_name("model name", name)) || (rc = model_exists(r, name))) return rc;
-    if ((rc = q_prep(r, &st, "SELECT samples FROM raw_offsets WHERE model = ?", "s", name))) return rc;
-    rc = q_step(r, st);
-    *n = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    return rc < 0 ? rc : PT_OK;
-}
-
 /* 0 for a model that has learned nothing from raw events yet. */
 int pt_registry_raw_samples_get(pt_registry *r, const char *name, int64_t *n)
 {
     *n = 0;
-    LOCKED(r, do_raw_samples_get(r, name, n));
+    LOCKED(r, position_get(r, "SELECT samples FROM raw_offsets WHERE model = ?", name, n));
 }
