@@ -380,22 +380,30 @@ static int32_t hash_id(const struct feat_cfg *f, const char *s, size_t len)
     return (int32_t)(pt_hash64(s, len, 0x5eed) % (uint64_t)f->hash_buckets);
 }
 
-/* Encodes one categorical value: provisional id when fitting, final otherwise. */
-static int cat_id_h(struct feat_state *f, int fit, const char *s, size_t len, uint64_t h, int32_t *id)
+/* Encodes one categorical value: provisional id when fitting, final otherwise.
+ * Fitted values must be UTF-8: the model file keeps vocabularies as JSON. */
+static int cat_id_h(struct data_reader *r, long line, struct feat_state *f, int fit, const char *s, size_t len,
+                    uint64_t h, int32_t *id)
 {
     if (f->cfg->hash_buckets > 0) {
         *id = hash_id(f->cfg, s, len);
         return PT_OK;
     }
-    if (fit) return vocab_add_h(&f->fit, s, len, h, id);
+    if (fit) {
+        if (!pt_utf8_valid(s, len))
+            return pt_error_at(PT_EPARSE, r->path, line, "column '%s': the value is not UTF-8 text (convert the file to UTF-8)",
+                               f->cfg->name);
+        return vocab_add_h(&f->fit, s, len, h, id);
+    }
     int32_t k = vocab_find_h(&f->vocab, s, len, h);
     *id = k < 0 ? 0 : k + 1;
     return PT_OK;
 }
 
-static int cat_id(struct feat_state *f, int fit, const char *s, size_t len, int32_t *id)
+static int cat_id(struct data_reader *r, long line, struct feat_state *f, int fit, const char *s, size_t len,
+                  int32_t *id)
 {
-    return cat_id_h(f, fit, s, len, vocab_hash(s, len), id);
+    return cat_id_h(r, line, f, fit, s, len, vocab_hash(s, len), id);
 }
 
 static int push_mid(struct data_reader *r, size_t *n, int32_t id)
@@ -435,7 +443,7 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
         const char *v = fields[r->fcol[i]];
         size_t vl = lens[r->fcol[i]];
         if (fc->kind == FEAT_CATEGORICAL) {
-            if ((rc = cat_id_h(f, fit, v, vl, r->rhash[i], &r->rcat[f->slot]))) return rc;
+            if ((rc = cat_id_h(r, line, f, fit, v, vl, r->rhash[i], &r->rcat[f->slot]))) return rc;
         } else if (fc->kind == FEAT_MULTI) {
             size_t sl = strlen(fc->sep);
             int32_t cnt = 0;
@@ -445,7 +453,7 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
                 if (!q) q = end;
                 if (q > p) {
                     int32_t id;
-                    if ((rc = cat_id(f, fit, p, (size_t)(q - p), &id))) return rc;
+                    if ((rc = cat_id(r, line, f, fit, p, (size_t)(q - p), &id))) return rc;
                     if ((rc = push_mid(r, nmids, id))) return rc;
                     cnt++;
                 }
@@ -852,17 +860,36 @@ int schema_finalize(struct schema *s, struct dataset **ds, int nds)
 
 /* ---- JSON ---- */
 
-char *schema_to_json(const struct schema *s)
+/* A vocabulary entry that is not UTF-8 cannot be a JSON string: refused,
+ * since a model whose vocabulary lost an entry would shift every later id. */
+static int vocab_json(json_t *arr, const struct feat_state *f)
+{
+    for (int32_t k = 0; k < f->vocab.n; k++) {
+        const char *str = vocab_str(&f->vocab, k);
+        json_t *j = json_string(str);
+        if (!j) {
+            if (pt_utf8_valid(str, strlen(str))) return pt_error(PT_ENOMEM, "out of memory");
+            return pt_error(PT_EINVAL, "column '%s': vocabulary entry %d is not UTF-8 text (a model file keeps vocabularies as JSON)",
+                            f->cfg->name, (int)k + 1);
+        }
+        if (json_array_append_new(arr, j)) return pt_error(PT_ENOMEM, "out of memory");
+    }
+    return PT_OK;
+}
+
+int schema_json(const struct schema *s, json_t **out)
 {
     json_t *root = json_object(), *feats = json_array();
-    char *out = NULL;
-    if (!root || !feats) goto done;
-    json_object_set_new(root, "features", feats);
+    int rc = PT_ENOMEM;
+    *out = NULL;
+    if (!root || !feats || json_object_set_new(root, "features", feats)) {
+        json_decref(root);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < s->nfeat; i++) {
         const struct feat_state *f = &s->f[i];
         json_t *o = json_object();
-        if (!o) goto done;
-        json_array_append_new(feats, o);
+        if (!o || json_array_append_new(feats, o)) goto nomem;
         json_object_set_new(o, "name", json_string(f->cfg->name));
         json_object_set_new(o, "kind", json_string(f->cfg->kind == FEAT_NUMERIC ? "numeric"
                                                    : f->cfg->kind == FEAT_MULTI ? "multi" : "categorical"));
@@ -876,18 +903,30 @@ char *schema_to_json(const struct schema *s)
             json_object_set_new(o, "bounds", b);
         } else if (f->cfg->hash_buckets <= 0) {
             json_t *v = json_array();
-            for (int32_t k = 0; k < f->vocab.n; k++) json_array_append_new(v, json_string(vocab_str(&f->vocab, k)));
-            json_object_set_new(o, "vocab", v);
+            if (!v || json_object_set_new(o, "vocab", v)) goto nomem;
+            if ((rc = vocab_json(v, f))) goto fail;
         }
         if (f->drift) {
             json_t *dj = drift_to_json(f->drift);
-            if (!dj || json_object_set_new(o, "drift", dj)) goto done;
+            if (!dj || json_object_set_new(o, "drift", dj)) goto nomem;
         }
     }
-    out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
-done:
+    *out = root;
+    return PT_OK;
+nomem:
+    rc = pt_error(PT_ENOMEM, "out of memory");
+fail:
     json_decref(root);
+    return rc;
+}
+
+char *schema_to_json(const struct schema *s)
+{
+    json_t *root;
+    if (schema_json(s, &root)) return NULL;
+    char *out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
     if (!out) pt_error(PT_ENOMEM, "out of memory");
+    json_decref(root);
     return out;
 }
 
@@ -895,8 +934,15 @@ int schema_from_json(struct schema *s, const char *json, const char *name)
 {
     json_error_t jerr;
     json_t *root = json_loads(json, 0, &jerr);
-    int rc = PT_OK;
     if (!root) return pt_error_at(PT_EFORMAT, name, 0, "schema is not valid JSON: %s", jerr.text);
+    int rc = schema_load_json(s, root, name);
+    json_decref(root);
+    return rc;
+}
+
+int schema_load_json(struct schema *s, const json_t *root, const char *name)
+{
+    int rc = PT_OK;
     json_t *feats = json_object_get(root, "features");
     if (!json_is_array(feats) || (int)json_array_size(feats) != s->nfeat) {
         rc = pt_error_at(PT_ESCHEMA, name, 0, "schema lists %d features, the config %d",
@@ -955,6 +1001,5 @@ int schema_from_json(struct schema *s, const char *json, const char *name)
     }
     s->fitted = 1;
 done:
-    json_decref(root);
     return rc;
 }

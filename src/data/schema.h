@@ -10,6 +10,7 @@
 #ifndef PT_SCHEMA_H
 #define PT_SCHEMA_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "data/config.h"
@@ -123,7 +124,10 @@ int data_load(struct schema *s, const char *path, const struct read_opts *o, str
  * rewrites every data set in ds[0..nds) from provisional to final encoding. */
 int schema_finalize(struct schema *s, struct dataset **ds, int nds);
 
-/* Learned state as JSON text (vocabularies, statistics); and back. */
+/* Learned state as JSON (vocabularies, statistics), a new reference in
+ * *out; and back. The text forms wrap these (NULL: the error is set). */
+int schema_json(const struct schema *s, json_t **out);
+int schema_load_json(struct schema *s, const json_t *root, const char *name);
 char *schema_to_json(const struct schema *s);
 int schema_from_json(struct schema *s, const char *json, const char *name);
 

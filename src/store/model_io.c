@@ -8,20 +8,24 @@
 #include "store/model_io.h"
 #include "util/util.h"
 
-static json_t *meta_json(const struct model *m, const struct checkpoint *ck)
+/* NULL with the error set and its code in *rc: out of memory, or a
+ * vocabulary entry JSON cannot hold. */
+static json_t *meta_json(const struct model *m, const struct checkpoint *ck, int *rc)
 {
     const struct pt_config *c = m->cfg;
     json_t *meta = json_object();
-    if (!meta) return NULL;
+    *rc = PT_ENOMEM;
+    if (!meta) {
+        pt_error(PT_ENOMEM, "out of memory");
+        return NULL;
+    }
     json_object_set_new(meta, "format", json_string("polytask-model"));
     json_object_set_new(meta, "engine_version", json_string(pt_version()));
     json_object_set_new(meta, "created_unix", json_integer((json_int_t)time(NULL)));
     json_object_set_new(meta, "config_path", json_string(c->path));
     json_object_set_new(meta, "config_yaml", json_string(c->yaml));
-    char *sj = schema_to_json(m->schema);
-    json_t *schema = sj ? json_loads(sj, 0, NULL) : NULL;
-    pt_free(sj);
-    if (!schema) {
+    json_t *schema;
+    if ((*rc = schema_json(m->schema, &schema))) {
         json_decref(meta);
         return NULL;
     }
@@ -48,8 +52,9 @@ int model_write(const struct model *m, const char *path, const struct checkpoint
     int copies = ck ? 4 : 1, rc;
     size_t n = (size_t)m->nparams * (size_t)copies;
     struct mf_tensor *t = pt_calloc(n + 1, sizeof *t);
-    json_t *meta = meta_json(m, ck);
+    json_t *meta = meta_json(m, ck, &rc);
     char *mj = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+    if (!meta) goto done;
     if (!t || !mj) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto done;
@@ -134,11 +139,7 @@ int model_read(const char *path, struct model **out, struct mf_file **file)
         goto fail;
     }
     if ((rc = schema_create(&s, cfg))) goto fail;
-    char *sj = json_dumps(schema, JSON_COMPACT);
-    if (!sj) { rc = pt_error(PT_ENOMEM, "out of memory"); goto fail; }
-    rc = schema_from_json(s, sj, path);
-    free(sj);
-    if (rc) goto fail;
+    if ((rc = schema_load_json(s, schema, path))) goto fail;
     if ((rc = model_create(&m, cfg, s, 0))) goto fail;
     m->owns_cfg = 1;
     cfg = NULL;
@@ -183,11 +184,12 @@ int pt_model_train_report(const pt_model *pm, char **json)
 int pt_model_info(const pt_model *pm, char **json)
 {
     const struct model *m = (const struct model *)pm;
-    json_t *meta = meta_json(m, NULL), *params = json_array();
+    int rc;
+    json_t *meta = meta_json(m, NULL, &rc), *params = meta ? json_array() : NULL;
     *json = NULL;
-    if (!meta || !params) {
+    if (!meta) return rc;
+    if (!params) {
         json_decref(meta);
-        json_decref(params);
         return pt_error(PT_ENOMEM, "out of memory");
     }
     json_object_del(meta, "config_yaml");

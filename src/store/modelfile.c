@@ -112,27 +112,6 @@ static int shape_count(const int64_t *shape, int ndim, uint64_t *count)
     return 0;
 }
 
-static bool utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p++;
-        int more;
-        uint32_t cp, min;
-        if (c < 0x80) continue;
-        if ((c & 0xE0) == 0xC0) more = 1, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) more = 2, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) more = 3, cp = c & 0x07, min = 0x10000;
-        else return false;
-        for (int i = 0; i < more; i++, p++) {
-            if ((*p & 0xC0) != 0x80) return false;
-            cp = cp << 6 | (*p & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    }
-    return true;
-}
-
 /* Printable, bounded copy of a name for one-line error messages. */
 static const char *safe_name(const char *s, char buf[72])
 {
@@ -178,7 +157,7 @@ static int st_header(const char *path, const struct mf_tensor *t, size_t nt, cha
     }
     for (size_t i = 0; i < nt; i++) {
         uint64_t count;
-        if (!t[i].name || !t[i].name[0] || !utf8_valid(t[i].name) ||
+        if (!t[i].name || !t[i].name[0] || !pt_utf8_valid(t[i].name, strlen(t[i].name)) ||
             strcmp(t[i].name, "__metadata__") == 0) {
             rc = pt_error_at(PT_EINVAL, path, 0, "tensor %zu: name must be non-empty UTF-8 and not __metadata__", i);
             goto out;

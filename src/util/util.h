@@ -53,6 +53,11 @@ void rng_shuffle_i32(struct rng *r, int32_t *a, size_t n);
 /* ---- hashing ---- */
 uint64_t pt_hash64(const void *data, size_t n, uint64_t seed);
 
+/* ---- text ---- */
+/* 1 when s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF), as a JSON string must be. */
+int pt_utf8_valid(const char *s, size_t n);
+
 /* ---- atomic file writes: temp file in the same folder, fsync, rename ---- */
 struct atomic_file {
     FILE *f;

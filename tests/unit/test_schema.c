@@ -607,6 +607,39 @@ static void test_max_bad_rows(void **state)
     fitted_free(&F);
 }
 
+/* The model file keeps vocabularies as JSON, so a fitted value that is not
+ * UTF-8 is a bad row (naming file, line and column), never a vocabulary
+ * entry; frozen encoding maps it to unknown like any unseen value. */
+static void test_not_utf8(void **state)
+{
+    const char *dir = *state;
+    write_text(dir, "train.csv",
+               "c,m,y\n"
+               "red,a|b,1\n"
+               "r\xe9" "d,a,0\n"      /* line 3: Latin-1 in a categorical column */
+               "blue,b|\xc3,1\n"      /* line 4: a truncated sequence in a multi-valued one */
+               "gr\xc3\xbcn,a,0\n"    /* line 5: UTF-8 */
+               );
+    const char *cfg = "data: {train: train.csv}\nfeatures: {categorical: [c], multi: [{name: m, sep: '|'}]}\n"
+                      "tasks: [{name: t, label: y}]\n";
+    char want[PATH_CAP];
+    struct fitted F;
+    CHECK_RC(fit_rc(&F, dir, cfg, 0), PT_EPARSE);
+    snprintf(want, sizeof want, "%s/train.csv:3: column 'c': the value is not UTF-8 text", dir);
+    ASSERT_MSG_HAS(want);
+    fitted_free(&F);
+
+    CHECK_RC(fit_rc(&F, dir, cfg, 2), PT_OK);
+    assert_int_equal(F.ds[0]->n, 2);
+    assert_int_equal(F.ds[0]->bad_rows, 2);
+    assert_int_equal(feat(F.s, "c")->vocab.n, 2);
+    assert_int_equal(feat(F.s, "m")->vocab.n, 2);
+    char *j = schema_to_json(F.s);
+    assert_non_null(j);
+    pt_free(j);
+    fitted_free(&F);
+}
+
 static void test_missing_column(void **state)
 {
     const char *dir = *state;
@@ -1098,6 +1131,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_field_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_numeric_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bad_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delimiter, setup, teardown),
