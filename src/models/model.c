@@ -613,11 +613,9 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
         int I = n->dims[l], O = n->dims[l + 1];
         float *y = n->h[l];
         if (!(l == 0 && n->ext0)) {
-            nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O);
-            if (l < n->nl - 1 || n->relu_last) {
-                nn_relu_forward(y, y, (size_t)B * O);
-                if (drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
-            }
+            int relu = l < n->nl - 1 || n->relu_last;
+            nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O, relu);
+            if (relu && drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
         }
         in = y;
         ldin = ldh(n, l);
@@ -629,8 +627,7 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
 static void level_fused_forward(struct model *m, struct cgc *L, const float *x, int D, int B, int train)
 {
     int O = L->ex[0].ld0;
-    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O);
-    nn_relu_forward(L->h0, L->h0, (size_t)B * O);
+    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1);
     if (train && m->cfg->dropout > 0)
         nn_dropout_forward(L->h0, L->mask0, L->h0, (size_t)B * O, m->cfg->dropout, &m->drop_rng);
 }
@@ -695,42 +692,52 @@ static void forward(struct model *m, int B, int train)
 
 /* ---- backward ---- */
 
-/* Backward through ReLU then dropout applied in place: h holds the output
- * after both, so this is nn_dropout_backward then nn_relu_backward fused in
- * place (h > 0 iff the unit was active and kept). */
-static void act_backward(float *dy, const float *h, const float *mask, size_t cnt, int drop)
+/* Backward through ReLU then dropout applied in place, dy and h [B, O]: h
+ * holds the output after both, so this is nn_dropout_backward then
+ * nn_relu_backward fused in place (h > 0 iff the unit was active and kept).
+ * The layer's bias gradient db[O] += sum_b dy comes in the same pass. */
+static void act_backward(float *dy, const float *h, const float *mask, int B, int O, int drop, float *db)
 {
-    if (drop)
-        for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] * mask[k] : 0.0f;
-    else
-        for (size_t k = 0; k < cnt; k++) dy[k] = h[k] > 0 ? dy[k] : 0.0f;
+    for (int r = 0; r < B; r++) {
+        float *g = dy + (size_t)r * O;
+        const float *a = h + (size_t)r * O, *k = drop ? mask + (size_t)r * O : NULL;
+        for (int o = 0; o < O; o++) {
+            float v = a[o] > 0 ? (k ? g[o] * k[o] : g[o]) : 0.0f;
+            g[o] = v;
+            db[o] += v;
+        }
+    }
 }
 
 /* n->dh[nl-1] holds dL/d(output); adds dL/d(input) into din (NULL: skip).
- * A fused expert stops at layer 1: its layer-1 input gradient lands in the
- * level's dh0 (zeroed by the caller), which level_fused_backward finishes. */
+ * A hidden layer's input gradient is written, not added: it has no other
+ * source. So is a fused expert's layer-1 input gradient, its own column
+ * block of the level's dh0, where it stops (level_fused_backward finishes). */
 static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, int B)
 {
     int drop = m->cfg->dropout > 0;
     for (int l = n->nl - 1; l >= n->ext0; l--) {
         int I = n->dims[l], O = n->dims[l + 1];
         float *dy = n->dh[l];
-        if (l < n->nl - 1 || n->relu_last) act_backward(dy, n->h[l], n->mask[l], (size_t)B * O, drop);
+        const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
+        float *db = m->g + b->off;
+        if (l < n->nl - 1 || n->relu_last) {
+            act_backward(dy, n->h[l], n->mask[l], B, O, drop, db);
+            db = NULL;
+        }
         const float *x = l ? n->h[l - 1] : in;
         float *dx = l ? n->dh[l - 1] : din;
         int ldx = l ? ldh(n, l - 1) : I;
-        if (l && !(l == 1 && n->ext0)) memset(dx, 0, (size_t)B * I * sizeof(float));
-        const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
-        nn_linear_backward_ld(dx, ldx, m->g + W->off, m->g + b->off, dy, O, x, ldx, m->w + W->off, B, I, O);
+        nn_linear_backward_ld(dx, ldx, l ? 0.0f : 1.0f, m->g + W->off, db, dy, O, x, ldx, m->w + W->off, B, I, O);
     }
 }
 
 static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, int D, int B)
 {
     int O = L->ex[0].ld0;
-    act_backward(L->dh0, L->h0, L->mask0, (size_t)B * O, m->cfg->dropout > 0);
     const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
-    nn_linear_backward_ld(dx, D, m->g + W->off, m->g + b->off, L->dh0, O, x, D, m->w + W->off, B, D, O);
+    act_backward(L->dh0, L->h0, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off);
+    nn_linear_backward_ld(dx, D, 1.0f, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
 }
 
 /* dout [B, H] of the gate's mixture → expert output grads and the gate's
@@ -818,11 +825,15 @@ static void backward(struct model *m, const int *active, int B)
             dsin = P->dsout;
             memset(dsin, 0, (size_t)B * P->H * sizeof(float));
         }
-        if (L->fused) memset(L->dh0, 0, (size_t)B * L->ex[0].ld0 * sizeof(float));
+        /* the mixtures add into each expert's output gradient; a one-layer
+         * fused expert's is its block of dh0 */
+        int zero_dh0 = 0;
         for (int k = 0; k < ne; k++) {
             struct mlp *e = &L->ex[k];
-            if (!(e->ext0 && e->nl == 1)) memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
+            if (e->ext0 && e->nl == 1) zero_dh0 = 1;
+            else memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
         }
+        if (L->fused && zero_dh0) memset(L->dh0, 0, (size_t)B * L->ex[0].ld0 * sizeof(float));
         for (int t = 0; t < T; t++) gate_backward(m, L, &L->tg[t], L->dout[t], tin[t], dtin[t], B);
         if (L->has_sgate) gate_backward(m, L, &L->sg, L->dsout, sin, dsin, B);
         for (int k = 0; k < ne; k++) {

@@ -13,17 +13,27 @@
 void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,
                        int I, int O)
 {
-    nn_linear_forward_ld(y, ldy, x, I, W, b, B, I, O);
+    nn_linear_forward_ld(y, ldy, x, I, W, b, B, I, O, 0);
 }
 
 void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O)
+                          int B, int I, int O, int relu)
 {
     nn_sgemm('N', 'T', B, O, I, 1.0f, x, ldx, W, I, 0.0f, y, ldy);
-    if (!b) return;
+    if (!b && !relu) return;
+    /* bias and ReLU in one pass over y: it is the size of the batch's
+     * activations, so each pass is a trip through memory */
     for (int r = 0; r < B; r++) {
         float *yr = y + (size_t)r * ldy;
-        for (int o = 0; o < O; o++) yr[o] += b[o];
+        if (!relu)
+            for (int o = 0; o < O; o++) yr[o] += b[o];
+        else if (!b)
+            for (int o = 0; o < O; o++) yr[o] = yr[o] > 0.0f ? yr[o] : 0.0f;
+        else
+            for (int o = 0; o < O; o++) {
+                float v = yr[o] + b[o];
+                yr[o] = v > 0.0f ? v : 0.0f;
+            }
     }
 }
 
@@ -34,13 +44,13 @@ void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const floa
 void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int lddy, const float *x,
                         const float *W, int B, int I, int O)
 {
-    nn_linear_backward_ld(dx, I, dW, db, dy, lddy, x, I, W, B, I, O);
+    nn_linear_backward_ld(dx, I, 1.0f, dW, db, dy, lddy, x, I, W, B, I, O);
 }
 
-void nn_linear_backward_ld(float *dx, int lddx, float *dW, float *db, const float *dy, int lddy,
+void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float *db, const float *dy, int lddy,
                            const float *x, int ldx, const float *W, int B, int I, int O)
 {
-    if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, 1.0f, dx, lddx);
+    if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, dx_beta, dx, lddx);
     /* dy is A of both products (stored [B,O] either way), so at bf16 its
      * rounded copy is made once; dx is not dy, so dy is unchanged */
     if (dW) (dx ? nn_sgemm_same_a : nn_sgemm)('T', 'N', O, I, B, 1.0f, dy, lddy, x, ldx, 1.0f, dW, I);

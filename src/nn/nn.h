@@ -66,10 +66,11 @@ void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int ld
                         const float *W, int B, int I, int O);
 /* The same with every row stride explicit (x at ldx >= I, dx at lddx >= I):
  * for layers that read or write a column block of a wider buffer, as the
- * fused first layers of several experts do. */
+ * fused first layers of several experts do. relu: y = max(x W^T + b, 0);
+ * dx = dx_beta * dx + dy . W (dx_beta 0: dx is overwritten, never read). */
 void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O);
-void nn_linear_backward_ld(float *dx, int lddx, float *dW, float *db, const float *dy, int lddy,
+                          int B, int I, int O, int relu);
+void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float *db, const float *dy, int lddy,
                            const float *x, int ldx, const float *W, int B, int I, int O);
 
 /* ---- embedding: out[b, 0:D] = table[ids[b], :] written at row stride ldo ---- */

@@ -3,8 +3,10 @@
  *
  * Kinds: mlp and lr (two tasks, one network each), shared_bottom, mmoe, ple
  * with 1 and 2 CGC levels, esmm, mmoe with a regression task next to a
- * binary one and NaN labels in both, and mmoe with uncertainty loss
- * weighting (log-variances set away from 0). Every model is tiny: two
+ * binary one and NaN labels in both, mmoe with uncertainty loss
+ * weighting (log-variances set away from 0), and mmoe and 2-level ple with
+ * one-layer experts (expert_dims [6]: an expert is then only its block of
+ * the level's fused first layer). Every model is tiny: two
  * categorical features (vocabularies 5 and 4, dim 3), two numeric ones,
  * expert/bottom widths [6, 5], towers [4], 2 experts (ple: 2 per task and
  * 1 shared), dropout 0, task weights 1 and 0.7, batch B = 7 of fixed ids,
@@ -68,18 +70,21 @@ struct kcase {
     int levels;         /* ple */
     int regression;     /* task a is a regression task; NaN labels in both */
     int uncertainty;    /* loss_weighting: uncertainty */
+    int one_layer;      /* expert_dims [6]: each expert is only its block of the fused first layer */
 };
 
 static const struct kcase CASES[] = {
-    {"mlp", "mlp", 1, 0, 0},
-    {"lr", "lr", 1, 0, 0},
-    {"shared_bottom", "shared_bottom", 1, 0, 0},
-    {"mmoe", "mmoe", 1, 0, 0},
-    {"ple_l1", "ple", 1, 0, 0},
-    {"ple_l2", "ple", 2, 0, 0},
-    {"esmm", "esmm", 1, 0, 0},
-    {"mmoe_regression_nan", "mmoe", 1, 1, 0},
-    {"mmoe_uncertainty", "mmoe", 1, 0, 1},
+    {"mlp", "mlp", 1, 0, 0, 0},
+    {"lr", "lr", 1, 0, 0, 0},
+    {"shared_bottom", "shared_bottom", 1, 0, 0, 0},
+    {"mmoe", "mmoe", 1, 0, 0, 0},
+    {"ple_l1", "ple", 1, 0, 0, 0},
+    {"ple_l2", "ple", 2, 0, 0, 0},
+    {"esmm", "esmm", 1, 0, 0, 0},
+    {"mmoe_regression_nan", "mmoe", 1, 1, 0, 0},
+    {"mmoe_uncertainty", "mmoe", 1, 0, 1, 0},
+    {"mmoe_one_layer", "mmoe", 1, 0, 0, 1},
+    {"ple_l2_one_layer", "ple", 2, 0, 0, 1},
 };
 
 /* The fixed batch. Ids: table c0 (5 rows) never sees row 4. */
@@ -123,12 +128,12 @@ static void gm_build(struct gm *g, const struct kcase *kc, uint64_t seed)
              "  experts: 2\n"
              "  shared_experts: 1\n"
              "  levels: %d\n"
-             "  expert_dims: [6, 5]\n"
+             "  expert_dims: %s\n"
              "  tower_dims: [4]\n"
              "  dropout: 0\n"
              "train:\n"
              "  loss_weighting: %s\n",
-             kc->regression ? "regression" : "binary", kc->kind, kc->levels,
+             kc->regression ? "regression" : "binary", kc->kind, kc->levels, kc->one_layer ? "[6]" : "[6, 5]",
              kc->uncertainty ? "uncertainty" : "static");
     memset(g, 0, sizeof *g);
     g->kc = kc;
