@@ -94,10 +94,55 @@ static int cmp_i32(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int cmp_float(const void *a, const void *b)
+/* Maps a float's bits to an unsigned key in the order of < and >, with -0
+ * and +0 one key: they compare equal, so a stable sort keeps them as they
+ * came, which the key has to as well. */
+static uint32_t sort_key(float x)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) == 0) u = 0;
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+/* LSD radix sort, 11 bits a pass: stable, so it orders exactly as a stable
+ * comparison sort on < and > does (glibc's merge sort qsort, which this
+ * replaced), at a few passes over the data instead of n log n calls. */
+int drift_sort_floats(float *v, int64_t n)
+{
+    enum { BITS = 11, NB = 1 << BITS, PASSES = 3 };
+    if (n < 2) return PT_OK;
+    float *t = pt_malloc((size_t)n * sizeof *t);
+    if (!t) return pt_error(PT_ENOMEM, "out of memory");
+    int64_t (*cnt)[NB] = pt_calloc(PASSES, sizeof *cnt);
+    if (!cnt) {
+        pt_free(t);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t k = sort_key(v[i]);
+        for (int p = 0; p < PASSES; p++) cnt[p][(k >> (p * BITS)) & (NB - 1)]++;
+    }
+    float *src = v, *dst = t;
+    for (int p = 0; p < PASSES; p++) {
+        int shift = p * BITS;
+        /* a digit every value shares (the sign and exponent, often) moves nothing */
+        if (cnt[p][(sort_key(v[0]) >> shift) & (NB - 1)] == n) continue;
+        int64_t pos = 0;
+        for (int d = 0; d < NB; d++) {
+            int64_t c = cnt[p][d];
+            cnt[p][d] = pos;
+            pos += c;
+        }
+        for (int64_t i = 0; i < n; i++) dst[cnt[p][(sort_key(src[i]) >> shift) & (NB - 1)]++] = src[i];
+        float *sw = src;
+        src = dst;
+        dst = sw;
+    }
+    if (src != v) memcpy(v, src, (size_t)n * sizeof *v);
+    pt_free(cnt);
+    pt_free(t);
+    return PT_OK;
 }
 
 /* The top ids of ids[0..n) (each meant to lie in [0, rows)). Counts go in
@@ -157,7 +202,7 @@ static int fit_values(struct drift_ref **out, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++)
         if (!isnan(x[i])) v[m++] = x[i];
     if (m == 0) goto done; /* no value to describe: no reference */
-    qsort(v, (size_t)m, sizeof *v, cmp_float);
+    if ((rc = drift_sort_floats(v, m))) goto done;
     for (int b = 1; b < DRIFT_QUANTILES; b++) {
         float q = v[(int64_t)((double)b * (double)m / DRIFT_QUANTILES)];
         if (ne == 0 || q > edges[ne - 1]) edges[ne++] = q;

@@ -60,6 +60,11 @@ double drift_psi(const struct drift_ref *r);
 
 void drift_ref_free(struct drift_ref *r);
 
+/* Sorts v[0..n) (no NaN) ascending, in the order of a stable sort on < and
+ * >: -0 and +0 keep their input order. Also for schema.c's bucket bounds.
+ * Errors: PT_ENOMEM. */
+int drift_sort_floats(float *v, int64_t n);
+
 /* The reference as {"ids": [...], "p": [...]} or {"edges": [...], "p": [...]};
  * NULL when out of memory. [out] a new reference: json_decref it. */
 json_t *drift_to_json(const struct drift_ref *r);

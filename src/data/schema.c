@@ -725,12 +725,6 @@ int data_load(struct schema *s, const char *path, const struct read_opts *o, str
     return rc;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 static int finalize_numeric(struct feat_state *f, struct dataset **ds, int nds)
 {
     const struct feat_cfg *fc = f->cfg;
@@ -766,7 +760,11 @@ static int finalize_numeric(struct feat_state *f, struct dataset **ds, int nds)
             memcpy(&x, &tr->cat[f->slot][i], sizeof x);
             v[i] = isnan(x) ? f->impute_value : x;
         }
-        qsort(v, (size_t)tr->n, sizeof *v, cmp_float);
+        int rc = drift_sort_floats(v, tr->n);
+        if (rc) {
+            pt_free(v);
+            return rc;
+        }
         f->bounds = pt_malloc((size_t)fc->buckets * sizeof *f->bounds);
         if (!f->bounds) {
             pt_free(v);

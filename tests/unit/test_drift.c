@@ -11,7 +11,7 @@
  * pt_model_save/pt_model_load (same PSI on the same rows); a model file
  * without "drift" loads and reports no features; broken references are
  * PT_EFORMAT naming the feature; two threads counting at once give exact
- * totals. */
+ * totals; drift_sort_floats orders bit for bit as a stable sort on < and >. */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <math.h>
@@ -576,6 +576,64 @@ static void test_two_threads(void **state)
     fitted_free(&F);
 }
 
+/* drift_sort_floats against a stable comparison sort (indices break ties)
+ * on < and >, bit for bit: -0 and +0 mixed, infinities, subnormals, many
+ * duplicates, and random floats of every exponent. */
+static const float *sort_ref_v;
+
+static int cmp_stable(const void *a, const void *b)
+{
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    float x = sort_ref_v[i], y = sort_ref_v[j];
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return (i > j) - (i < j);
+}
+
+static void test_sort_floats(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    float *v = malloc(N * sizeof *v), *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
+    int64_t *idx = malloc(N * sizeof *idx);
+    assert_non_null(v);
+    assert_non_null(got);
+    assert_non_null(want);
+    assert_non_null(idx);
+    const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, INFINITY, -INFINITY, 1e-45f, -1e-45f, 1.17549435e-38f,
+                             3.4028235e38f, -3.4028235e38f, 0.5f, 2.0f};
+    uint64_t x = 88172645463325252ull;
+    for (int round = 0; round < 4; round++) {
+        int64_t n = round == 0 ? 0 : round == 1 ? 1 : N;
+        for (int64_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            uint32_t u = (uint32_t)(x >> 32);
+            float f;
+            if (round == 2) {
+                f = special[x % (sizeof special / sizeof *special)];
+            } else {
+                memcpy(&f, &u, sizeof f);
+                if (isnan(f)) f = (u & 1) ? 0.0f : -0.0f;
+                if (x % 5 == 0) f = (float)(int)(x % 7) - 3; /* duplicates */
+            }
+            v[i] = f;
+        }
+        memcpy(got, v, (size_t)n * sizeof *v);
+        CHECK_RC(drift_sort_floats(got, n), PT_OK);
+        for (int64_t i = 0; i < n; i++) idx[i] = i;
+        sort_ref_v = v;
+        qsort(idx, (size_t)n, sizeof *idx, cmp_stable);
+        for (int64_t i = 0; i < n; i++) want[i] = v[idx[i]];
+        assert_memory_equal(got, want, (size_t)n * sizeof *v);
+    }
+    free(v);
+    free(got);
+    free(want);
+    free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -587,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_old_model_file),
         cmocka_unit_test(test_bad_references),
         cmocka_unit_test(test_two_threads),
+        cmocka_unit_test(test_sort_floats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
