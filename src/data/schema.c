@@ -2,8 +2,8 @@
  * encoding (vocabularies, numeric statistics) that goes into the model file.
  *
  * Training data is read once: categorical values get provisional ids in
- * first-seen order while their counts accumulate, numerics are kept raw;
- * schema_finalize then applies min-count, imputation, standardisation and
+ * first-seen order, numerics are kept raw; schema_finalize then counts the
+ * ids of the train rows and applies min-count, imputation, standardisation and
  * bucketing from the train rows only (no statistic sees valid or test rows)
  * and rewrites the ids in place. Valid/test/predict files are encoded
  * directly with the frozen schema. schema_finalize also fits each feature's
@@ -63,7 +63,6 @@ void schema_free(struct schema *s)
     for (int i = 0; i < s->nfeat; i++) {
         vocab_free(&s->f[i].vocab);
         vocab_free(&s->f[i].fit);
-        pt_free(s->f[i].counts);
         pt_free(s->f[i].remap);
         pt_free(s->f[i].bounds);
         drift_ref_free(s->f[i].drift);
@@ -528,21 +527,7 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
     return PT_OK;
 }
 
-/* counts[] covers every provisional id handed out so far. */
-static int ensure_counts(struct feat_state *f)
-{
-    if (f->ncounts >= f->fit.n) return PT_OK;
-    int64_t nc = f->fit.cap;
-    int64_t *c = pt_realloc(f->counts, (size_t)nc * sizeof *c);
-    if (!c) return pt_error(PT_ENOMEM, "out of memory");
-    memset(c + f->ncounts, 0, (size_t)(nc - f->ncounts) * sizeof *c);
-    f->counts = c;
-    f->ncounts = nc;
-    return PT_OK;
-}
-
-static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d, int count_fit,
-                      char **fields, size_t nmids)
+static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d, char **fields, size_t nmids)
 {
     int rc = dataset_reserve(d, d->n + 1, r->gcol >= 0, (r->o.flags & READ_KEYS) != 0);
     if (rc) return rc;
@@ -581,22 +566,6 @@ static int commit_row(struct data_reader *r, struct schema *s, struct dataset *d
         }
         if (!(d->keys[i] = pt_strdup(r->nkeys ? r->rkey : ""))) return pt_error(PT_ENOMEM, "out of memory");
     }
-    if (count_fit) {
-        /* train rows only: occurrences of provisional ids, for min-count */
-        k = 0;
-        for (int fi = 0; fi < s->nfeat; fi++) {
-            struct feat_state *f = &s->f[fi];
-            int32_t nm = f->cfg->kind == FEAT_MULTI ? r->rmcount[f->slot] : 0;
-            if (f->cfg->hash_buckets > 0 || f->cfg->kind == FEAT_NUMERIC) {
-                k += (size_t)nm;
-                continue;
-            }
-            if ((rc = ensure_counts(f))) return rc;
-            if (f->cfg->kind == FEAT_CATEGORICAL) f->counts[r->rcat[f->slot]]++;
-            for (int32_t m = 0; m < nm; m++) f->counts[r->rmids[k + (size_t)m]]++;
-            k += (size_t)nm;
-        }
-    }
     d->n++;
     return PT_OK;
 }
@@ -620,7 +589,6 @@ static int bad_row(struct data_reader *r, struct dataset *d0, int rc)
 
 int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **dst, int *eof)
 {
-    int fit = (r->o.flags & READ_FIT) != 0;
     int64_t rows = 0;
     *eof = 0;
     while (!r->done && (r->o.max_rows <= 0 || rows < r->o.max_rows)) {
@@ -655,7 +623,7 @@ int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **d
             if (u < r->o.valid_fraction) d = dst[1];
             else if (u < r->o.valid_fraction + r->o.test_fraction) d = dst[2];
         }
-        if ((rc = commit_row(r, s, d, fit && d == dst[0], fields, nmids))) return rc;
+        if ((rc = commit_row(r, s, d, fields, nmids))) return rc;
         rows++;
     }
     *eof = r->done;
@@ -709,7 +677,7 @@ int data_reader_add_row(struct data_reader *r, struct schema *s, struct dataset 
     snprintf(r->path + r->whatlen, r->pathcap - r->whatlen, " %ld", row);
     size_t nmids;
     int rc = encode_row(r, s, r->rfields, r->rlens, 0, &nmids);
-    if (rc == PT_OK) rc = commit_row(r, s, d, 0, r->rfields, nmids);
+    if (rc == PT_OK) rc = commit_row(r, s, d, r->rfields, nmids);
     return rc;
 }
 
@@ -802,21 +770,39 @@ static int finalize_numeric(struct feat_state *f, struct dataset **ds, int nds)
     return PT_OK;
 }
 
+/* Min-count counts the provisional ids in ds[0] (the train rows kept), so
+ * reading does not have to: values of bad rows and of rows split off to
+ * valid or test got an id but are not counted. */
 static int finalize_vocab(struct feat_state *f, struct dataset **ds, int nds)
 {
-    int rc = ensure_counts(f);
-    if (rc) return rc;
-    f->remap = pt_malloc((size_t)(f->fit.n ? f->fit.n : 1) * sizeof *f->remap);
-    if (!f->remap) return pt_error(PT_ENOMEM, "out of memory");
+    const struct dataset *tr = nds > 0 ? ds[0] : NULL;
+    int32_t nfit = f->fit.n;
+    int64_t *counts = pt_calloc((size_t)(nfit ? nfit : 1), sizeof *counts);
+    f->remap = pt_malloc((size_t)(nfit ? nfit : 1) * sizeof *f->remap);
+    if (!counts || !f->remap) {
+        pt_free(counts);
+        return pt_error(PT_ENOMEM, "out of memory");
+    }
+    if (tr && f->cfg->kind == FEAT_CATEGORICAL)
+        for (int64_t i = 0; i < tr->n; i++) counts[tr->cat[f->slot][i]]++;
+    else if (tr)
+        for (int64_t i = 0; i < tr->mlen[f->slot]; i++) counts[tr->mids[f->slot][i]]++;
     int32_t next = 1;
-    for (int32_t p = 0; p < f->fit.n; p++) {
-        if (f->counts[p] >= f->cfg->min_count) {
+    for (int32_t p = 0; p < nfit; p++) f->remap[p] = counts[p] >= f->cfg->min_count ? next++ : 0;
+    pt_free(counts);
+    if (next - 1 == nfit && f->vocab.n == 0) {
+        /* every value kept, in first-seen order: the fit vocabulary is the
+         * final one, without hashing each value again */
+        vocab_free(&f->vocab);
+        f->vocab = f->fit;
+        vocab_init(&f->fit);
+    } else {
+        for (int32_t p = 0; p < nfit; p++) {
+            if (!f->remap[p]) continue;
             int32_t id;
             const char *str = vocab_str(&f->fit, p);
-            if ((rc = vocab_add(&f->vocab, str, strlen(str), &id))) return rc;
-            f->remap[p] = next++;
-        } else {
-            f->remap[p] = 0;
+            int rc = vocab_add(&f->vocab, str, strlen(str), &id);
+            if (rc) return rc;
         }
     }
     f->rows = next;
@@ -829,11 +815,8 @@ static int finalize_vocab(struct feat_state *f, struct dataset **ds, int nds)
             for (int64_t i = 0; i < d->mlen[f->slot]; i++) d->mids[f->slot][i] = f->remap[d->mids[f->slot][i]];
     }
     vocab_free(&f->fit);
-    pt_free(f->counts);
     pt_free(f->remap);
-    f->counts = NULL;
     f->remap = NULL;
-    f->ncounts = 0;
     return PT_OK;
 }
 

@@ -26,8 +26,6 @@ struct feat_state {
     struct vocab vocab;     /* final vocabulary: id k+1 = vocab entry k */
     /* fitting only */
     struct vocab fit;       /* provisional ids in first-seen order */
-    int64_t *counts;        /* train occurrences per provisional id */
-    int64_t ncounts;
     int32_t *remap;         /* provisional → final id, after finalise */
     /* numeric */
     double mean, std;
