@@ -20,9 +20,17 @@
  * every path computes the same thing up to float32 summation order. The
  * copies and primitives are per thread (no locks; threads never share them)
  * and reused, so a training step allocates nothing once each shape has been
- * seen; nn_gemm_release frees the calling thread's. Not done: keeping bf16
- * copies of the weights between products (each product converts its inputs;
- * nn_sgemm_same_a only spares a layer's backward converting dy twice). */
+ * seen; nn_gemm_release frees the calling thread's.
+ *
+ * Kept copies: a training step reads most operands twice (a weight in its
+ * forward and in dx, an activation in its forward and in dW, dy in dx and
+ * dW), stored the same way both times, so each converted operand is kept
+ * by its stored matrix (pointer, rows, columns, stride, kind) while the
+ * thread's precision is bf16, until it is next set, which the training loop
+ * does around each step. A product's output range drops the copies it
+ * overlaps; any other change to an operand's memory within the scope is the
+ * caller's to avoid (nn.h). Direct nn_sgemm_bf16 calls at float32 keep
+ * nothing: their callers promise nothing. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -148,12 +156,21 @@ static void sgemm_f32(char transa, char transb, int M, int N, int K, float alpha
 /* ---- bf16 products ---- */
 
 static _Thread_local enum nn_precision tls_precision = NN_PREC_F32;
+static _Thread_local int tls_keep = 1;
+static void copies_forget(void);
 
 enum nn_precision nn_gemm_set_precision(enum nn_precision p)
 {
     enum nn_precision prev = tls_precision;
     tls_precision = p == NN_PREC_BF16 ? NN_PREC_BF16 : NN_PREC_F32;
+    copies_forget();
     return prev;
+}
+
+void nn_gemm_keep_copies(int on)
+{
+    tls_keep = on != 0;
+    copies_forget();
 }
 
 enum nn_precision nn_gemm_precision(void) { return tls_precision; }
@@ -247,19 +264,31 @@ enum { SMALL_DIM = 16 };  /* products with a smaller M, N or K stay sgemm */
 enum { TMP_MIN_K = 512 }; /* beta != 0 from this K on: product to scratch, then added */
 #endif
 
+/* A converted operand: the stored matrix at of, rows x cols at stride ld,
+ * elem bytes a value (2: bf16 bits, 4: bf16 values as float), packed in
+ * buf; current while gen is the state's. */
+struct bf16_copy {
+    const float *of;
+    int rows, cols, ld;
+    size_t elem;
+    unsigned gen;
+    void *buf;
+    size_t cap;
+};
+
+enum { COPIES = 64 }; /* a step's operands, with room (large-vocab MMoE: about 30) */
+
 /* The calling thread's scratch: a and b the rounded copies of op(A) and
  * op(B) as stored (rows of the stored matrix packed to their used width;
- * bf16 bits for a oneDNN matmul, bf16 values as float otherwise), c the
- * product before it is added into C; with oneDNN its engine, stream and
- * primitives. Capacities in bytes. */
+ * bf16 bits for a oneDNN matmul, bf16 values as float otherwise) when no
+ * kept copy is free, c the product before it is added into C; the kept
+ * copies; with oneDNN its engine, stream and primitives. Capacities in
+ * bytes. */
 struct bf16_state {
     void *a, *b, *c;
     size_t acap, bcap, ccap;
-    /* what a holds: the stored A at a_of, a_rows x a_cols at stride a_ld,
-     * a_elem bytes a value (a_of NULL: nothing known), for nn_sgemm_same_a */
-    const float *a_of;
-    int a_rows, a_cols, a_ld;
-    size_t a_elem;
+    struct bf16_copy cp[COPIES];
+    unsigned gen; /* copies of another generation are free */
 #if defined(PT_HAVE_DNNL)
     dnnl_engine_t eng;
     dnnl_stream_t st;
@@ -269,6 +298,24 @@ struct bf16_state {
 };
 
 static _Thread_local struct bf16_state *tls_bf16;
+
+static void copies_forget(void)
+{
+    if (tls_bf16) tls_bf16->gen++;
+}
+
+/* A product wrote C[M, N] at stride ldc: copies of memory in that range
+ * are stale. */
+static void copies_drop(struct bf16_state *s, const float *C, int M, int N, int ldc)
+{
+    const float *end = C + (size_t)(M - 1) * ldc + N;
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *e = &s->cp[i];
+        if (e->gen != s->gen || !e->of) continue;
+        const float *lo = e->of, *hi = e->of + (size_t)(e->rows - 1) * e->ld + e->cols;
+        if (lo < end && C < hi) e->gen = s->gen - 1;
+    }
+}
 
 #if defined(PT_HAVE_DNNL)
 static void prim_clear(struct bf16_prim *e)
@@ -290,6 +337,7 @@ void nn_gemm_release(void)
     if (s->st) dnnl_stream_destroy(s->st);
     if (s->eng) dnnl_engine_destroy(s->eng);
 #endif
+    for (int i = 0; i < COPIES; i++) pt_free(s->cp[i].buf);
     pt_free(s->a);
     pt_free(s->b);
     pt_free(s->c);
@@ -302,6 +350,7 @@ static struct bf16_state *state_get(void)
     if (tls_bf16) return tls_bf16;
     struct bf16_state *s = pt_calloc(1, sizeof *s);
     if (!s) return NULL;
+    s->gen = 1; /* the zeroed copies are of generation 0: free */
 #if defined(PT_HAVE_DNNL)
     if (dnnl_engine_create(&s->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&s->st, s->eng, dnnl_stream_default_flags) != dnnl_success) {
@@ -428,32 +477,65 @@ static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, c
     }
 }
 
-/* The float32 product of op(A) and op(B) rounded to bf16 into the
- * thread's scratch (as float). */
-static void sgemm_rounded(struct bf16_state *s, int reuse, char transa, char transb, int M, int N, int K,
-                          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                          int ldc, int ar, int ac, int br, int bc)
+/* The stored matrix src (rows x cols at stride ld) converted to elem-byte
+ * values: a kept copy when the thread has one or can make one, else
+ * converted into *scratch (grown to fit). NULL when out of memory. */
+static const void *operand(struct bf16_state *s, const float *src, int rows, int cols, int ld, size_t elem,
+                           void **scratch, size_t *scap)
 {
-    if (!reuse) pack_round(s->a, A, ar, ac, lda);
-    pack_round(s->b, B, br, bc, ldb);
-    sgemm_f32(transa, transb, M, N, K, alpha, s->a, ac, s->b, bc, beta, C, ldc);
+    size_t need = (size_t)rows * cols * elem;
+    struct bf16_copy *e = NULL;
+    if (tls_keep && tls_precision == NN_PREC_BF16) {
+        for (int i = 0; i < COPIES; i++) {
+            struct bf16_copy *c = &s->cp[i];
+            if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld &&
+                c->elem == elem)
+                return c->buf;
+        }
+        /* a free slot, one already big enough if there is one */
+        for (int i = 0; i < COPIES; i++) {
+            struct bf16_copy *c = &s->cp[i];
+            if (c->gen == s->gen) continue;
+            if (!e || (e->cap < need && c->cap >= need)) e = c;
+            if (e->cap >= need) break;
+        }
+        if (e && pt_grow(&e->buf, &e->cap, need, 1)) {
+            pt_error_clear();
+            e = NULL;
+        }
+    }
+    void *dst;
+    if (e) {
+        dst = e->buf;
+    } else {
+        if (pt_grow(scratch, scap, need, 1)) return NULL;
+        dst = *scratch;
+    }
+#if defined(PT_HAVE_DNNL)
+    if (elem == sizeof(uint16_t)) pack_bf16(dst, src, rows, cols, ld);
+    else
+#endif
+        pack_round(dst, src, rows, cols, ld);
+    if (e) {
+        e->of = src, e->rows = rows, e->cols = cols, e->ld = ld, e->elem = elem;
+        e->gen = s->gen;
+    }
+    return dst;
 }
 
-/* nn_sgemm_bf16; same_a: the caller promises A is the stored matrix the
- * thread's previous product packed (its copy is reused if pointer, shape,
- * stride and kind match). */
-static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K, float alpha,
-                       const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc)
+/* nn_sgemm_bf16 on the calling thread's scratch and copies */
+static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc)
 {
     int ta = is_t(transa), tb = is_t(transb);
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, ldc);
+        if (tls_bf16) copies_drop(tls_bf16, C, M, N, ldc);
         return;
     }
     /* stored shapes: A is ar x ac, B is br x bc */
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
-    size_t na = (size_t)ar * ac, nb = (size_t)br * bc;
 #if defined(PT_HAVE_DNNL)
     /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
      * 1-unit output layer) ran up to 6x slower as a bf16 matmul than as
@@ -464,18 +546,18 @@ static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K
     size_t elem = sizeof(float);
 #endif
     struct bf16_state *s = state_get();
-    int reuse = s && same_a && s->a_of == A && s->a_rows == ar && s->a_cols == ac && s->a_ld == lda &&
-                s->a_elem == elem;
-    if (s) s->a_of = NULL; /* a is rewritten below, or left stale by a failure */
-    if (!s || pt_grow(&s->a, &s->acap, na * elem, 1) || pt_grow(&s->b, &s->bcap, nb * elem, 1)) {
+    const void *pa = s ? operand(s, A, ar, ac, lda, elem, &s->a, &s->acap) : NULL;
+    const void *pb = pa ? operand(s, B, br, bc, ldb, elem, &s->b, &s->bcap) : NULL;
+    if (!pb) {
         pt_error_clear();
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (s) copies_drop(s, C, M, N, ldc);
         return;
     }
+    copies_drop(s, C, M, N, ldc);
 #if defined(PT_HAVE_DNNL)
     if (small) {
-        sgemm_rounded(s, reuse, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
-        s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
+        sgemm_f32(transa, transb, M, N, K, alpha, (const float *)pa, ac, (const float *)pb, bc, beta, C, ldc);
         return;
     }
     /* beta != 0 and a long K: the product goes to the packed scratch c and
@@ -495,12 +577,9 @@ static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K
         sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (!reuse) pack_bf16(s->a, A, ar, ac, lda);
-    s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
-    pack_bf16(s->b, B, br, bc, ldb);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-    int ok = dnnl_memory_set_data_handle(e->a, s->a) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->b, s->b) == dnnl_success &&
+    int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->b, (void *)pb) == dnnl_success &&
              dnnl_memory_set_data_handle(e->c, D) == dnnl_success &&
              dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
              dnnl_stream_wait(s->st) == dnnl_success;
@@ -510,43 +589,23 @@ static void sgemm_bf16(int same_a, char transa, char transb, int M, int N, int K
     else if (acc)
         for (int i = 0; i < M; i++) add_row(C + (size_t)i * ldc, D + (size_t)i * N, beta, N);
 #else
-    sgemm_rounded(s, reuse, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ar, ac, br, bc);
-    s->a_of = A, s->a_rows = ar, s->a_cols = ac, s->a_ld = lda, s->a_elem = elem;
+    sgemm_f32(transa, transb, M, N, K, alpha, (const float *)pa, ac, (const float *)pb, bc, beta, C, ldc);
 #endif
 }
 
 void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
                    int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
-    sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-/* A float32 product on a thread that has bf16 scratch: its copy of A no
- * longer belongs to the previous product. */
-static void forget_a(void)
-{
-    if (tls_bf16) tls_bf16->a_of = NULL;
+    sgemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void nn_sgemm(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (tls_precision == NN_PREC_BF16) {
-        sgemm_bf16(0, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        sgemm_bf16(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    forget_a();
-    sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc)
-{
-    if (tls_precision == NN_PREC_BF16) {
-        sgemm_bf16(1, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    forget_a();
     sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -51,9 +51,7 @@ void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float 
                            const float *x, int ldx, const float *W, int B, int I, int O)
 {
     if (dx) nn_sgemm('N', 'N', B, I, O, 1.0f, dy, lddy, W, I, dx_beta, dx, lddx);
-    /* dy is A of both products (stored [B,O] either way), so at bf16 its
-     * rounded copy is made once; dx is not dy, so dy is unchanged */
-    if (dW) (dx ? nn_sgemm_same_a : nn_sgemm)('T', 'N', O, I, B, 1.0f, dy, lddy, x, ldx, 1.0f, dW, I);
+    if (dW) nn_sgemm('T', 'N', O, I, B, 1.0f, dy, lddy, x, ldx, 1.0f, dW, I);
     if (!db) return;
     /* Row-outer so dy is read in storage order; db stays in cache. */
     for (int r = 0; r < B; r++) {

@@ -41,15 +41,15 @@ void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, c
 enum nn_precision { NN_PREC_F32 = 0, NN_PREC_BF16 = 1 };
 enum nn_precision nn_gemm_set_precision(enum nn_precision p);
 enum nn_precision nn_gemm_precision(void);
-/* nn_sgemm where the caller promises that A is the same stored matrix
- * (pointer, stored rows, columns and stride, and unchanged contents) as the
- * A of the calling thread's previous product, as in a layer's backward
- * where dy is A of both dx = dy W and dW = dy^T x (the stored matrix is the
- * same, transposed or not): at bf16 that product's rounded copy of A is
- * used again; if the stored shape differs, or a float32 product came in
- * between, A is converted as usual. At float32 it is nn_sgemm. */
-void nn_sgemm_same_a(char transa, char transb, int M, int N, int K, float alpha, const float *A,
-                     int lda, const float *B, int ldb, float beta, float *C, int ldc);
+/* While its precision is bf16, between two nn_gemm_set_precision calls, a
+ * thread keeps the bf16 copy of each operand it converted and uses it again
+ * for the same stored matrix (pointer, rows, columns, stride): the caller
+ * promises that within that span an operand's memory changes only as the C
+ * of this thread's products (which drop the copies they overwrite). The training loop sets the
+ * precision around each step, and a step writes its operands before it
+ * first reads them. nn_gemm_keep_copies(0) converts every operand anew (the
+ * reference the kept copies are tested against); default on. */
+void nn_gemm_keep_copies(int on);
 /* Frees the calling thread's bf16 scratch and primitives (no-op if none);
  * the next bf16 product makes them again. */
 void nn_gemm_release(void);

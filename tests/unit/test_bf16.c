@@ -7,7 +7,8 @@
  * (bf16 tolerance: each input off by up to 2^-9 relative), for every
  * transpose pair, beta 0, 1 and 0.5, alpha 1 and 0.75, odd shapes and row
  * strides wider than the rows; then the per-thread routing of nn_sgemm, NaN
- * in C under beta 0, nn_sgemm_same_a's reuse of a converted A, more shapes
+ * in C under beta 0, kept copies of converted operands (against fresh
+ * conversions, one product at a time and whole models trained), more shapes
  * than the primitive cache holds, a failed
  * scratch allocation (the plain-loop answer), threads each with their own
  * scratch, the config key and its error, and a small MMoE trained both ways.
@@ -268,68 +269,75 @@ static void test_precision_switch(void **state)
     nn_gemm_release();
 }
 
-/* nn_sgemm_same_a after a product with the same stored A (dx = dy W, then
- * dW = dy^T x, as linear.c does) gives what a fresh conversion gives; with
- * another A, or another stored shape, A is converted anew. */
-static void test_same_a(void **state)
+/* out = the bf16 product with every operand converted anew */
+static void fresh(char ta, char tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
+                  float *C, int ldc)
+{
+    nn_gemm_keep_copies(0);
+    nn_sgemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+    nn_gemm_keep_copies(1);
+}
+
+/* Kept copies (a layer's backward: dx = dy W, then dW = dy^T x) give what
+ * fresh conversions give; a product that writes over a kept operand, and
+ * a new precision scope after the caller changed one, make it converted
+ * anew. Both the bf16 matmul and the small (rounded float) path. */
+static void test_kept_copies(void **state)
 {
     (void)state;
     static const int dims[][3] = {{64, 24, 40}, {64, 3, 40}}; /* B, I, O: bf16 matmul; small path */
     for (size_t d = 0; d < PT_ARRAY_LEN(dims); d++) {
         int B = dims[d][0], I = dims[d][1], O = dims[d][2];
-        float *dy = vec((size_t)B * O), *W = vec((size_t)O * I), *x = vec((size_t)B * I), *y2 = vec((size_t)B * O);
-        float *dx = vec((size_t)B * I), *dW = vec((size_t)O * I), *dx0 = malloc((size_t)B * I * sizeof(float));
-        float *dW0 = malloc((size_t)O * I * sizeof(float)), *want = malloc((size_t)O * I * sizeof(float));
-        assert_true(dx0 && dW0 && want);
-        memcpy(dx0, dx, (size_t)B * I * sizeof(float));
-        memcpy(dW0, dW, (size_t)O * I * sizeof(float));
-        memcpy(want, dW, (size_t)O * I * sizeof(float));
-        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
+        size_t nw = (size_t)O * I * sizeof(float);
+        float *dy = vec((size_t)B * O), *W = vec((size_t)O * I), *x = vec((size_t)B * I);
+        float *dx = vec((size_t)B * I), *dW = vec((size_t)O * I), *dW0 = malloc(nw), *want = malloc(nw);
+        assert_true(dW0 && want);
+        memcpy(dW0, dW, nw);
 
         enum nn_precision prev = nn_gemm_set_precision(NN_PREC_BF16);
+        memcpy(want, dW0, nw);
+        fresh('T', 'N', O, I, B, dy, O, x, I, 1.0f, want, I);
         nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx, I);
-        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
-        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, nw);
 
-        /* another A at the same shape: converted, not the old copy */
-        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
-        memcpy(want, dW0, (size_t)O * I * sizeof(float));
-        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, want, I);
-        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
-        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, dW, I);
-        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+        /* the same pointer read at another stored width: its own copy */
+        memcpy(dW, dW0, nw);
+        memcpy(want, dW0, nw);
+        fresh('T', 'N', O - 1, I, B, dy, O, x, I, 1.0f, want, I);
+        nn_sgemm('T', 'N', O - 1, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, nw);
 
-        /* the same pointer read at another stored width: converted anew */
-        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
-        memcpy(want, dW0, (size_t)O * I * sizeof(float));
-        nn_sgemm_bf16('T', 'N', O - 1, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
-        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
-        nn_sgemm_same_a('T', 'N', O - 1, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
-        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+        /* a product writes into dy's rows 1..B-1 (C = x W^T, columns 0..O-1):
+         * the next read of dy converts the new values */
+        nn_sgemm('N', 'T', B - 1, O, I, 1.0f, x, I, W, I, 0.0f, dy + O, O);
+        memcpy(dW, dW0, nw);
+        memcpy(want, dW0, nw);
+        fresh('T', 'N', O, I, B, dy, O, x, I, 1.0f, want, I);
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
+        assert_memory_equal(dW, want, nw);
 
-        /* at float32 it is nn_sgemm */
-        nn_gemm_set_precision(NN_PREC_F32);
-        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
-        memcpy(want, dW0, (size_t)O * I * sizeof(float));
-        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, want, I);
-        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
-        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
-
-        /* a float32 product in between forgets the copy (dy changes after it) */
-        memcpy(want, dW0, (size_t)O * I * sizeof(float));
-        for (int i = 0; i < B * O; i++) y2[i] = -2.0f * dy[i] + 0.25f;
-        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, y2, O, x, I, 1.0f, want, I);
+        /* a new scope: the caller may have changed an operand (x here) */
         nn_gemm_set_precision(NN_PREC_BF16);
-        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
-        nn_gemm_set_precision(NN_PREC_F32);
-        nn_sgemm('N', 'N', B, I, O, 1.0f, dy, O, W, I, 1.0f, dx0, I);
-        memcpy(dy, y2, (size_t)B * O * sizeof(float));
+        for (int i = 0; i < B * I; i++) x[i] = -0.5f * x[i] + 0.125f;
         nn_gemm_set_precision(NN_PREC_BF16);
-        memcpy(dW, dW0, (size_t)O * I * sizeof(float));
-        nn_sgemm_same_a('T', 'N', O, I, B, 1.0f, dy, O, x, I, 1.0f, dW, I);
-        assert_memory_equal(dW, want, (size_t)O * I * sizeof(float));
+        memcpy(want, dW0, nw);
+        fresh('T', 'N', O, I, B, dy, O, x, I, 0.0f, want, I);
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 0.0f, dW, I);
+        assert_memory_equal(dW, want, nw);
+
+        /* at float32 a direct nn_sgemm_bf16 keeps nothing: an operand
+         * changed in place between two calls is converted anew */
+        nn_gemm_set_precision(NN_PREC_F32);
+        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, dy, O, x, I, 0.0f, dW, I);
+        for (int i = 0; i < B * O; i++) dy[i] = 0.75f * dy[i] - 0.25f;
+        memcpy(want, dW0, nw);
+        fresh('T', 'N', O, I, B, dy, O, x, I, 0.0f, want, I);
+        nn_sgemm_bf16('T', 'N', O, I, B, 1.0f, dy, O, x, I, 0.0f, dW, I);
+        assert_memory_equal(dW, want, nw);
+
         nn_gemm_set_precision(prev);
-        free(dy), free(W), free(x), free(y2), free(dx), free(dW), free(dx0), free(dW0), free(want);
+        free(dy), free(W), free(x), free(dx), free(dW), free(dW0), free(want);
     }
     nn_gemm_release();
 }
@@ -539,15 +547,77 @@ static void test_train_bf16(void **state)
     assert_int_equal(nn_gemm_precision(), NN_PREC_F32); /* pt_train left the thread as it was */
 }
 
+/* Trains kind (with extra model keys) for two epochs at bf16 with dropout,
+ * copies kept or not; returns the test metrics as JSON text (malloc'd). */
+static char *train_kind(const char *kind, const char *extra, int keep)
+{
+    char cpath[600], text[1536];
+    snprintf(cpath, sizeof cpath, "%s/keep_%s.yaml", tmpdir, kind);
+    snprintf(text, sizeof text,
+             "data: {train: train.csv, test: test.csv}\n"
+             "features: {categorical: [u, c], numeric: [a, b]}\n"
+             "tasks:\n  - {name: click, label: click}\n  - {name: conv, label: conv}\n"
+             "model: {kind: %s, tower_dims: [16], dropout: 0.2%s}\n"
+             "train: {epochs: 2, batch: 64, seed: 5, precision: bf16}\n",
+             kind, extra);
+    FILE *f = fopen(cpath, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    pt_config *cfg = NULL;
+    assert_int_equal(pt_config_load(cpath, &cfg), PT_OK);
+    pt_model *m = NULL;
+    nn_gemm_keep_copies(keep);
+    int rc = pt_train(cfg, NULL, &m);
+    nn_gemm_keep_copies(1);
+    if (rc) fail_msg("pt_train (%s): %s", kind, pt_errmsg());
+    char *json = NULL;
+    assert_int_equal(pt_model_train_report(m, &json), PT_OK);
+    json_t *r = json_loads(json, 0, NULL);
+    assert_non_null(r);
+    char *tasks = json_dumps(json_object_get(r, "tasks"), JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    assert_non_null(tasks);
+    json_decref(r);
+    pt_string_free(json);
+    pt_model_free(m);
+    pt_config_free(cfg);
+    return tasks;
+}
+
+/* Every kind trained with kept copies learns exactly what it learns with
+ * every operand converted anew: a copy used after its memory changed would
+ * change the weights, and with them the test metrics. */
+static void test_train_kept_copies(void **state)
+{
+    (void)state;
+    char p[600];
+    snprintf(p, sizeof p, "%s/train.csv", tmpdir);
+    write_csv(p, 1000, 11u);
+    snprintf(p, sizeof p, "%s/test.csv", tmpdir);
+    write_csv(p, 300, 12u);
+    static const char *const kinds[][2] = {
+        {"mmoe", ", experts: 3, expert_dims: [32, 16]"},
+        {"mmoe", ", experts: 2, expert_dims: [32]"},
+        {"ple", ", levels: 2, experts: 2, shared_experts: 1, expert_dims: [32, 16]"},
+        {"shared_bottom", ", expert_dims: [32, 16]"},
+        {"esmm", ", expert_dims: [32, 16]"},
+    };
+    for (size_t k = 0; k < PT_ARRAY_LEN(kinds); k++) {
+        char *a = train_kind(kinds[k][0], kinds[k][1], 1), *b = train_kind(kinds[k][0], kinds[k][1], 0);
+        if (strcmp(a, b)) fail_msg("%s%s: kept copies %s, fresh %s", kinds[k][0], kinds[k][1], a, b);
+        free(a), free(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round),          cmocka_unit_test(test_against_oracle),
         cmocka_unit_test(test_degenerate),     cmocka_unit_test(test_precision_switch),
-        cmocka_unit_test(test_same_a),         cmocka_unit_test(test_cache_churn),
+        cmocka_unit_test(test_kept_copies),         cmocka_unit_test(test_cache_churn),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_config_key),
-        cmocka_unit_test(test_train_bf16),
+        cmocka_unit_test(test_train_bf16),     cmocka_unit_test(test_train_kept_copies),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
