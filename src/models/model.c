@@ -377,6 +377,7 @@ void model_destroy(struct model *m)
     if (!m) return;
     int T = m->ntasks;
     model_free_acts(m);
+    model_pack(m, NULL);
     for (int i = 0; i < m->nparams; i++) pt_free(m->p[i].name);
     pt_free(m->p);
     for (int e = 0; m->E && e < m->nembeds; e++) {
@@ -523,14 +524,58 @@ nomem:
     return pt_error(PT_ENOMEM, "out of memory");
 }
 
-int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx, int B)
+/* The packed rows start at the first 64-byte boundary of the allocation. */
+static uint32_t *pk_base(uint32_t *pk) { return (uint32_t *)(((uintptr_t)pk + 63) & ~(uintptr_t)63); }
+
+void model_pack(struct model *m, const struct dataset *d)
+{
+    pt_free(m->pk);
+    m->pk = NULL, m->pk_of = NULL;
+    if (!d) return;
+    /* rows padded to whole cache lines, so a row is one line when it fits */
+    int w = d->ncat + d->nnum + d->ntasks;
+    w = (w + 15) & ~15;
+    uint32_t *pk = pt_malloc((size_t)d->n * (size_t)w * sizeof *pk + 64);
+    if (!pk) {
+        pt_error_clear();
+        return;
+    }
+    pt_advise_huge(pk, (size_t)d->n * (size_t)w * sizeof *pk + 64); /* a row a miss, not a TLB miss too */
+    uint32_t *base = pk_base(pk);
+    for (int64_t i = 0; i < d->n; i++) {
+        uint32_t *r = base + (size_t)i * w;
+        int k = 0;
+        for (int j = 0; j < d->ncat; j++) r[k++] = (uint32_t)d->cat[j][i];
+        for (int j = 0; j < d->nnum; j++) memcpy(&r[k++], &d->num[j][i], sizeof *r);
+        for (int t = 0; t < d->ntasks; t++) memcpy(&r[k++], &d->y[i * d->ntasks + t], sizeof *r);
+    }
+    m->pk = pk, m->pk_of = d, m->pk_w = w;
+}
+
+/* The batch's single-valued cells and labels from the packed rows. */
+static void gather_packed(struct model *m, const int64_t *idx, int B)
+{
+    const struct schema *s = m->schema;
+    struct batch *b = &m->bt;
+    const uint32_t *base = pk_base(m->pk);
+    size_t w = (size_t)m->pk_w, T = (size_t)m->ntasks;
+    for (int i = 0; i < B; i++) {
+        if (i + 16 < B) PT_PREFETCH(base + (size_t)idx[i + 16] * w, 0);
+        const uint32_t *r = base + (size_t)idx[i] * w;
+        int k = 0;
+        for (int j = 0; j < s->ncat; j++) b->cat[j][i] = (int32_t)r[k++];
+        for (int j = 0; j < s->nnum; j++) memcpy(&b->num[j][i], &r[k++], sizeof *r);
+        memcpy(b->y + (size_t)i * T, r + k, T * sizeof *r);
+    }
+}
+
+/* The same from d's columns. idx is a shuffled order, so every column read
+ * is a cache miss on a big data set: prefetch a few rows ahead. */
+static void gather_columns(struct model *m, const struct dataset *d, const int64_t *idx, int B)
 {
     const struct schema *s = m->schema;
     struct batch *b = &m->bt;
     int T = m->ntasks;
-    b->B = B;
-    /* idx is a shuffled order, so every column read is a cache miss on a
-     * big data set: prefetch a few rows ahead */
     for (int j = 0; j < s->ncat; j++) {
         const int32_t *src = d->cat[j];
         int32_t *dst = b->cat[j];
@@ -547,6 +592,17 @@ int model_gather(struct model *m, const struct dataset *d, const float *soft, co
             dst[i] = src[idx[i]];
         }
     }
+    for (int i = 0; i < B; i++) memcpy(b->y + (size_t)i * T, d->y + idx[i] * T, (size_t)T * sizeof(float));
+}
+
+int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx, int B)
+{
+    const struct schema *s = m->schema;
+    struct batch *b = &m->bt;
+    int T = m->ntasks;
+    b->B = B;
+    if (m->pk && d == m->pk_of) gather_packed(m, idx, B);
+    else gather_columns(m, d, idx, B);
     for (int j = 0; j < s->nmulti; j++) {
         int64_t total = 0;
         for (int i = 0; i < B; i++) total += d->moff[j][idx[i] + 1] - d->moff[j][idx[i]];
@@ -565,7 +621,6 @@ int model_gather(struct model *m, const struct dataset *d, const float *soft, co
             b->moff[j][i + 1] = pos;
         }
     }
-    for (int i = 0; i < B; i++) memcpy(b->y + (size_t)i * T, d->y + idx[i] * T, (size_t)T * sizeof(float));
     if (soft)
         for (int i = 0; i < B; i++) memcpy(b->soft + (size_t)i * T, soft + idx[i] * T, (size_t)T * sizeof(float));
     return PT_OK;

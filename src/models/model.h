@@ -140,6 +140,11 @@ struct model {
     float *cg;
     size_t cs_cap, cid_cap, cinv_cap, ck_cap, cg_cap, cid_used, cg_used;
     struct batch bt;
+    /* pk_of's single-valued cells and labels row by row, pk_w 32-bit
+     * words a row (model_pack), for the shuffled gathers of training */
+    uint32_t *pk;
+    const struct dataset *pk_of;
+    int pk_w;
     struct rng drop_rng;
     int gate_stats;                 /* accumulate gate means in predict */
     int64_t gate_rows;
@@ -169,6 +174,12 @@ void model_free_acts(struct model *m);
 
 /* Copies rows idx[0..B) of d into the model's batch buffers (and teacher
  * predictions soft[n, T] when not NULL). */
+/* Keeps a row-major copy of d's categorical ids, numeric values and labels
+ * (d NULL: frees it), which model_gather reads instead of d's columns: a
+ * shuffled batch then costs a cache miss a row instead of one a column.
+ * d must not change while packed. Out of memory leaves no copy (gathers
+ * read the columns). */
+void model_pack(struct model *m, const struct dataset *d);
 int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx,
                  int B);
 

@@ -528,7 +528,10 @@ int pt_train(const pt_config *cfg, const pt_train_opts *opts, pt_model **out)
     if (r.best) memcpy(r.best, r.m->w, r.m->total * sizeof(float));
     for (int t = 0; t < T; t++) r.active[t] = 1, r.best_score[t] = NAN;
     if ((rc = parse_watch(&r)) || (rc = try_resume(&r))) goto done;
-    if ((rc = run_epochs(&r))) goto done;
+    model_pack(r.m, r.ds[0]); /* the epochs gather shuffled rows of it */
+    rc = run_epochs(&r);
+    model_pack(r.m, NULL);
+    if (rc) goto done;
     if (r.best) memcpy(r.m->w, r.best, r.m->total * sizeof(float));
     if ((rc = final_report(&r))) goto done;
     /* training state is not needed by a finished model */

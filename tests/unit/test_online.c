@@ -7,7 +7,8 @@
  * file's (positive values, booleans, missing, the only_when mask) with
  * predictions equal to pt_model_predict_json's; learning from JSON rows
  * leaves exactly the weights that training the same rows read from the CSV
- * with the same batches and optimiser leaves (bit for bit); repeated learning
+ * with the same batches and optimiser (gathered from packed rows, as the
+ * training loop does) leaves (bit for bit); repeated learning
  * lowers the loss; bad rows and arguments fail without changing a weight;
  * publish is all or nothing (with the raw samples learned) and refuses a
  * stale parent; a group commit stores the good batches together and refuses
@@ -187,12 +188,15 @@ static void test_learn_matches_file_training(void **state)
     struct train_ctx ctx = {.opt = &o};
     double l[4];
     int64_t idx[64];
+    model_pack(mb, d); /* as the training loop gathers, so packed rows == columns too */
     for (int64_t s = 0; s < NROWS; s += mb->cfg->batch) {
         int bs = NROWS - s < mb->cfg->batch ? (int)(NROWS - s) : mb->cfg->batch;
         for (int i = 0; i < bs; i++) idx[i] = s + i;
         assert_int_equal(model_gather(mb, d, NULL, idx, bs), PT_OK);
         assert_int_equal(model_train_step(mb, &ctx, l), PT_OK);
     }
+    assert_ptr_equal(mb->pk_of, d);
+    model_pack(mb, NULL);
     dataset_free(d);
     const struct model *ma = (const struct model *)a;
     assert_int_equal(ma->total, mb->total);
