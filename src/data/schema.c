@@ -200,6 +200,7 @@ static const char *const MISSING[] = {"", "?", "NA", "N/A", "NaN", "nan", "null"
 
 static int is_missing(const char *s)
 {
+    if (*s >= '0' && *s <= '9') return 0; /* most cells: a number, missing is never one */
     for (size_t i = 0; i < PT_ARRAY_LEN(MISSING); i++)
         if (!strcmp(s, MISSING[i])) return 1;
     return 0;
@@ -396,6 +397,12 @@ static int cat_id_h(struct data_reader *r, long line, struct feat_state *f, int 
         return PT_OK;
     }
     if (fit) {
+        /* a value already in the vocabulary was checked when it went in */
+        int32_t k = vocab_find_h(&f->fit, s, len, h);
+        if (k >= 0) {
+            *id = k;
+            return PT_OK;
+        }
         if (!pt_utf8_valid(s, len))
             return pt_error_at(PT_EPARSE, r->path, line, "column '%s': the value is not UTF-8 text (convert the file to UTF-8)",
                                f->cfg->name);
