@@ -9,6 +9,7 @@
  * directly with the frozen schema. schema_finalize also fits each feature's
  * drift reference (drift.c) on the final-encoded train rows. */
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -369,12 +370,48 @@ fail:
     return rc;
 }
 
+static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Clinger's fast path for the common plain decimal ([+-]digits[.digits],
+ * at most 15 digits, then a space or the end): the digits as an integer
+ * and 10^k are exact doubles, so one division rounds once, as strtod does,
+ * to the same double. Returns 0 for anything else, left to strtod. */
+static int parse_decimal(const char *s, double *v, const char **end)
+{
+    int neg = *s == '-';
+    if (*s == '-' || *s == '+') s++;
+    uint64_t m = 0;
+    int nd = 0, nf = -1;
+    for (;; s++) {
+        if (*s >= '0' && *s <= '9') {
+            m = m * 10 + (uint64_t)(*s - '0');
+            nd++;
+            if (nf >= 0) nf++;
+        } else if (*s == '.' && nf < 0) {
+            nf = 0;
+        } else {
+            break;
+        }
+    }
+    if (nd == 0 || nd > 15 || (*s && *s != ' ') || FLT_EVAL_METHOD != 0) return 0;
+    double x = nf > 0 ? (double)m / POW10[nf] : (double)m;
+    *v = neg ? -x : x;
+    *end = s;
+    return 1;
+}
+
 static int parse_float(const char *s, float *out)
 {
-    char *end;
+    const char *end;
+    double v;
     while (*s == ' ') s++;
-    errno = 0;
-    double v = strtod(s, &end);
+    if (!parse_decimal(s, &v, &end)) {
+        char *e;
+        errno = 0;
+        v = strtod(s, &e);
+        end = e;
+    }
     while (*end == ' ') end++;
     if (end == s || *end) return -1;
     if (!isfinite(v) || fabs(v) > 3.0e38) return -2;

@@ -5,8 +5,9 @@
  * schema_finalize) and checks the encoded arrays exactly: vocabularies and
  * min_count, hashing buckets, numeric imputation / standardisation /
  * bucketing from train rows only, multi-valued columns, labels, bad rows and
- * their messages, the seeded fraction split, the JSON round trip, gzip input,
- * and allocation failures over the whole fit path. */
+ * their messages, numbers read as strtod reads them, the seeded fraction
+ * split, the JSON round trip, gzip input, and allocation failures over the
+ * whole fit path. */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
 #include <math.h>
@@ -544,6 +545,59 @@ static void test_numeric_errors(void **state)
     expect_f32(num_col(F.ds[0], F.s, "n"), (double[]){1, 3}, 2, 0, "n");
     expect_f32(num_col(F.ds[0], F.s, "x"), (double[]){2, 4}, 2, 0, "x");
     fitted_free(&F);
+}
+
+/* Numbers read bit for bit as (float)strtod reads them, whichever path the
+ * reader takes: random plain decimals of 1 to 20 digits (signs, a point
+ * anywhere, padding spaces), some with exponents, and edge cases. */
+static void test_numeric_like_strtod(void **state)
+{
+    const char *dir = *state;
+    enum { N = 4000 };
+    static const char *const edge[] = {"0", "-0", "-0.0", "+7", "1.", ".5", "-.5", "000000000000000123.25",
+                                       "999999999999999", "9999999999999999", "0.1", "0.3", "123456789012345.6",
+                                       "1.00000005960464477539", "16777217", "2.9999999e38", "1e-45", " 2.5 "};
+    size_t cap = N * 48 + 64, len = 0;
+    char *csv = malloc(cap), (*val)[48] = malloc(N * sizeof *val);
+    assert_non_null(csv);
+    assert_non_null(val);
+    len += (size_t)snprintf(csv, cap, "x,y\n");
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < N; i++) {
+        char *v = val[i];
+        if (i < (int)(sizeof edge / sizeof *edge)) {
+            snprintf(v, 48, "%s", edge[i]);
+        } else {
+            int k = 0;
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            if (r % 7 == 0) v[k++] = ' ';
+            if (r % 3 == 1) v[k++] = '-';
+            else if (r % 11 == 2) v[k++] = '+';
+            int nd = 1 + (int)((r >> 8) % 20), point = (int)((r >> 16) % (uint64_t)(nd + 2));
+            for (int d = 0; d < nd; d++) {
+                if (d == point) v[k++] = '.';
+                r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+                v[k++] = (char)('0' + r % 10);
+            }
+            if ((r >> 20) % 9 == 0) k += snprintf(v + k, 48 - (size_t)k, "e%d", (int)((r >> 24) % 31) - 15);
+            if ((r >> 30) % 5 == 0) v[k++] = ' ';
+            v[k] = 0;
+        }
+        len += (size_t)snprintf(csv + len, cap - len, "%s,1\n", v);
+    }
+    write_text(dir, "train.csv", csv);
+    struct fitted F;
+    fit(&F, dir, "data: {train: train.csv}\nfeatures: {numeric: [{name: x, transform: none}]}\ntasks: [{name: t, label: y}]\n");
+    assert_int_equal(F.ds[0]->n, N);
+    const float *got = num_col(F.ds[0], F.s, "x");
+    for (int i = 0; i < N; i++) {
+        float want = (float)strtod(val[i], NULL);
+        if (memcmp(&got[i], &want, sizeof want))
+            fail_msg("'%s' read as %.9g, strtod %.9g", val[i], (double)got[i], (double)want);
+    }
+    fitted_free(&F);
+    free(csv);
+    free(val);
 }
 
 static void test_max_bad_rows(void **state)
@@ -1130,6 +1184,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_labels_optional, setup, teardown),
         cmocka_unit_test_setup_teardown(test_field_count, setup, teardown),
         cmocka_unit_test_setup_teardown(test_numeric_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_numeric_like_strtod, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bad_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_column, setup, teardown),
