@@ -489,19 +489,12 @@ static void write_csv(const char *path, int n, unsigned seed)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Trains the small MMoE at the given precision; *auc the test AUC of
- * click; returns the report's precision string (malloc'd). */
-static char *train_mmoe(const char *precision, double *auc)
+/* Writes the config text to tmpdir/name, trains it (operand copies kept
+ * or not) and returns the training report (a new reference). */
+static json_t *train_report(const char *name, const char *text, int keep)
 {
-    char cpath[600], text[1536];
-    snprintf(cpath, sizeof cpath, "%s/mmoe_%s.yaml", tmpdir, precision);
-    snprintf(text, sizeof text,
-             "data: {train: train.csv, test: test.csv}\n"
-             "features: {categorical: [u, c], numeric: [a, b]}\n"
-             "tasks:\n  - {name: click, label: click}\n  - {name: conv, label: conv}\n"
-             "model: {kind: mmoe, experts: 3, expert_dims: [24, 12], tower_dims: [8]}\n"
-             "train: {epochs: 4, batch: 64, seed: 3, precision: %s, optimizer: {kind: adam, lr: 0.01}}\n",
-             precision);
+    char cpath[600];
+    snprintf(cpath, sizeof cpath, "%s/%s", tmpdir, name);
     FILE *f = fopen(cpath, "w");
     assert_non_null(f);
     fputs(text, f);
@@ -509,12 +502,34 @@ static char *train_mmoe(const char *precision, double *auc)
     pt_config *cfg = NULL;
     assert_int_equal(pt_config_load(cpath, &cfg), PT_OK);
     pt_model *m = NULL;
+    nn_gemm_keep_copies(keep);
     int rc = pt_train(cfg, NULL, &m);
-    if (rc) fail_msg("pt_train (%s): %s", precision, pt_errmsg());
+    nn_gemm_keep_copies(1);
+    if (rc) fail_msg("pt_train (%s): %s", name, pt_errmsg());
     char *json = NULL;
     assert_int_equal(pt_model_train_report(m, &json), PT_OK);
     json_t *r = json_loads(json, 0, NULL);
     assert_non_null(r);
+    pt_string_free(json);
+    pt_model_free(m);
+    pt_config_free(cfg);
+    return r;
+}
+
+/* Trains the small MMoE at the given precision; *auc the test AUC of
+ * click; returns the report's precision string (malloc'd). */
+static char *train_mmoe(const char *precision, double *auc)
+{
+    char name[64], text[1536];
+    snprintf(name, sizeof name, "mmoe_%s.yaml", precision);
+    snprintf(text, sizeof text,
+             "data: {train: train.csv, test: test.csv}\n"
+             "features: {categorical: [u, c], numeric: [a, b]}\n"
+             "tasks:\n  - {name: click, label: click}\n  - {name: conv, label: conv}\n"
+             "model: {kind: mmoe, experts: 3, expert_dims: [24, 12], tower_dims: [8]}\n"
+             "train: {epochs: 4, batch: 64, seed: 3, precision: %s, optimizer: {kind: adam, lr: 0.01}}\n",
+             precision);
+    json_t *r = train_report(name, text, 1);
     const char *pr = json_string_value(json_object_get(r, "precision"));
     assert_non_null(pr);
     char *got = strdup(pr);
@@ -522,9 +537,6 @@ static char *train_mmoe(const char *precision, double *auc)
     assert_true(json_is_number(auc_v));
     *auc = json_number_value(auc_v);
     json_decref(r);
-    pt_string_free(json);
-    pt_model_free(m);
-    pt_config_free(cfg);
     return got;
 }
 
@@ -551,8 +563,8 @@ static void test_train_bf16(void **state)
  * copies kept or not; returns the test metrics as JSON text (malloc'd). */
 static char *train_kind(const char *kind, const char *extra, int keep)
 {
-    char cpath[600], text[1536];
-    snprintf(cpath, sizeof cpath, "%s/keep_%s.yaml", tmpdir, kind);
+    char name[64], text[1536];
+    snprintf(name, sizeof name, "keep_%s.yaml", kind);
     snprintf(text, sizeof text,
              "data: {train: train.csv, test: test.csv}\n"
              "features: {categorical: [u, c], numeric: [a, b]}\n"
@@ -560,27 +572,10 @@ static char *train_kind(const char *kind, const char *extra, int keep)
              "model: {kind: %s, tower_dims: [16], dropout: 0.2%s}\n"
              "train: {epochs: 2, batch: 64, seed: 5, precision: bf16}\n",
              kind, extra);
-    FILE *f = fopen(cpath, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-    pt_config *cfg = NULL;
-    assert_int_equal(pt_config_load(cpath, &cfg), PT_OK);
-    pt_model *m = NULL;
-    nn_gemm_keep_copies(keep);
-    int rc = pt_train(cfg, NULL, &m);
-    nn_gemm_keep_copies(1);
-    if (rc) fail_msg("pt_train (%s): %s", kind, pt_errmsg());
-    char *json = NULL;
-    assert_int_equal(pt_model_train_report(m, &json), PT_OK);
-    json_t *r = json_loads(json, 0, NULL);
-    assert_non_null(r);
+    json_t *r = train_report(name, text, keep);
     char *tasks = json_dumps(json_object_get(r, "tasks"), JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     assert_non_null(tasks);
     json_decref(r);
-    pt_string_free(json);
-    pt_model_free(m);
-    pt_config_free(cfg);
     return tasks;
 }
 
