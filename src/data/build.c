@@ -81,7 +81,6 @@ static int pmap_grow(struct pmap *m)
     }
     struct pent *e = pt_malloc(cap * sizeof *e);
     if (!e) return pt_error(PT_ENOMEM, "out of memory");
-    pt_advise_huge(e, cap * sizeof *e); /* page faults cost more than the probes on big tables */
     for (size_t i = 0; i < cap; i++) e[i].key = UINT64_MAX;
     for (size_t i = 0; i < m->cap; i++) {
         if (m->e[i].key == UINT64_MAX || (m->live && !m->live(m->ctx, &m->e[i]))) continue;
@@ -258,14 +257,6 @@ struct build {
 
 /* ---- small helpers ---- */
 
-/* pt_realloc for the big per-user and per-item arrays, with huge pages. */
-static void *regrow(void *p, size_t n)
-{
-    void *q = pt_realloc(p, n);
-    pt_advise_huge(q, n);
-    return q;
-}
-
 /* Appends s as one CSV field (quoted when it holds a delimiter, quote or line break). */
 static char *put_field(char *p, const char *s, size_t n)
 {
@@ -388,15 +379,15 @@ static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
     }
     int32_t cap = b->ucap ? b->ucap * 2 : 4096;
     size_t K = (size_t)b->K, F = (size_t)b->nfin;
-    struct user *us = regrow(b->users, (size_t)cap * sizeof *us);
+    struct user *us = pt_realloc(b->users, (size_t)cap * sizeof *us);
     if (us) b->users = us;
-    int32_t *ca = us ? regrow(b->ucnt_all, (size_t)cap * K * sizeof *ca) : NULL;
+    int32_t *ca = us ? pt_realloc(b->ucnt_all, (size_t)cap * K * sizeof *ca) : NULL;
     if (ca) b->ucnt_all = ca;
-    int32_t *wc = ca ? regrow(b->wcnt, (size_t)cap * F * K * sizeof *wc + 1) : NULL;
+    int32_t *wc = ca ? pt_realloc(b->wcnt, (size_t)cap * F * K * sizeof *wc + 1) : NULL;
     if (wc) b->wcnt = wc;
-    int64_t *wt = wc ? regrow(b->wtail, (size_t)cap * F * sizeof *wt + 1) : NULL;
+    int64_t *wt = wc ? pt_realloc(b->wtail, (size_t)cap * F * sizeof *wt + 1) : NULL;
     if (wt) b->wtail = wt;
-    struct name16 *nm = wt ? regrow(b->unames, (size_t)cap * sizeof *nm) : NULL;
+    struct name16 *nm = wt ? pt_realloc(b->unames, (size_t)cap * sizeof *nm) : NULL;
     if (!nm) return pt_error(PT_ENOMEM, "out of memory");
     b->unames = nm;
     size_t old = (size_t)b->ucap, add = (size_t)(cap - b->ucap);
@@ -425,11 +416,11 @@ static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
     }
     int32_t cap = b->icap ? b->icap * 2 : 4096;
     size_t K = (size_t)b->K;
-    struct item *is = regrow(b->items, (size_t)cap * sizeof *is);
+    struct item *is = pt_realloc(b->items, (size_t)cap * sizeof *is);
     if (is) b->items = is;
-    int32_t *c = is ? regrow(b->icnt, (size_t)cap * K * sizeof *c) : NULL;
+    int32_t *c = is ? pt_realloc(b->icnt, (size_t)cap * K * sizeof *c) : NULL;
     if (c) b->icnt = c;
-    struct name16 *nm = c ? regrow(b->inames, (size_t)cap * sizeof *nm) : NULL;
+    struct name16 *nm = c ? pt_realloc(b->inames, (size_t)cap * sizeof *nm) : NULL;
     if (!nm) return pt_error(PT_ENOMEM, "out of memory");
     b->inames = nm;
     size_t old = (size_t)b->icap, add = (size_t)(cap - b->icap);

@@ -364,7 +364,6 @@ int extsort_add(struct extsort *s, int64_t key, long line, char *const *fields, 
         if (cap < s->arena_len + size) cap = s->arena_len + size;
         unsigned char *a = pt_realloc(s->arena, cap);
         if (!a) return pt_error(PT_ENOMEM, "out of memory holding records to sort");
-        pt_advise_huge(a, cap); /* far fewer page faults filling it */
         s->arena = a;
         s->arena_cap = cap;
     }

@@ -130,15 +130,11 @@ void dataset_free(struct dataset *d)
     pt_free(d);
 }
 
-/* Moves *p's first used elements into a new block of cap: the block is
- * advised for huge pages before the copy touches it (after a realloc the
- * copied part would already be 4 KiB pages), since page faults are a large
- * share of reading a big file. */
+/* Moves *p's first used elements into a new block of cap. */
 static int grow(void **p, int64_t cap, int64_t used, size_t elem)
 {
     void *np = pt_malloc((size_t)cap * elem);
     if (!np) return pt_error(PT_ENOMEM, "out of memory");
-    pt_advise_huge(np, (size_t)cap * elem);
     if (used) memcpy(np, *p, (size_t)used * elem);
     pt_free(*p);
     *p = np;

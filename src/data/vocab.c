@@ -76,7 +76,6 @@ static int grow_table(struct vocab *v)
     size_t ns = v->nslots ? v->nslots * 2 : 64;
     struct vocab_slot *slots = pt_malloc(ns * sizeof *slots);
     if (!slots) return pt_error(PT_ENOMEM, "out of memory");
-    pt_advise_huge(slots, ns * sizeof *slots); /* lookups miss the TLB too on big tables */
     for (size_t k = 0; k < ns; k++) slots[k].id = NO_ID;
     /* rehash from the arena: the slot keeps too few hash bits to move */
     for (int32_t id = 0; id < v->n; id++) {

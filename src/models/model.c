@@ -277,7 +277,6 @@ int model_create(struct model **out, const struct pt_config *cfg, struct schema 
     }
     m->w = pt_malloc(m->total * sizeof(float));
     if (!m->w) goto nomem;
-    pt_advise_huge(m->w, m->total * sizeof(float));
     init_params(m, seed);
     rng_seed(&m->drop_rng, seed ^ 0xD50Full);
     *out = m;
@@ -425,9 +424,6 @@ int model_alloc_train(struct model *m)
     m->m = pt_calloc(m->total, sizeof(float));
     m->v = pt_calloc(m->total, sizeof(float));
     if (!m->g || !m->m || !m->v) return pt_error(PT_ENOMEM, "out of memory");
-    pt_advise_huge(m->g, m->total * sizeof(float));
-    pt_advise_huge(m->m, m->total * sizeof(float));
-    pt_advise_huge(m->v, m->total * sizeof(float));
     return PT_OK;
 }
 
@@ -540,7 +536,6 @@ void model_pack(struct model *m, const struct dataset *d)
         pt_error_clear();
         return;
     }
-    pt_advise_huge(pk, (size_t)d->n * (size_t)w * sizeof *pk + 64); /* a row a miss, not a TLB miss too */
     uint32_t *base = pk_base(pk);
     for (int64_t i = 0; i < d->n; i++) {
         uint32_t *r = base + (size_t)i * w;

@@ -11,15 +11,14 @@
 
 #include "polytask.h"
 
-/* ---- allocation: all heap goes through these ---- */
+/* ---- allocation: all heap goes through these; blocks of 4 MiB or more
+ * come 2 MiB aligned and advised for huge pages ---- */
 void *pt_malloc(size_t n);
 void *pt_calloc(size_t count, size_t size);
 void *pt_realloc(void *p, size_t n);
 void pt_free(void *p);
 char *pt_strdup(const char *s);
 char *pt_strndup(const char *s, size_t n);
-/* Hints that [p, p+n) be backed by huge pages (no-op where unsupported). */
-void pt_advise_huge(void *p, size_t n);
 /* Grows *p (elem bytes each) to hold at least need, doubling *cap from 64;
  * big buffers get huge pages. PT_ENOMEM (with the message set) leaves *p
  * and *cap as they were. */
