@@ -128,8 +128,9 @@ static int build_gate(struct model *m, struct gate *g, const char *name, int D, 
     g->D = D;
     g->K = K;
     g->experts = pt_calloc((size_t)K, sizeof(int));
+    g->first = pt_calloc((size_t)K, 1);
     g->psum = pt_calloc((size_t)K, sizeof(double));
-    if (!g->experts || !g->psum) return -1;
+    if (!g->experts || !g->first || !g->psum) return -1;
     snprintf(buf, sizeof buf, "%s.weight", name);
     if ((g->W = add_param(m, buf, K, D, 0, PG_GATES, -1)) < 0) return -1;
     snprintf(buf, sizeof buf, "%s.bias", name);
@@ -203,6 +204,19 @@ static int build_levels(struct model *m, int din)
             if (build_gate(m, &L->sg, name, in, ne)) return -1;
             for (int k = 0; k < ne; k++) L->sg.experts[k] = k;
         }
+        /* which gate writes each expert's output gradient (the first to mix
+         * it, in backward's order: task gates, then the shared one); the
+         * rest add */
+        unsigned char *seen = pt_calloc((size_t)ne, 1);
+        if (!seen) return -1;
+        for (int i = 0; i < T + L->has_sgate; i++) {
+            struct gate *g = i < T ? &L->tg[i] : &L->sg;
+            for (int k = 0; k < g->K; k++) {
+                g->first[k] = !seen[g->experts[k]];
+                seen[g->experts[k]] = 1;
+            }
+        }
+        pt_free(seen);
         in = L->H;
     }
     return 0;
@@ -395,9 +409,11 @@ void model_destroy(struct model *m)
         for (int k = 0; L->ex && k < T * L->nt + L->ns; k++) free_mlp(&L->ex[k]);
         for (int t = 0; L->tg && t < T; t++) {
             pt_free(L->tg[t].experts);
+            pt_free(L->tg[t].first);
             pt_free(L->tg[t].psum);
         }
         pt_free(L->sg.experts);
+        pt_free(L->sg.first);
         pt_free(L->sg.psum);
         pt_free(L->ex);
         pt_free(L->tg);
@@ -759,11 +775,11 @@ static void act_backward(float *dy, const float *h, const float *mask, int B, in
     }
 }
 
-/* n->dh[nl-1] holds dL/d(output); adds dL/d(input) into din (NULL: skip).
- * A hidden layer's input gradient is written, not added: it has no other
+/* n->dh[nl-1] holds dL/d(output); din = din_beta * din + dL/d(input) (din
+ * NULL: skip). A hidden layer's input gradient is written: it has no other
  * source. So is a fused expert's layer-1 input gradient, its own column
  * block of the level's dh0, where it stops (level_fused_backward finishes). */
-static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, int B)
+static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, float din_beta, int B)
 {
     int drop = m->cfg->dropout > 0;
     for (int l = n->nl - 1; l >= n->ext0; l--) {
@@ -778,40 +794,55 @@ static void mlp_backward(struct model *m, struct mlp *n, const float *in, float 
         const float *x = l ? n->h[l - 1] : in;
         float *dx = l ? n->dh[l - 1] : din;
         int ldx = l ? ldh(n, l - 1) : I;
-        nn_linear_backward_ld(dx, ldx, l ? 0.0f : 1.0f, m->g + W->off, db, dy, O, x, ldx, m->w + W->off, B, I, O);
+        nn_linear_backward_ld(dx, ldx, l ? 0.0f : din_beta, m->g + W->off, db, dy, O, x, ldx, m->w + W->off, B, I,
+                              O);
     }
 }
 
-static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, int D, int B)
+static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, float dx_beta, int D,
+                                 int B)
 {
     int O = L->ex[0].ld0;
     const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
     act_backward(L->dh0, L->h0, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off);
-    nn_linear_backward_ld(dx, D, 1.0f, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
+    nn_linear_backward_ld(dx, D, dx_beta, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
 }
 
-/* dout [B, H] of the gate's mixture → expert output grads and the gate's
- * input grad (added into din). */
-static void gate_backward(struct model *m, struct cgc *L, struct gate *g, const float *dout, const float *in,
-                          float *din, int B)
+/* Every gate's mixture of the level at once: the experts' output gradients
+ * (written) and each gate's gradient before its softmax, g->dz. */
+static void level_mix_backward(struct model *m, struct cgc *L, int B)
 {
-    const float *es[CONFIG_MAX_GATE];
+    int T = m->ntasks, ne = T * L->nt + L->ns, G = T + (L->has_sgate ? 1 : 0);
+    const float *es[CONFIG_MAX_GATE]; /* a level's experts: at most one gate's worth (config.c) */
     float *des[CONFIG_MAX_GATE];
-    for (int k = 0; k < g->K; k++) {
-        struct mlp *e = &L->ex[g->experts[k]];
+    struct nn_mix_gate gates[CONFIG_MAX_TASKS + 1];
+    for (int k = 0; k < ne; k++) {
+        struct mlp *e = &L->ex[k];
         es[k] = e->h[e->nl - 1];
         des[k] = e->dh[e->nl - 1];
     }
-    size_t n = (size_t)B * g->K;
-    memset(g->dp, 0, n * sizeof(float));
-    nn_mixture_backward(des, g->dp, dout, es, expert_ld(L, 0), g->p, B, g->K, L->H);
-    memset(g->dz, 0, n * sizeof(float));
-    nn_softmax_backward(g->dz, g->dp, g->p, B, g->K);
+    for (int i = 0; i < G; i++) {
+        struct gate *g = i < T ? &L->tg[i] : &L->sg;
+        gates[i] = (struct nn_mix_gate){g->p, i < T ? L->dout[i] : L->dsout, g->dp, g->experts, g->first, g->K};
+    }
+    nn_mixture_backward_gates(des, es, expert_ld(L, 0), L->H, gates, G, B);
+    for (int i = 0; i < G; i++) {
+        struct gate *g = i < T ? &L->tg[i] : &L->sg;
+        memset(g->dz, 0, (size_t)B * g->K * sizeof(float));
+        nn_softmax_backward(g->dz, g->dp, g->p, B, g->K);
+    }
+}
+
+/* The gate's parameter gradients from g->dz, and its input's added into din. */
+static void gate_linear_backward(struct model *m, struct gate *g, const float *in, float *din, int B)
+{
     const struct param *W = &m->p[g->W], *b = &m->p[g->b];
     nn_linear_backward(din, m->g + W->off, m->g + b->off, g->dz, g->K, in, m->w + W->off, B, g->D, g->K);
 }
 
-/* m->dlogits [B, T] → every parameter's gradient. */
+/* m->dlogits [B, T] → every parameter's gradient. Input gradients are
+ * written by their first source and added by the others, so the buffers
+ * need no zeroing where one source comes first. */
 static void backward(struct model *m, const int *active, int B)
 {
     int T = m->ntasks;
@@ -821,39 +852,35 @@ static void backward(struct model *m, const int *active, int B)
             struct mlp *n = &m->nets[t];
             float *dz = n->dh[n->nl - 1];
             for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
-            memset(m->E[t].dx, 0, (size_t)B * m->E[t].din * sizeof(float));
-            mlp_backward(m, n, m->E[t].x, m->E[t].dx, B);
+            mlp_backward(m, n, m->E[t].x, m->E[t].dx, 0.0f, B);
         }
         return;
     }
     struct embed *E = &m->E[0];
-    memset(E->dx, 0, (size_t)B * E->din * sizeof(float));
-    /* towers: inputs are the bottom's output or the last level's outputs */
+    /* towers: inputs are the bottom's output (one buffer for all: the
+     * first tower writes it) or the last level's outputs (one each) */
     const float *hin[CONFIG_MAX_TASKS];
     float *dhin[CONFIG_MAX_TASKS];
     if (m->nlevels == 0) {
         struct mlp *bt = &m->bottom;
-        float *dh = bt->dh[bt->nl - 1];
-        memset(dh, 0, (size_t)B * mlp_out(bt) * sizeof(float));
-        for (int t = 0; t < T; t++) hin[t] = bt->h[bt->nl - 1], dhin[t] = dh;
+        for (int t = 0; t < T; t++) hin[t] = bt->h[bt->nl - 1], dhin[t] = bt->dh[bt->nl - 1];
     } else {
         struct cgc *L = &m->lv[m->nlevels - 1];
-        for (int t = 0; t < T; t++) {
-            hin[t] = L->out[t];
-            dhin[t] = L->dout[t];
-            memset(dhin[t], 0, (size_t)B * L->H * sizeof(float));
-        }
+        for (int t = 0; t < T; t++) hin[t] = L->out[t], dhin[t] = L->dout[t];
     }
     for (int t = 0; t < T; t++) {
         struct mlp *n = &m->towers[t];
         float *dz = n->dh[n->nl - 1];
         for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
-        mlp_backward(m, n, hin[t], dhin[t], B);
+        mlp_backward(m, n, hin[t], dhin[t], m->nlevels == 0 && t > 0 ? 1.0f : 0.0f, B);
     }
     if (m->nlevels == 0) {
-        mlp_backward(m, &m->bottom, E->x, E->dx, B);
+        mlp_backward(m, &m->bottom, E->x, E->dx, 0.0f, B);
         return;
     }
+    /* level 0's fused product writes the embeddings' gradient first, after
+     * the experts; without it the experts and gates add into zeros */
+    if (!m->lv[0].fused) memset(E->dx, 0, (size_t)B * E->din * sizeof(float));
     for (int l = m->nlevels - 1; l >= 0; l--) {
         struct cgc *L = &m->lv[l];
         int ne = T * L->nt + L->ns;
@@ -875,22 +902,14 @@ static void backward(struct model *m, const int *active, int B)
             dsin = P->dsout;
             memset(dsin, 0, (size_t)B * P->H * sizeof(float));
         }
-        /* the mixtures add into each expert's output gradient; a one-layer
-         * fused expert's is its block of dh0 */
-        int zero_dh0 = 0;
-        for (int k = 0; k < ne; k++) {
-            struct mlp *e = &L->ex[k];
-            if (e->ext0 && e->nl == 1) zero_dh0 = 1;
-            else memset(e->dh[e->nl - 1], 0, (size_t)B * L->H * sizeof(float));
-        }
-        if (L->fused && zero_dh0) memset(L->dh0, 0, (size_t)B * L->ex[0].ld0 * sizeof(float));
-        for (int t = 0; t < T; t++) gate_backward(m, L, &L->tg[t], L->dout[t], tin[t], dtin[t], B);
-        if (L->has_sgate) gate_backward(m, L, &L->sg, L->dsout, sin, dsin, B);
+        level_mix_backward(m, L, B);
         for (int k = 0; k < ne; k++) {
             int own = k < T * L->nt ? k / L->nt : -1;
-            mlp_backward(m, &L->ex[k], own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, B);
+            mlp_backward(m, &L->ex[k], own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, 1.0f, B);
         }
-        if (L->fused) level_fused_backward(m, L, E->x, E->dx, E->din, B);
+        if (L->fused) level_fused_backward(m, L, E->x, E->dx, 0.0f, E->din, B);
+        for (int t = 0; t < T; t++) gate_linear_backward(m, &L->tg[t], tin[t], dtin[t], B);
+        if (L->has_sgate) gate_linear_backward(m, &L->sg, sin, dsin, B);
     }
 }
 

@@ -71,6 +71,7 @@ struct embed {
 struct gate {
     int W, b, K, D;
     int *experts;        /* indices into the level's expert list */
+    unsigned char *first; /* [K] the first gate in backward to mix that expert */
     float *p, *dp, *dz;  /* [bmax, K] */
     double *psum;        /* [K] running sum of p (inspect --gates) */
 };

@@ -8,7 +8,12 @@
  * b, k, h loop nest whose inner loop is a contiguous axpy over one row
  * (vectorised by the compiler); the first expert assigns, so out needs no
  * clearing. No threads here: the caller's batch loop or the GEMMs around
- * it own the cores. Does not compute the gate (softmax.c does). */
+ * it own the cores. Does not compute the gate (softmax.c does).
+ * Training runs a level's gates backward in one pass
+ * (nn_mixture_backward_gates); nn_mixture_backward, one gate adding into
+ * its experts' gradients, is the layer the PyTorch fixtures and finite
+ * differences check, and the reference the one-pass version is tested
+ * against. */
 #include "nn/nn.h"
 
 /* out[B,H] = sum_k g[b,k] * es[k][b*lde + h]; g [B,K]; es[k] [B, lde >= H].
@@ -67,6 +72,37 @@ PT_VECTOR_CLONES void nn_mixture_backward(float *const *des, float *dg, const fl
                 for (int h = 0; h < H; h++) de[h] += gk * d[h];
             }
             if (dg) dg[(size_t)b * K + k] += (float)dot_f64(d, es[k] + row, H);
+        }
+    }
+}
+
+/* des[e][b, 0:H] = sum over the gates that mix expert e of g[b,k] dout[b,:],
+ * and each gate's dg; see nn.h. Row by row, so that an expert's gradient
+ * row and output row stay in cache from one gate to the next: the gates
+ * were separate passes over [B, H] blocks, each reading and writing every
+ * expert's gradient after a pass that zeroed them. */
+PT_VECTOR_CLONES void nn_mixture_backward_gates(float *const *des, const float *const *es, int lde, int H,
+                                                const struct nn_mix_gate *gates, int G, int B)
+{
+    for (int b = 0; b < B; b++) {
+        size_t row = (size_t)b * lde;
+        for (int i = 0; i < G; i++) {
+            const struct nn_mix_gate *q = &gates[i];
+            const float *restrict d = q->dout + (size_t)b * H;
+            const float *gb = q->g + (size_t)b * q->K;
+            float *dgb = q->dg + (size_t)b * q->K;
+            for (int k = 0; k < q->K; k++) {
+                int e = q->experts[k];
+                if (des[e]) {
+                    float *restrict de = des[e] + row;
+                    const float gk = gb[k];
+                    if (q->first[k])
+                        for (int h = 0; h < H; h++) de[h] = gk * d[h];
+                    else
+                        for (int h = 0; h < H; h++) de[h] += gk * d[h];
+                }
+                dgb[k] = (float)dot_f64(d, es[e] + row, H);
+            }
         }
     }
 }

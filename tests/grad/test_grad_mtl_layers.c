@@ -142,6 +142,73 @@ static void test_mixture_large_vs_oracle(void **state)
     pt_free(wide), pt_free(g), pt_free(out);
 }
 
+/* A PLE-like level at a production-like shape: three gates over
+ * overlapping experts (two task gates, each over its own expert and the two
+ * shared ones, then a shared gate over all five), experts side by side in
+ * one wide buffer, one expert without a gradient wanted (NULL). The one-pass
+ * version equals the single-gate layer run gate after gate on zeroed
+ * buffers, bit for bit; the written buffers start as NaN, so a row it
+ * failed to write would show. */
+static void test_mixture_gates_vs_layer(void **state)
+{
+    (void)state;
+    struct rng r;
+    rng_seed(&r, 13);
+    enum { B = 33, E = 5, H = 67, G = 3 };
+    const int lde = E * H + 2;
+    static const int ex0[3] = {0, 3, 4}, ex1[3] = {1, 3, 4}, ex2[5] = {0, 1, 2, 3, 4};
+    static const int *const exs[G] = {ex0, ex1, ex2};
+    static const int K[G] = {3, 3, 5};
+    size_t nw = (size_t)B * lde;
+    float *wide = gc_alloc(nw), *dwide = gc_alloc(nw), *dwant = gc_alloc(nw);
+    gc_fill_normal(wide, nw, &r, 1.0f);
+    gc_fill(dwide, nw, NAN);
+    gc_fill(dwant, nw, 0.0f);
+    const float *es[E];
+    float *des[E], *dref[E];
+    for (int e = 0; e < E; e++) {
+        es[e] = wide + (size_t)e * H;
+        des[e] = e == 2 ? NULL : dwide + (size_t)e * H;
+        dref[e] = e == 2 ? NULL : dwant + (size_t)e * H;
+    }
+    float *g[G], *dout[G], *dg[G], *dgref[G];
+    unsigned char first[G][E];
+    int seen[E] = {0};
+    struct nn_mix_gate gates[G];
+    for (int i = 0; i < G; i++) {
+        size_t ng = (size_t)B * K[i];
+        float *logits = gc_alloc(ng);
+        gc_fill_normal(logits, ng, &r, 1.0f);
+        g[i] = gc_alloc(ng);
+        nn_softmax_forward(g[i], logits, B, K[i]);
+        pt_free(logits);
+        dout[i] = gc_alloc((size_t)B * H);
+        gc_fill_normal(dout[i], (size_t)B * H, &r, 1.0f);
+        dg[i] = gc_alloc(ng), dgref[i] = gc_alloc(ng);
+        gc_fill(dg[i], ng, NAN);
+        gc_fill(dgref[i], ng, 0.0f);
+        for (int k = 0; k < K[i]; k++) first[i][k] = !seen[exs[i][k]], seen[exs[i][k]] = 1;
+        gates[i] = (struct nn_mix_gate){g[i], dout[i], dg[i], exs[i], first[i], K[i]};
+        const float *ges[E];
+        float *gdes[E];
+        for (int k = 0; k < K[i]; k++) ges[k] = es[exs[i][k]], gdes[k] = dref[exs[i][k]];
+        nn_mixture_backward(gdes, dgref[i], dout[i], ges, lde, g[i], B, K[i], H);
+    }
+    nn_mixture_backward_gates(des, es, lde, H, gates, G, B);
+    for (int e = 0; e < E; e++)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                size_t at = (size_t)b * lde + (size_t)e * H + (size_t)h;
+                if (e == 2) assert_true(isnan(dwide[at])); /* NULL: untouched */
+                else assert_memory_equal(&dwide[at], &dwant[at], sizeof(float));
+            }
+    for (int i = 0; i < G; i++) {
+        assert_memory_equal(dg[i], dgref[i], (size_t)B * K[i] * sizeof(float));
+        pt_free(g[i]), pt_free(dout[i]), pt_free(dg[i]), pt_free(dgref[i]);
+    }
+    pt_free(wide), pt_free(dwide), pt_free(dwant);
+}
+
 /* ----------------------------------------------------------------- ctcvr */
 
 struct cv_ctx {
@@ -257,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mixture),
         cmocka_unit_test(test_mixture_large_vs_oracle),
+        cmocka_unit_test(test_mixture_gates_vs_layer),
         cmocka_unit_test(test_ctcvr),
         cmocka_unit_test(test_ctcvr_clamp),
     };
