@@ -680,7 +680,11 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
         float *y = n->h[l];
         if (!(l == 0 && n->ext0)) {
             int relu = l < n->nl - 1 || n->relu_last;
-            nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O, relu);
+            /* the next layer's products read y: their bf16 copies come from
+             * the epilogue, unless dropout changes y after it */
+            int copy = l < n->nl - 1 && !(relu && drop > 0) && nn_gemm_bf16_dims(B, n->dims[l + 2], O) ? O : 0;
+            nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O, relu,
+                                 copy);
             if (relu && drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
         }
         in = y;
@@ -693,7 +697,10 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
 static void level_fused_forward(struct model *m, struct cgc *L, const float *x, int D, int B, int train)
 {
     int O = L->ex[0].ld0;
-    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1);
+    const struct mlp *e = &L->ex[0];
+    /* each expert's second layer reads its column block */
+    int copy = e->nl > 1 && !(train && m->cfg->dropout > 0) && nn_gemm_bf16_dims(B, e->dims[2], L->H1) ? L->H1 : 0;
+    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1, copy);
     if (train && m->cfg->dropout > 0)
         nn_dropout_forward(L->h0, L->mask0, L->h0, (size_t)B * O, m->cfg->dropout, &m->drop_rng);
 }
@@ -762,8 +769,12 @@ static void forward(struct model *m, int B, int train)
  * holds the output after both, so this is nn_dropout_backward then
  * nn_relu_backward fused in place (h > 0 iff the unit was active and kept).
  * The layer's bias gradient db[O] += sum_b dy comes in the same pass. */
-static void act_backward(float *dy, const float *h, const float *mask, int B, int O, int drop, float *db)
+PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const float *mask, int B, int O, int drop,
+                                          float *db, int I)
 {
+    /* the layer's products (dx and dW, of dims B, I and O) read dy next:
+     * when they read bf16, its copy is made from each row while in cache */
+    uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O) : NULL;
     for (int r = 0; r < B; r++) {
         float *g = dy + (size_t)r * O;
         const float *a = h + (size_t)r * O, *k = drop ? mask + (size_t)r * O : NULL;
@@ -772,6 +783,7 @@ static void act_backward(float *dy, const float *h, const float *mask, int B, in
             g[o] = v;
             db[o] += v;
         }
+        if (bf) nn_bf16_pack(bf + (size_t)r * O, g, (size_t)O);
     }
 }
 
@@ -788,7 +800,7 @@ static void mlp_backward(struct model *m, struct mlp *n, const float *in, float 
         const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
         float *db = m->g + b->off;
         if (l < n->nl - 1 || n->relu_last) {
-            act_backward(dy, n->h[l], n->mask[l], B, O, drop, db);
+            act_backward(dy, n->h[l], n->mask[l], B, O, drop, db, I);
             db = NULL;
         }
         const float *x = l ? n->h[l - 1] : in;
@@ -804,7 +816,7 @@ static void level_fused_backward(struct model *m, struct cgc *L, const float *x,
 {
     int O = L->ex[0].ld0;
     const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
-    act_backward(L->dh0, L->h0, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off);
+    act_backward(L->dh0, L->h0, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off, D);
     nn_linear_backward_ld(dx, D, dx_beta, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
 }
 

@@ -477,38 +477,54 @@ static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, c
     }
 }
 
+/* The kept copy of the stored matrix src (rows x cols at stride ld) as
+ * elem-byte values: *fresh = 0 when it is current, else 1 and a free slot
+ * (one already big enough if there is one) now keyed to src, whose buffer
+ * the caller fills. NULL when copies are not kept or the slot cannot grow. */
+static struct bf16_copy *copy_slot(struct bf16_state *s, const float *src, int rows, int cols, int ld, size_t elem,
+                                   int *fresh)
+{
+    if (!tls_keep || tls_precision != NN_PREC_BF16) return NULL;
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *c = &s->cp[i];
+        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld && c->elem == elem) {
+            *fresh = 0;
+            return c;
+        }
+    }
+    size_t need = (size_t)rows * cols * elem;
+    struct bf16_copy *e = NULL;
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *c = &s->cp[i];
+        if (c->gen == s->gen) continue;
+        if (!e || (e->cap < need && c->cap >= need)) e = c;
+        if (e->cap >= need) break;
+    }
+    if (!e) return NULL;
+    if (pt_grow(&e->buf, &e->cap, need, 1)) {
+        pt_error_clear();
+        return NULL;
+    }
+    e->of = src, e->rows = rows, e->cols = cols, e->ld = ld, e->elem = elem;
+    e->gen = s->gen;
+    *fresh = 1;
+    return e;
+}
+
 /* The stored matrix src (rows x cols at stride ld) converted to elem-byte
  * values: a kept copy when the thread has one or can make one, else
  * converted into *scratch (grown to fit). NULL when out of memory. */
 static const void *operand(struct bf16_state *s, const float *src, int rows, int cols, int ld, size_t elem,
                            void **scratch, size_t *scap)
 {
-    size_t need = (size_t)rows * cols * elem;
-    struct bf16_copy *e = NULL;
-    if (tls_keep && tls_precision == NN_PREC_BF16) {
-        for (int i = 0; i < COPIES; i++) {
-            struct bf16_copy *c = &s->cp[i];
-            if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld &&
-                c->elem == elem)
-                return c->buf;
-        }
-        /* a free slot, one already big enough if there is one */
-        for (int i = 0; i < COPIES; i++) {
-            struct bf16_copy *c = &s->cp[i];
-            if (c->gen == s->gen) continue;
-            if (!e || (e->cap < need && c->cap >= need)) e = c;
-            if (e->cap >= need) break;
-        }
-        if (e && pt_grow(&e->buf, &e->cap, need, 1)) {
-            pt_error_clear();
-            e = NULL;
-        }
-    }
+    int fresh = 1;
+    struct bf16_copy *e = copy_slot(s, src, rows, cols, ld, elem, &fresh);
+    if (e && !fresh) return e->buf;
     void *dst;
     if (e) {
         dst = e->buf;
     } else {
-        if (pt_grow(scratch, scap, need, 1)) return NULL;
+        if (pt_grow(scratch, scap, (size_t)rows * cols * elem, 1)) return NULL;
         dst = *scratch;
     }
 #if defined(PT_HAVE_DNNL)
@@ -516,11 +532,48 @@ static const void *operand(struct bf16_state *s, const float *src, int rows, int
     else
 #endif
         pack_round(dst, src, rows, cols, ld);
-    if (e) {
-        e->of = src, e->rows = rows, e->cols = cols, e->ld = ld, e->elem = elem;
-        e->gen = s->gen;
-    }
     return dst;
+}
+
+uint16_t *nn_gemm_bf16_slot(const float *src, int rows, int cols, int ld)
+{
+#if defined(PT_HAVE_DNNL)
+    if (!tls_keep || tls_precision != NN_PREC_BF16 || rows <= 0 || cols <= 0) return NULL;
+    struct bf16_state *s = state_get();
+    if (!s) {
+        pt_error_clear();
+        return NULL;
+    }
+    int fresh;
+    struct bf16_copy *e = copy_slot(s, src, rows, cols, ld, sizeof(uint16_t), &fresh);
+    return e ? e->buf : NULL;
+#else
+    (void)src, (void)rows, (void)cols, (void)ld;
+    return NULL;
+#endif
+}
+
+int nn_gemm_bf16_dims(int M, int N, int K)
+{
+#if defined(PT_HAVE_DNNL)
+    return tls_precision == NN_PREC_BF16 && M >= SMALL_DIM && N >= SMALL_DIM && K >= SMALL_DIM;
+#else
+    (void)M, (void)N, (void)K;
+    return 0;
+#endif
+}
+
+void nn_bf16_pack(uint16_t *dst, const float *src, size_t n)
+{
+#if defined(PT_HAVE_DNNL)
+    to_bf16(dst, src, n);
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, sizeof u);
+        dst[i] = (uint16_t)bf16_bits(u);
+    }
+#endif
 }
 
 /* nn_sgemm_bf16 on the calling thread's scratch and copies */

@@ -2,8 +2,9 @@
  *
  * Dims: B batch rows, I input width, O output width.
  * Both products go through nn_sgemm (so through the BLAS when one is linked);
- * the bias add and its gradient are simple loops because they are O(B*O)
- * next to the O(B*I*O) products. No activation here: ReLU is its own layer.
+ * the bias add, an optional ReLU and the bias gradient are loops because
+ * they are O(B*O) next to the O(B*I*O) products, fused into one pass over
+ * the output (nn_relu is the standalone layer).
  * The oracle for the products is nn_sgemm_naive (tests compare the two). */
 #include "nn/nn.h"
 
@@ -13,28 +14,42 @@
 void nn_linear_forward(float *y, int ldy, const float *x, const float *W, const float *b, int B,
                        int I, int O)
 {
-    nn_linear_forward_ld(y, ldy, x, I, W, b, B, I, O, 0);
+    nn_linear_forward_ld(y, ldy, x, I, W, b, B, I, O, 0, 0);
 }
 
-void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O, int relu)
+enum { MAX_BLOCKS = 256 }; /* column blocks with bf16 copies: a level's experts (CONFIG_MAX_GATE) */
+
+/* bias and ReLU in one pass over y: it is the size of the batch's
+ * activations, so each pass is a trip through memory; the bf16 copies the
+ * next products read (cp[nb], NULL entries skipped) are made from each row
+ * while it is in cache */
+PT_VECTOR_CLONES static void epilogue(float *y, int ldy, const float *b, int B, int O, int relu, uint16_t **cp,
+                                      int nb, int block)
 {
-    nn_sgemm('N', 'T', B, O, I, 1.0f, x, ldx, W, I, 0.0f, y, ldy);
-    if (!b && !relu) return;
-    /* bias and ReLU in one pass over y: it is the size of the batch's
-     * activations, so each pass is a trip through memory */
     for (int r = 0; r < B; r++) {
         float *yr = y + (size_t)r * ldy;
-        if (!relu)
+        if (!relu && b)
             for (int o = 0; o < O; o++) yr[o] += b[o];
-        else if (!b)
+        else if (relu && !b)
             for (int o = 0; o < O; o++) yr[o] = yr[o] > 0.0f ? yr[o] : 0.0f;
-        else
+        else if (relu)
             for (int o = 0; o < O; o++) {
                 float v = yr[o] + b[o];
                 yr[o] = v > 0.0f ? v : 0.0f;
             }
+        for (int k = 0; k < nb; k++)
+            if (cp[k]) nn_bf16_pack(cp[k] + (size_t)r * block, yr + (size_t)k * block, (size_t)block);
     }
+}
+
+void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
+                          int B, int I, int O, int relu, int copy_block)
+{
+    nn_sgemm('N', 'T', B, O, I, 1.0f, x, ldx, W, I, 0.0f, y, ldy);
+    uint16_t *cp[MAX_BLOCKS]; /* a block whose slot could not be had (NULL) is converted by its product */
+    int nb = copy_block > 0 && O % copy_block == 0 && O / copy_block <= MAX_BLOCKS ? O / copy_block : 0;
+    for (int k = 0; k < nb; k++) cp[k] = nn_gemm_bf16_slot(y + (size_t)k * copy_block, B, copy_block, ldy);
+    if (b || relu || nb) epilogue(y, ldy, b, B, O, relu, cp, nb, copy_block);
 }
 
 /* dy[B, lddy >= O], x[B,I], W[O,I].

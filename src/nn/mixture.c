@@ -18,8 +18,8 @@
 
 /* out[B,H] = sum_k g[b,k] * es[k][b*lde + h]; g [B,K]; es[k] [B, lde >= H].
  * out must not alias an expert. K == 0 gives zeros. */
-void nn_mixture_forward(float *out, const float *const *es, int lde, const float *g, int B, int K,
-                        int H)
+PT_VECTOR_CLONES void nn_mixture_forward(float *out, const float *const *es, int lde, const float *g, int B,
+                                         int K, int H)
 {
     for (int b = 0; b < B; b++) {
         float *restrict o = out + (size_t)b * H;

@@ -50,6 +50,19 @@ enum nn_precision nn_gemm_precision(void);
  * first reads them. nn_gemm_keep_copies(0) converts every operand anew (the
  * reference the kept copies are tested against); default on. */
 void nn_gemm_keep_copies(int on);
+/* For a producer that makes an operand's bf16 copy itself, in the pass that
+ * writes its float values (which saves the products a pass over memory):
+ * the buffer [rows x cols] (rows packed) that this step's products take as
+ * the copy of the stored matrix src (rows x cols at stride ld). The caller
+ * fills it with nn_bf16_pack of the final values before the next product.
+ * NULL when there is no such copy (float32, copies off, no oneDNN, out of
+ * memory): the products convert src themselves. */
+uint16_t *nn_gemm_bf16_slot(const float *src, int rows, int cols, int ld);
+/* 1 when a product of these dims on this thread would read bf16 copies
+ * (precision bf16, oneDNN, no dimension under 16). */
+int nn_gemm_bf16_dims(int M, int N, int K);
+/* dst[i] = the bf16 bits of src[i], rounded as nn_bf16_round. */
+void nn_bf16_pack(uint16_t *dst, const float *src, size_t n);
 /* Frees the calling thread's bf16 scratch and primitives (no-op if none);
  * the next bf16 product makes them again. */
 void nn_gemm_release(void);
@@ -67,9 +80,12 @@ void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int ld
 /* The same with every row stride explicit (x at ldx >= I, dx at lddx >= I):
  * for layers that read or write a column block of a wider buffer, as the
  * fused first layers of several experts do. relu: y = max(x W^T + b, 0);
- * dx = dx_beta * dx + dy . W (dx_beta 0: dx is overwritten, never read). */
+ * dx = dx_beta * dx + dy . W (dx_beta 0: dx is overwritten, never read).
+ * copy_block > 0 (dividing O): the output's column blocks of that width are
+ * read next by bf16 products, so their copies are made here, from each
+ * final row (nn_gemm_bf16_slot); the caller must not change y afterwards. */
 void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O, int relu);
+                          int B, int I, int O, int relu, int copy_block);
 void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float *db, const float *dy, int lddy,
                            const float *x, int ldx, const float *W, int B, int I, int O);
 
