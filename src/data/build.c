@@ -13,7 +13,7 @@
  * Samples are written to train.csv's temp file in time order; the split is
  * then two byte offsets in it: the tail is copied to valid.csv and test.csv
  * and train's temp file is cut at the first offset. */
-#define _GNU_SOURCE /* stpcpy, fseeko, ftello, st_mtim */
+#define _GNU_SOURCE /* stpcpy, fseeko, ftello, st_mtim, sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -233,6 +233,7 @@ struct build {
     size_t olen;
     uint64_t oflushed;           /* file offset of obuf[0] */
     uint64_t end;                /* file offset past the last row */
+    uint64_t wb_off, wb_dropped; /* out_writeback: sent to the disk up to; dropped from memory up to */
     char *map;                   /* patch_old's window of the file */
     uint64_t map_off;
     size_t map_len;
@@ -505,6 +506,31 @@ static void windows_advance(struct build *b, int32_t u, int64_t t)
 /* 32 MiB of rows: about the last hours of a busy log, where most label events land */
 #define OBUF (32u << 20)
 
+/* Rows before the oldest waiting sample's are final. They are sent to the
+ * disk in steps of WBSTEP (the build's fsync would write them anyway) and,
+ * a step later, once written, dropped from the page cache. The kernel hands
+ * the pages it takes back out again for the next rows: on a virtual machine
+ * a page it has not used lately costs a host fault (about 2 s a GiB here,
+ * more than formatting the rows). Errors of the writes surface at the fsync;
+ * rows read back later (the split's copies) come from the disk. Not for the
+ * online builder, whose scratch file never needs to reach the disk. */
+#define WBSTEP (64u << 20)
+static void out_writeback(struct build *b)
+{
+    uint64_t fin = b->phead < b->ptail ? b->p[b->phead - b->pbase].off : b->oflushed;
+    if (fin > b->oflushed) fin = b->oflushed;
+    fin &= ~(uint64_t)4095;
+    if (b->keep_open || fin < b->wb_off + WBSTEP) return;
+    (void)sync_file_range(b->fd, (off_t)b->wb_off, (off_t)(fin - b->wb_off), SYNC_FILE_RANGE_WRITE);
+    if (b->wb_off > b->wb_dropped) {
+        off_t at = (off_t)b->wb_dropped, n = (off_t)(b->wb_off - b->wb_dropped);
+        (void)sync_file_range(b->fd, at, n, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+        (void)posix_fadvise(b->fd, at, n, POSIX_FADV_DONTNEED);
+    }
+    b->wb_dropped = b->wb_off;
+    b->wb_off = fin;
+}
+
 static int out_flush(struct build *b)
 {
     for (size_t done = 0; done < b->olen;) {
@@ -514,6 +540,7 @@ static int out_flush(struct build *b)
     }
     b->oflushed += b->olen;
     b->olen = 0;
+    out_writeback(b);
     return PT_OK;
 }
 
@@ -546,7 +573,28 @@ static int out_patch(struct build *b, uint64_t off, char c)
     return pwrite(b->fd, &c, 1, (off_t)off) == 1 ? PT_OK : pt_error(PT_EIO, "writing samples: %s", strerror(errno));
 }
 
-static int row_room(struct build *b, size_t need) { return pt_grow((void **)&b->row, &b->rowcap, need, 1); }
+/* [out] *row: where a row of at most need bytes is formatted. In place at
+ * the end of the output buffer (flushed first when it lacks the room), so
+ * the row is not copied again; in b->row for a row longer than the buffer.
+ * Then out_row takes it. */
+static int out_room(struct build *b, size_t need, char **row)
+{
+    if (need > OBUF) {
+        int rc = pt_grow((void **)&b->row, &b->rowcap, need, 1);
+        *row = b->row;
+        return rc;
+    }
+    if (b->olen + need > OBUF && out_flush(b)) return PT_EIO;
+    *row = b->obuf + b->olen;
+    return PT_OK;
+}
+
+static int out_row(struct build *b, const char *row, size_t n)
+{
+    if (row != b->obuf + b->olen) return out_put(b, row, n);
+    b->olen += n;
+    return PT_OK;
+}
 
 /* Writes id's name: as a CSV field (quoted when it must be) or raw (in a sequence). */
 static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, int32_t id, int field)
@@ -567,17 +615,16 @@ static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t i
     return nm[id].n != 255 ? nm[id].n : strlen(vocab_str(v, id));
 }
 
-/* The features of user u and item i at time t, into b->row from position
- * 0; returns its length. cat: the item's category (-1 none); attrs: the
+/* The features of user u and item i at time t, written at row; returns
+ * their end. cat: the item's category (-1 none); attrs: the
  * pre-formatted event attributes. Labels are not written. */
-static size_t features(struct build *b, int32_t u, int32_t i, int32_t cat, const char *attrs, size_t alen)
+static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t cat, const char *attrs, size_t alen)
 {
     const struct samples_cfg *sc = b->sc;
     struct user *x = &b->users[u];
     int64_t t = b->gt;
     const int K = b->K;
-    char *p = b->row;
-    p = fmt_i64(p, t);
+    char *p = fmt_i64(row, t);
     *p++ = ',', p = put_name(p, b->unames, &b->users_v, u, 1);
     *p++ = ',', p = put_name(p, b->inames, &b->items_v, i, 1);
     if (b->c_cat >= 0) {
@@ -639,10 +686,10 @@ static size_t features(struct build *b, int32_t u, int32_t i, int32_t cat, const
             }
         }
     }
-    return (size_t)(p - b->row);
+    return p;
 }
 
-/* An upper bound on one row's length, so b->row never overflows: ids and
+/* An upper bound on one row's length, so out_room's room never overflows: ids and
  * categories are written quoted at worst, numbers take at most 32 bytes. */
 static size_t row_bound(struct build *b, int32_t u, int32_t i, size_t alen)
 {
@@ -883,14 +930,15 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
          * configured; empty fields otherwise (never past commas[]) */
         size_t alen = attrs ? strlen(attrs) : (size_t)sc->nattrs < sizeof commas - 1 ? (size_t)sc->nattrs : sizeof commas - 1;
         if (!attrs) attrs = commas;
-        if (row_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8)) return PT_ENOMEM;
-        size_t r = features(b, e->u, j, b->items[j].cat, attrs, alen);
-        char *p = b->row + r;
+        char *row;
+        int rc = out_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8, &row);
+        if (rc) return rc;
+        char *p = features(b, row, e->u, j, b->items[j].cat, attrs, alen);
         p = stpcpy(p, ",0");
         for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
         *p++ = '\n';
-        if (out_put(b, b->row, (size_t)(p - b->row))) return PT_EIO;
-        q->len += (uint32_t)(p - b->row);
+        if (out_row(b, row, (size_t)(p - row))) return PT_EIO;
+        q->len += (uint32_t)(p - row);
         q->nneg++;
         b->negs++;
     }
@@ -928,9 +976,11 @@ static int expose(struct build *b, const struct ev *e)
     struct pend *q;
     int rc = pend_push(b, &q);
     if (rc) return rc;
+    q->off = out_at(b); /* before out_room, whose flush reads the oldest offset; a flush keeps it */
     const char *attrs = b->gtext + e->attr_off;
-    if ((rc = row_room(b, row_bound(b, e->u, e->i, e->attr_len) + 2 * (size_t)b->L + 8))) return rc;
-    char *p = b->row + features(b, e->u, e->i, e->cat, attrs, e->attr_len);
+    char *row;
+    if ((rc = out_room(b, row_bound(b, e->u, e->i, e->attr_len) + 2 * (size_t)b->L + 8, &row))) return rc;
+    char *p = features(b, row, e->u, e->i, e->cat, attrs, e->attr_len);
     if (sc->neg_k) p = stpcpy(p, ",1");
     for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
     *p++ = '\n';
@@ -944,10 +994,9 @@ static int expose(struct build *b, const struct ev *e)
     q->i = e->i;
     q->lab = q->patched = 0;
     q->nneg = 0;
-    q->off = out_at(b);
-    q->plen = q->len = (uint32_t)(p - b->row);
+    q->plen = q->len = (uint32_t)(p - row);
     q->prev = prev;
-    if ((rc = out_put(b, b->row, q->plen))) return rc;
+    if ((rc = out_row(b, row, q->plen))) return rc;
     return sc->neg_k ? negatives(b, e, q) : PT_OK;
 }
 
@@ -1310,6 +1359,7 @@ static void state_reset(struct build *b)
     b->nmins = b->mincap = 0;
     b->cut_seen[0] = b->cut_seen[1] = 0;
     b->olen = 0;
+    b->wb_off = b->wb_dropped = 0;
     b->items_applied = 0;
     b->npop = 0;
     b->lines = b->events = b->bad = b->missing = b->exposures = b->dups = b->negs = b->neg_short = 0;
