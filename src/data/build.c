@@ -220,8 +220,8 @@ struct build {
     int32_t items_applied;       /* items with an event in the state (negatives draw from them);
                                   * ids follow first appearance, so these are ids below it */
     /* waiting samples */
-    struct pend *p;
-    int64_t pbase, phead, ptail;  /* absolute indexes; p[k - pbase] */
+    struct pend *p;              /* a ring: sample k at p[k & (pcap - 1)], pcap a power of two */
+    int64_t phead, ptail;        /* absolute indexes */
     size_t pcap;
     /* negatives */
     struct rng rng;
@@ -257,6 +257,8 @@ struct build {
 };
 
 /* ---- small helpers ---- */
+
+static struct pend *pend_at(const struct build *b, int64_t k) { return &b->p[(size_t)k & (b->pcap - 1)]; }
 
 /* Appends s as one CSV field (quoted when it holds a delimiter, quote or line break). */
 static char *put_field(char *p, const char *s, size_t n)
@@ -517,7 +519,7 @@ static void windows_advance(struct build *b, int32_t u, int64_t t)
 #define WBSTEP (64u << 20)
 static void out_writeback(struct build *b)
 {
-    uint64_t fin = b->phead < b->ptail ? b->p[b->phead - b->pbase].off : b->oflushed;
+    uint64_t fin = b->phead < b->ptail ? pend_at(b, b->phead)->off : b->oflushed;
     if (fin > b->oflushed) fin = b->oflushed;
     fin &= ~(uint64_t)4095;
     if (b->keep_open || fin < b->wb_off + WBSTEP) return;
@@ -708,21 +710,19 @@ static size_t row_bound(struct build *b, int32_t u, int32_t i, size_t alen)
 
 /* ---- samples ---- */
 
+/* The ring doubles when full; its entries never move otherwise. */
 static int pend_push(struct build *b, struct pend **out)
 {
-    size_t used = (size_t)(b->ptail - b->pbase);
-    if (used == b->pcap) {
-        size_t dead = (size_t)(b->phead - b->pbase);
-        if (dead * 2 >= used && dead) {
-            memmove(b->p, b->p + dead, (used - dead) * sizeof *b->p);
-            b->pbase = b->phead;
-            used -= dead;
-        } else if (pt_grow((void **)&b->p, &b->pcap, used + 1, sizeof *b->p)) {
-            return PT_ENOMEM;
-        }
+    if ((size_t)(b->ptail - b->phead) == b->pcap) {
+        size_t cap = b->pcap ? 2 * b->pcap : 1024;
+        struct pend *p = pt_malloc(cap * sizeof *p);
+        if (!p) return pt_error(PT_ENOMEM, "out of memory");
+        for (int64_t k = b->phead; k < b->ptail; k++) p[(size_t)k & (cap - 1)] = *pend_at(b, k);
+        pt_free(b->p);
+        b->p = p;
+        b->pcap = cap;
     }
-    *out = &b->p[b->ptail - b->pbase];
-    b->ptail++;
+    *out = pend_at(b, b->ptail++);
     return PT_OK;
 }
 
@@ -732,7 +732,7 @@ static struct pend *pend_of(struct build *b, uint32_t v, int32_t u, int32_t i)
     if (v == UINT32_MAX || b->phead == b->ptail) return NULL;
     int64_t k = b->phead + (int64_t)(uint32_t)(v - (uint32_t)b->phead);
     if (k >= b->ptail) return NULL;
-    struct pend *q = &b->p[k - b->pbase];
+    struct pend *q = pend_at(b, k);
     return q->u == u && q->i == i ? q : NULL;
 }
 
@@ -812,7 +812,7 @@ static void unmap_old(struct build *b)
  * labels the buffer no longer held, and is final. */
 static int pend_finish(struct build *b)
 {
-    struct pend *q = &b->p[b->phead - b->pbase];
+    struct pend *q = pend_at(b, b->phead);
     int rc = PT_OK;
     for (uint64_t late = q->lab & ~q->patched; late && !rc; late &= late - 1)
         rc = patch_old(b, q->off + q->plen - 2 * (uint64_t)(b->L - __builtin_ctzll(late)));
@@ -835,7 +835,7 @@ static int finish_tail(struct build *b, uint64_t *end)
         *end = out_at(b);
         return rc;
     }
-    uint64_t rd = b->p[b->phead - b->pbase].off, wr = rd, rbase = rd, wbase = wr;
+    uint64_t rd = pend_at(b, b->phead)->off, wr = rd, rbase = rd, wbase = wr;
     size_t rlen = 0, wlen = 0, cap = OBUF;
     char *rbuf = pt_malloc(cap), *wbuf = pt_malloc(cap);
     if (!rbuf || !wbuf) {
@@ -843,7 +843,7 @@ static int finish_tail(struct build *b, uint64_t *end)
         goto done;
     }
     for (; b->phead < b->ptail && !rc; b->phead++) {
-        struct pend *q = &b->p[b->phead - b->pbase];
+        struct pend *q = pend_at(b, b->phead);
         if (q->off + q->len > rbase + rlen) { /* refill from q->off */
             if (q->len > cap) {
                 char *r2 = pt_realloc(rbuf, q->len), *w2 = r2 ? pt_realloc(wbuf, q->len + cap) : NULL;
@@ -973,7 +973,7 @@ static int expose(struct build *b, const struct ev *e)
     }
     uint32_t prev = pe->val;
     pe->val = (uint32_t)b->ptail;
-    struct pend *q;
+    struct pend *q = NULL;
     int rc = pend_push(b, &q);
     if (rc) return rc;
     q->off = out_at(b); /* before out_room, whose flush reads the oldest offset; a flush keeps it */
@@ -1067,7 +1067,7 @@ static int apply(struct build *b, const struct ev *e)
 static int finish_passed(struct build *b)
 {
     int rc = PT_OK;
-    while (!rc && b->phead < b->ptail && b->gt - b->p[b->phead - b->pbase].t > b->max_window) rc = pend_finish(b);
+    while (!rc && b->phead < b->ptail && b->gt - pend_at(b, b->phead)->t > b->max_window) rc = pend_finish(b);
     return rc;
 }
 
@@ -1245,7 +1245,7 @@ static void look_hist(struct build *b, const struct slot *e)
         const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
         if (pe && pe->val != UINT32_MAX && b->phead < b->ptail) {
             int64_t k = b->phead + (int64_t)(uint32_t)(pe->val - (uint32_t)b->phead);
-            if (k < b->ptail) PT_PREFETCH(&b->p[k - b->pbase], 1);
+            if (k < b->ptail) PT_PREFETCH(pend_at(b, k), 1);
         }
     }
 }
@@ -1354,7 +1354,7 @@ static void state_reset(struct build *b)
     b->ucap = b->icap = 0;
     b->gn = b->gcap = 0;
     b->gtlen = b->gtcap = 0;
-    b->pbase = b->phead = b->ptail = 0;
+    b->phead = b->ptail = 0;
     b->pcap = 0;
     b->nmins = b->mincap = 0;
     b->cut_seen[0] = b->cut_seen[1] = 0;
@@ -2195,7 +2195,7 @@ int online_build_take(struct online_build *ob, int64_t skip, char **json, int64_
 {
     struct build *b = &ob->b;
     *json = NULL, *n = 0;
-    uint64_t fin = b->phead < b->ptail ? b->p[b->phead - b->pbase].off : out_at(b);
+    uint64_t fin = b->phead < b->ptail ? pend_at(b, b->phead)->off : out_at(b);
     json_t *arr = json_array();
     char *buf = NULL, *txt = NULL;
     struct csv_reader *r = NULL;
