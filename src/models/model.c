@@ -716,12 +716,19 @@ static void gate_forward(struct model *m, struct gate *g, const float *in, int B
             for (int k = 0; k < g->K; k++) g->psum[k] += g->p[(size_t)i * g->K + k];
 }
 
-static const float *mix_forward(struct cgc *L, struct gate *g, float *out, int B)
+/* Every gate's mixture of the level: L->out[t], and L->sout when it has a
+ * shared gate. */
+static void level_mix_forward(struct model *m, struct cgc *L, int B)
 {
-    const float *es[CONFIG_MAX_GATE];
-    for (int k = 0; k < g->K; k++) es[k] = L->ex[g->experts[k]].h[L->ex[g->experts[k]].nl - 1];
-    nn_mixture_forward(out, es, expert_ld(L, 0), g->p, B, g->K, L->H);
-    return out;
+    int T = m->ntasks, ne = T * L->nt + L->ns, G = T + (L->has_sgate ? 1 : 0);
+    const float *es[CONFIG_MAX_GATE]; /* a level's experts: at most one gate's worth (config.c) */
+    struct nn_mix_gate gates[CONFIG_MAX_TASKS + 1];
+    for (int k = 0; k < ne; k++) es[k] = L->ex[k].h[L->ex[k].nl - 1];
+    for (int i = 0; i < G; i++) {
+        struct gate *g = i < T ? &L->tg[i] : &L->sg;
+        gates[i] = (struct nn_mix_gate){.g = g->p, .experts = g->experts, .K = g->K, .out = i < T ? L->out[i] : L->sout};
+    }
+    nn_mixture_forward_gates(es, expert_ld(L, 0), L->H, gates, G, B);
 }
 
 /* Shared part: fills m->logits [B, T]. */
@@ -752,8 +759,9 @@ static void forward(struct model *m, int B, int train)
                 mlp_forward(m, &L->ex[k], k < T * L->nt ? hs[k / L->nt] : sin, B, train);
             for (int t = 0; t < T; t++) gate_forward(m, &L->tg[t], hs[t], B);
             if (L->has_sgate) gate_forward(m, &L->sg, sin, B);
-            for (int t = 0; t < T; t++) hs[t] = mix_forward(L, &L->tg[t], L->out[t], B);
-            if (L->has_sgate) sin = mix_forward(L, &L->sg, L->sout, B);
+            level_mix_forward(m, L, B);
+            for (int t = 0; t < T; t++) hs[t] = L->out[t];
+            if (L->has_sgate) sin = L->sout;
         }
     }
     for (int t = 0; t < T; t++) {
@@ -835,7 +843,8 @@ static void level_mix_backward(struct model *m, struct cgc *L, int B)
     }
     for (int i = 0; i < G; i++) {
         struct gate *g = i < T ? &L->tg[i] : &L->sg;
-        gates[i] = (struct nn_mix_gate){g->p, i < T ? L->dout[i] : L->dsout, g->dp, g->experts, g->first, g->K};
+        gates[i] = (struct nn_mix_gate){.g = g->p, .experts = g->experts, .K = g->K,
+                                        .dout = i < T ? L->dout[i] : L->dsout, .dg = g->dp, .first = g->first};
     }
     nn_mixture_backward_gates(des, es, expert_ld(L, 0), L->H, gates, G, B);
     for (int i = 0; i < G; i++) {

@@ -9,11 +9,11 @@
  * (vectorised by the compiler); the first expert assigns, so out needs no
  * clearing. No threads here: the caller's batch loop or the GEMMs around
  * it own the cores. Does not compute the gate (softmax.c does).
- * Training runs a level's gates backward in one pass
- * (nn_mixture_backward_gates); nn_mixture_backward, one gate adding into
- * its experts' gradients, is the layer the PyTorch fixtures and finite
- * differences check, and the reference the one-pass version is tested
- * against. */
+ * Models run all the gates of a level in one pass over the rows
+ * (nn_mixture_forward_gates, nn_mixture_backward_gates); the single-gate
+ * nn_mixture_forward and nn_mixture_backward (which adds into its experts'
+ * gradients) are the layer the PyTorch fixtures and finite differences
+ * check, and the reference the one-pass versions are tested against. */
 #include "nn/nn.h"
 
 /* out[B,H] = sum_k g[b,k] * es[k][b*lde + h]; g [B,K]; es[k] [B, lde >= H].
@@ -35,6 +35,33 @@ PT_VECTOR_CLONES void nn_mixture_forward(float *out, const float *const *es, int
             const float *restrict e = es[k] + (size_t)b * lde;
             const float gk = gb[k];
             for (int h = 0; h < H; h++) o[h] += gk * e[h];
+        }
+    }
+}
+
+/* out[b,:] of every gate of a level (nn.h): row by row, so that the
+ * experts' rows are read from memory once for all the gates mixing them. */
+PT_VECTOR_CLONES void nn_mixture_forward_gates(const float *const *es, int lde, int H, const struct nn_mix_gate *gates,
+                                               int G, int B)
+{
+    for (int b = 0; b < B; b++) {
+        size_t row = (size_t)b * lde;
+        for (int i = 0; i < G; i++) {
+            const struct nn_mix_gate *q = &gates[i];
+            float *restrict o = q->out + (size_t)b * H;
+            const float *gb = q->g + (size_t)b * q->K;
+            if (q->K <= 0) {
+                for (int h = 0; h < H; h++) o[h] = 0.0f;
+                continue;
+            }
+            const float *restrict e0 = es[q->experts[0]] + row;
+            const float g0 = gb[0];
+            for (int h = 0; h < H; h++) o[h] = g0 * e0[h];
+            for (int k = 1; k < q->K; k++) {
+                const float *restrict e = es[q->experts[k]] + row;
+                const float gk = gb[k];
+                for (int h = 0; h < H; h++) o[h] += gk * e[h];
+            }
         }
     }
 }

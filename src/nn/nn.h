@@ -149,17 +149,24 @@ void nn_mixture_forward(float *out, const float *const *es, int lde, const float
 /* des[k] += g[b,k] * dout (NULL entries skipped); dg[b,k] += <dout[b,:], e_k[b,:]>. */
 void nn_mixture_backward(float *const *des, float *dg, const float *dout, const float *const *es,
                          int lde, const float *g, int B, int K, int H);
-/* One gate of a level, for nn_mixture_backward_gates: its weights g [B,K]
- * over experts[0:K] (indices into the level's des / es), the gradient of
- * its mixture dout [B,H], where its dg [B,K] goes, and first[k] = 1 when no
- * earlier gate in the list mixes experts[k]. */
+/* One gate of a level, for the *_gates functions: its weights g [B,K] over
+ * experts[0:K] (indices into the level's es / des) and, forward, its
+ * mixture out [B,H]; backward, the gradient of its mixture dout [B,H],
+ * where its dg [B,K] goes, and first[k] = 1 when no earlier gate in the
+ * list mixes experts[k]. */
 struct nn_mix_gate {
-    const float *g, *dout;
-    float *dg;
+    const float *g;
     const int *experts;
-    const unsigned char *first;
     int K;
+    float *out;
+    const float *dout;
+    float *dg;
+    const unsigned char *first;
 };
+/* Every gate of a level at once: each gate's out = its mixture of es, the
+ * same values as nn_mixture_forward per gate. */
+void nn_mixture_forward_gates(const float *const *es, int lde, int H, const struct nn_mix_gate *gates, int G,
+                              int B);
 /* Every gate of a level at once: des[e] = sum over the gates mixing expert
  * e of g[b,k] * dout (WRITTEN by the first such gate, then added; NULL
  * entries skipped; every expert with a des must be mixed by some gate) and

@@ -145,10 +145,10 @@ static void test_mixture_large_vs_oracle(void **state)
 /* A PLE-like level at a production-like shape: three gates over
  * overlapping experts (two task gates, each over its own expert and the two
  * shared ones, then a shared gate over all five), experts side by side in
- * one wide buffer, one expert without a gradient wanted (NULL). The one-pass
- * version equals the single-gate layer run gate after gate on zeroed
- * buffers, bit for bit; the written buffers start as NaN, so a row it
- * failed to write would show. */
+ * one wide buffer, one expert without a gradient wanted (NULL). The
+ * one-pass versions equal the single-gate layer run gate after gate (the
+ * backward on zeroed buffers), bit for bit; the written buffers start as
+ * NaN, so a row they failed to write would show. */
 static void test_mixture_gates_vs_layer(void **state)
 {
     (void)state;
@@ -171,7 +171,7 @@ static void test_mixture_gates_vs_layer(void **state)
         des[e] = e == 2 ? NULL : dwide + (size_t)e * H;
         dref[e] = e == 2 ? NULL : dwant + (size_t)e * H;
     }
-    float *g[G], *dout[G], *dg[G], *dgref[G];
+    float *g[G], *dout[G], *dg[G], *dgref[G], *out[G], *outref[G];
     unsigned char first[G][E];
     int seen[E] = {0};
     struct nn_mix_gate gates[G];
@@ -188,12 +188,18 @@ static void test_mixture_gates_vs_layer(void **state)
         gc_fill(dg[i], ng, NAN);
         gc_fill(dgref[i], ng, 0.0f);
         for (int k = 0; k < K[i]; k++) first[i][k] = !seen[exs[i][k]], seen[exs[i][k]] = 1;
-        gates[i] = (struct nn_mix_gate){g[i], dout[i], dg[i], exs[i], first[i], K[i]};
+        out[i] = gc_alloc((size_t)B * H), outref[i] = gc_alloc((size_t)B * H);
+        gc_fill(out[i], (size_t)B * H, NAN);
+        gates[i] = (struct nn_mix_gate){.g = g[i], .experts = exs[i], .K = K[i], .out = out[i], .dout = dout[i],
+                                        .dg = dg[i], .first = first[i]};
         const float *ges[E];
         float *gdes[E];
         for (int k = 0; k < K[i]; k++) ges[k] = es[exs[i][k]], gdes[k] = dref[exs[i][k]];
+        nn_mixture_forward(outref[i], ges, lde, g[i], B, K[i], H);
         nn_mixture_backward(gdes, dgref[i], dout[i], ges, lde, g[i], B, K[i], H);
     }
+    nn_mixture_forward_gates(es, lde, H, gates, G, B);
+    for (int i = 0; i < G; i++) assert_memory_equal(out[i], outref[i], (size_t)B * H * sizeof(float));
     nn_mixture_backward_gates(des, es, lde, H, gates, G, B);
     for (int e = 0; e < E; e++)
         for (int b = 0; b < B; b++)
@@ -204,7 +210,7 @@ static void test_mixture_gates_vs_layer(void **state)
             }
     for (int i = 0; i < G; i++) {
         assert_memory_equal(dg[i], dgref[i], (size_t)B * K[i] * sizeof(float));
-        pt_free(g[i]), pt_free(dout[i]), pt_free(dg[i]), pt_free(dgref[i]);
+        pt_free(g[i]), pt_free(dout[i]), pt_free(dg[i]), pt_free(dgref[i]), pt_free(out[i]), pt_free(outref[i]);
     }
     pt_free(wide), pt_free(dwide), pt_free(dwant);
 }
