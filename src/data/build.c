@@ -200,6 +200,7 @@ struct build {
     uint64_t label_types;    /* bit k: type k labels some task */
     struct vocab users_v, items_v, cats_v;
     struct name16 *unames, *inames, *cnames;
+    struct name16 *tnames;   /* [K] event types, for the sequences */
     size_t cncap;
     struct user *users;
     struct item *items;
@@ -673,19 +674,34 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         double den = (double)ic[ex] + sc->prior;
         *p++ = ',', p = fmt_f(p, den > 0 ? ((double)ic[lt] + sc->prior * g) / den : g);
     }
-    if (sc->seq_len) {
+    if (sc->seq_len) { /* items, categories, types, gaps: newest first, '|' between */
         int n = x->hn < sc->seq_len ? x->hn : sc->seq_len;
-        for (int part = 0; part < 3 + (b->c_cat >= 0); part++) {
-            int what = part == 0 ? 0 : b->c_cat >= 0 ? part : part + 1; /* items, cats, types, gaps */
+        const struct hist *h = x->h;
+        const int64_t top = x->htot - 1, mask = x->hcap - 1;
+        *p++ = ',';
+        for (int k = 0; k < n; k++) {
+            if (k) *p++ = '|';
+            p = put_name(p, b->inames, &b->items_v, h[(top - k) & mask].item, 0);
+        }
+        if (b->c_cat >= 0) {
             *p++ = ',';
             for (int k = 0; k < n; k++) {
-                const struct hist *e = &x->h[(x->htot - 1 - k) & (x->hcap - 1)];
+                const struct hist *e = &h[(top - k) & mask];
                 if (k) *p++ = '|';
-                if (what == 0) p = put_name(p, b->inames, &b->items_v, e->item, 0);
-                else if (what == 1) p = e->cat >= 0 ? put_name(p, b->cnames, &b->cats_v, e->cat, 0) : p;
-                else if (what == 2) p = stpcpy(p, sc->types[e->type]);
-                else p = fmt_i64(p, t - (b->t0 + e->dt));
+                if (e->cat >= 0) p = put_name(p, b->cnames, &b->cats_v, e->cat, 0);
             }
+        }
+        *p++ = ',';
+        for (int k = 0; k < n; k++) {
+            const struct name16 *tn = &b->tnames[h[(top - k) & mask].type];
+            if (k) *p++ = '|';
+            if (tn->n != 255) memcpy(p, tn->s, 16), p += tn->n;
+            else p = stpcpy(p, sc->types[h[(top - k) & mask].type]);
+        }
+        *p++ = ',';
+        for (int k = 0; k < n; k++) {
+            if (k) *p++ = '|';
+            p = fmt_i64(p, t - (b->t0 + h[(top - k) & mask].dt));
         }
     }
     return p;
@@ -1737,8 +1753,10 @@ static int build_init(struct build *b, const struct samples_cfg *sc, const pt_bu
     b->pos = pt_calloc((size_t)b->L + 1, sizeof *b->pos);
     b->pop = sc->neg_popularity ? pt_malloc(POP_RING * sizeof *b->pop) : NULL;
     b->obuf = pt_malloc(OBUF);
-    if (!b->c_attr || !b->gcnt || !b->pos || (sc->neg_popularity && !b->pop) || !b->obuf)
+    b->tnames = pt_calloc((size_t)b->K + 1, sizeof *b->tnames);
+    if (!b->c_attr || !b->gcnt || !b->pos || (sc->neg_popularity && !b->pop) || !b->obuf || !b->tnames)
         return pt_error(PT_ENOMEM, "out of memory");
+    for (int k = 0; k < b->K; k++) name_set(&b->tnames[k], sc->types[k], strlen(sc->types[k]));
     state_reset(b);
     int rc = PT_OK;
     if ((sc->items.t.path && (rc = join_load(&b->jitems, &sc->items, "items"))) ||
@@ -1756,6 +1774,7 @@ static void build_fini(struct build *b)
     pt_free(b->c_attr), pt_free(b->gcnt), pt_free(b->pos), pt_free(b->pop);
     pt_free(b->row);
     pt_free(b->obuf);
+    pt_free(b->tnames);
 }
 
 /* Opens the event log and finds its columns: the header's names, or

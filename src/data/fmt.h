@@ -6,8 +6,19 @@
 
 #include <stdint.h>
 
+/* fmt_i64 for any v: what it calls past one digit. */
+char *fmt_i64_any(char *p, int64_t v);
+
 /* Writes v in decimal at p; returns the end (no NUL written). At most 20 bytes. */
-char *fmt_i64(char *p, int64_t v);
+static inline char *fmt_i64(char *p, int64_t v)
+{
+    /* most counts in a sample row are one digit: those need no call */
+    if ((uint64_t)v < 10) {
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    return fmt_i64_any(p, v);
+}
 
 /* Writes v with at most 6 significant digits: the same number as
  * printf("%.6g") gives (strtod of both is equal; ties rounded half to even as
