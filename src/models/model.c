@@ -1107,7 +1107,9 @@ void model_predict_batch(struct model *m, float *p)
 
 int model_predict_dataset(struct model *m, const struct dataset *d, float *p)
 {
-    int bs = 4096;
+    /* the buffers training reserved when they are big enough: growing them
+     * would allocate (and fault in) every activation buffer again */
+    int bs = m->bmax >= 1024 ? m->bmax : 4096;
     int rc = model_reserve(m, bs);
     if (rc) return rc;
     int64_t *idx = pt_malloc((size_t)bs * sizeof *idx);
