@@ -18,6 +18,11 @@ static const char dig2[] = "0001020304050607080910111213141516171819202122232425
                            "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                            "8081828384858687888990919293949596979899";
 
+static const uint64_t pow10u[] = {1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+                                   100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+                                   10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+                                   100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull};
+
 char *fmt_i64_any(char *p, int64_t v)
 {
     uint64_t u = (uint64_t)v;
@@ -25,12 +30,15 @@ char *fmt_i64_any(char *p, int64_t v)
         *p++ = '-';
         u = 0 - u; /* in unsigned arithmetic, so INT64_MIN is fine */
     }
-    char tmp[20], *e = tmp + sizeof tmp, *q = e;
+    /* the length first, so the digits go straight to their place (no
+     * variable-length copy, which is a call) */
+    int n = 1;
+    while (n < 20 && u >= pow10u[n]) n++;
+    char *e = p + n, *q = e;
     for (; u >= 100; u /= 100) memcpy(q -= 2, dig2 + 2 * (u % 100), 2);
-    if (u >= 10) memcpy(q -= 2, dig2 + 2 * u, 2);
-    else *--q = (char)('0' + u);
-    memcpy(p, q, (size_t)(e - q));
-    return p + (e - q);
+    if (u >= 10) memcpy(q - 2, dig2 + 2 * u, 2);
+    else q[-1] = (char)('0' + u);
+    return e;
 }
 
 /* 10^k for k in [-11, 22]: exact for k >= 0, correctly rounded below */
