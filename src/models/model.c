@@ -375,7 +375,10 @@ void model_free_acts(struct model *m)
         pt_free(L->h0);
         pt_free(L->dh0);
         pt_free(L->mask0);
+        pt_free(L->pos0);
         L->sout = L->dsout = L->h0 = L->dh0 = L->mask0 = NULL;
+        L->pos0 = NULL;
+        L->pos0_set = 0;
     }
     pt_free(m->logits);
     pt_free(m->dlogits);
@@ -490,7 +493,9 @@ int model_reserve(struct model *m, int bmax)
             if (reserve_mlp(&L->ex[k], B)) goto nomem;
         if (L->fused) {
             size_t w = (size_t)ne * (size_t)L->H1;
-            if (!(L->h0 = fbuf(B * w)) || !(L->dh0 = fbuf(B * w)) || !(L->mask0 = fbuf(B * w))) goto nomem;
+            if (!(L->h0 = fbuf(B * w)) || !(L->dh0 = fbuf(B * w)) || !(L->mask0 = fbuf(B * w)) ||
+                !(L->pos0 = pt_malloc(B * w)))
+                goto nomem;
             for (int k = 0; k < ne; k++) {
                 struct mlp *e = &L->ex[k];
                 e->h[0] = L->h0 + (size_t)k * L->H1;
@@ -684,7 +689,7 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
              * the epilogue, unless dropout changes y after it */
             int copy = l < n->nl - 1 && !(relu && drop > 0) && nn_gemm_bf16_dims(B, n->dims[l + 2], O) ? O : 0;
             nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O, relu,
-                                 copy);
+                                 copy, NULL);
             if (relu && drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
         }
         in = y;
@@ -700,7 +705,12 @@ static void level_fused_forward(struct model *m, struct cgc *L, const float *x, 
     const struct mlp *e = &L->ex[0];
     /* each expert's second layer reads its column block */
     int copy = e->nl > 1 && !(train && m->cfg->dropout > 0) && nn_gemm_bf16_dims(B, e->dims[2], L->H1) ? L->H1 : 0;
-    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1, copy);
+    /* then only those products and the ReLU backward read h0: the latter
+     * from pos0, a quarter of the bytes, and h0's float values can stay
+     * unwritten */
+    L->pos0_set = copy && train;
+    nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1, copy,
+                         L->pos0_set ? L->pos0 : NULL);
     if (train && m->cfg->dropout > 0)
         nn_dropout_forward(L->h0, L->mask0, L->h0, (size_t)B * O, m->cfg->dropout, &m->drop_rng);
 }
@@ -777,21 +787,41 @@ static void forward(struct model *m, int B, int train)
  * holds the output after both, so this is nn_dropout_backward then
  * nn_relu_backward fused in place (h > 0 iff the unit was active and kept).
  * The layer's bias gradient db[O] += sum_b dy comes in the same pass. */
-PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const float *mask, int B, int O, int drop,
-                                          float *db, int I)
+PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint8_t *pos, const float *mask, int B,
+                                          int O, int drop, float *db, int I)
 {
-    /* the layer's products (dx and dW, of dims B, I and O) read dy next:
-     * when they read bf16, its copy is made from each row while in cache */
-    uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O) : NULL;
+    /* The layer's products (dx and dW, of dims B, I and O) are all that
+     * reads dy next. When they read bf16, its copy is made from each row
+     * while in cache and the float row is not written back (a trip through
+     * memory fewer; gemm.c restores it should a product need it). pos
+     * (non-NULL, no dropout): h > 0 as bytes, read instead of h. */
+    uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O, 1) : NULL;
+    enum { CH = 256 };
     for (int r = 0; r < B; r++) {
         float *g = dy + (size_t)r * O;
         const float *a = h + (size_t)r * O, *k = drop ? mask + (size_t)r * O : NULL;
-        for (int o = 0; o < O; o++) {
-            float v = a[o] > 0 ? (k ? g[o] * k[o] : g[o]) : 0.0f;
-            g[o] = v;
-            db[o] += v;
+        const uint8_t *p = pos ? pos + (size_t)r * O : NULL;
+        if (!bf) {
+            for (int o = 0; o < O; o++) {
+                float v = (p ? p[o] : a[o] > 0) ? (k ? g[o] * k[o] : g[o]) : 0.0f;
+                g[o] = v;
+                db[o] += v;
+            }
+            continue;
         }
-        if (bf) nn_bf16_pack(bf + (size_t)r * O, g, (size_t)O);
+        for (int o0 = 0; o0 < O; o0 += CH) {
+            int n = O - o0 < CH ? O - o0 : CH;
+            float t[CH];
+            if (p)
+                for (int o = 0; o < n; o++) t[o] = p[o0 + o] ? g[o0 + o] : 0.0f;
+            else
+                for (int o = 0; o < n; o++) {
+                    int j = o0 + o;
+                    t[o] = a[j] > 0 ? (k ? g[j] * k[j] : g[j]) : 0.0f;
+                }
+            for (int o = 0; o < n; o++) db[o0 + o] += t[o];
+            nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
+        }
     }
 }
 
@@ -808,7 +838,7 @@ static void mlp_backward(struct model *m, struct mlp *n, const float *in, float 
         const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
         float *db = m->g + b->off;
         if (l < n->nl - 1 || n->relu_last) {
-            act_backward(dy, n->h[l], n->mask[l], B, O, drop, db, I);
+            act_backward(dy, n->h[l], NULL, n->mask[l], B, O, drop, db, I);
             db = NULL;
         }
         const float *x = l ? n->h[l - 1] : in;
@@ -824,7 +854,7 @@ static void level_fused_backward(struct model *m, struct cgc *L, const float *x,
 {
     int O = L->ex[0].ld0;
     const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
-    act_backward(L->dh0, L->h0, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off, D);
+    act_backward(L->dh0, L->h0, L->pos0_set ? L->pos0 : NULL, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off, D);
     nn_linear_backward_ld(dx, D, dx_beta, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
 }
 

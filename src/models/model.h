@@ -91,6 +91,10 @@ struct cgc {
      * [bmax, ne*H1] */
     int fused, W0, b0, H1;
     float *h0, *dh0, *mask0;
+    /* training in bf16 without dropout: h0 > 0, written by the forward
+     * (pos0_set) instead of h0's float values; the backward's ReLU mask */
+    uint8_t *pos0;
+    int pos0_set;
 };
 
 struct batch {

@@ -30,7 +30,10 @@
  * does around each step. A product's output range drops the copies it
  * overlaps; any other change to an operand's memory within the scope is the
  * caller's to avoid (nn.h). Direct nn_sgemm_bf16 calls at float32 keep
- * nothing: their callers promise nothing. */
+ * nothing: their callers promise nothing. A layer pass that writes an
+ * operand (bias and ReLU, the ReLU backward) can make its copy itself
+ * (nn_gemm_bf16_slot), row by row while the values are in cache, and even
+ * leave the float values unwritten when only products read them. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -272,6 +275,7 @@ struct bf16_copy {
     int rows, cols, ld;
     size_t elem;
     unsigned gen;
+    int only; /* of holds stale values: the copy is the only record (nn_gemm_bf16_slot) */
     void *buf;
     size_t cap;
 };
@@ -507,6 +511,7 @@ static struct bf16_copy *copy_slot(struct bf16_state *s, const float *src, int r
     }
     e->of = src, e->rows = rows, e->cols = cols, e->ld = ld, e->elem = elem;
     e->gen = s->gen;
+    e->only = 0;
     *fresh = 1;
     return e;
 }
@@ -535,7 +540,7 @@ static const void *operand(struct bf16_state *s, const float *src, int rows, int
     return dst;
 }
 
-uint16_t *nn_gemm_bf16_slot(const float *src, int rows, int cols, int ld)
+uint16_t *nn_gemm_bf16_slot(float *src, int rows, int cols, int ld, int only)
 {
 #if defined(PT_HAVE_DNNL)
     if (!tls_keep || tls_precision != NN_PREC_BF16 || rows <= 0 || cols <= 0) return NULL;
@@ -546,11 +551,52 @@ uint16_t *nn_gemm_bf16_slot(const float *src, int rows, int cols, int ld)
     }
     int fresh;
     struct bf16_copy *e = copy_slot(s, src, rows, cols, ld, sizeof(uint16_t), &fresh);
+    if (e) e->only = only;
     return e ? e->buf : NULL;
 #else
-    (void)src, (void)rows, (void)cols, (void)ld;
+    (void)src, (void)rows, (void)cols, (void)ld, (void)only;
     return NULL;
 #endif
+}
+
+#if defined(PT_HAVE_DNNL)
+/* Before a product falls back to reading float operands: a stored matrix
+ * whose float values a producer left stale (its copy the only record) gets
+ * them back from the copy. The bf16 values, which is what the fallback
+ * rounds to anyway, so it computes the same. The producer gave that memory
+ * to the copy (nn_gemm_bf16_slot with only), hence the cast. */
+static void restore(struct bf16_state *s, const float *src, int rows, int cols, int ld)
+{
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *c = &s->cp[i];
+        if (c->gen != s->gen || !c->only || c->of != src || c->rows != rows || c->cols != cols || c->ld != ld)
+            continue;
+        float *dst = (float *)(uintptr_t)src;
+        const uint16_t *b = c->buf;
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++) {
+                uint32_t u = (uint32_t)b[(size_t)r * cols + k] << 16;
+                memcpy(&dst[(size_t)r * ld + k], &u, sizeof u);
+            }
+        c->only = 0;
+    }
+}
+#endif
+
+/* The plain loop when a bf16 product cannot run as planned (out of memory,
+ * oneDNN refused), after the stale operands get their values back. */
+static void fallback(struct bf16_state *s, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+#if defined(PT_HAVE_DNNL)
+    if (s) {
+        restore(s, A, ta ? K : M, ta ? M : K, lda);
+        restore(s, B, tb ? N : K, tb ? K : N, ldb);
+    }
+#else
+    (void)s;
+#endif
+    sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 int nn_gemm_bf16_dims(int M, int N, int K)
@@ -603,7 +649,7 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
     const void *pb = pa ? operand(s, B, br, bc, ldb, elem, &s->b, &s->bcap) : NULL;
     if (!pb) {
         pt_error_clear();
-        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (s) copies_drop(s, C, M, N, ldc);
         return;
     }
@@ -621,13 +667,13 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
     int acc = beta != 0.0f && K >= TMP_MIN_K;
     if (acc && pt_grow(&s->c, &s->ccap, (size_t)M * N * sizeof(float), 1)) {
         pt_error_clear();
-        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     float *D = acc ? s->c : C;
     struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, acc ? 0.0f : beta, acc ? N : ldc);
     if (!e) {
-        sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
@@ -638,7 +684,7 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
              dnnl_stream_wait(s->st) == dnnl_success;
     /* Execution only fails on what creation already checked, and oneDNN
      * checks its arguments before it computes, so C is untouched then. */
-    if (!ok) sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!ok) fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (acc)
         for (int i = 0; i < M; i++) add_row(C + (size_t)i * ldc, D + (size_t)i * N, beta, N);
 #else

@@ -55,9 +55,12 @@ void nn_gemm_keep_copies(int on);
  * the buffer [rows x cols] (rows packed) that this step's products take as
  * the copy of the stored matrix src (rows x cols at stride ld). The caller
  * fills it with nn_bf16_pack of the final values before the next product.
- * NULL when there is no such copy (float32, copies off, no oneDNN, out of
- * memory): the products convert src themselves. */
-uint16_t *nn_gemm_bf16_slot(const float *src, int rows, int cols, int ld);
+ * only = 1: the caller does not write the final float values into src
+ * either (nothing but products reads them this step); a product that must
+ * fall back to float inputs restores them from the copy first. NULL when
+ * there is no such copy (float32, copies off, no oneDNN, out of memory):
+ * the caller writes src and the products convert it themselves. */
+uint16_t *nn_gemm_bf16_slot(float *src, int rows, int cols, int ld, int only);
 /* 1 when a product of these dims on this thread would read bf16 copies
  * (precision bf16, oneDNN, no dimension under 16). */
 int nn_gemm_bf16_dims(int M, int N, int K);
@@ -83,9 +86,13 @@ void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int ld
  * dx = dx_beta * dx + dy . W (dx_beta 0: dx is overwritten, never read).
  * copy_block > 0 (dividing O): the output's column blocks of that width are
  * read next by bf16 products, so their copies are made here, from each
- * final row (nn_gemm_bf16_slot); the caller must not change y afterwards. */
+ * final row (nn_gemm_bf16_slot); the caller must not change y afterwards.
+ * pos (NULL: none): pos[b*O + o] = (y[b,o] > 0), for a caller that reads y
+ * only through pos and those products: then y's float values are left
+ * stale where every block has a copy (the products restore them if they
+ * need them). */
 void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O, int relu, int copy_block);
+                          int B, int I, int O, int relu, int copy_block, uint8_t *pos);
 void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float *db, const float *dy, int lddy,
                            const float *x, int ldx, const float *W, int B, int I, int O);
 

@@ -10,7 +10,8 @@
  * in C under beta 0, kept copies of converted operands (against fresh
  * conversions, one product at a time and whole models trained), more shapes
  * than the primitive cache holds, a failed
- * scratch allocation (the plain-loop answer), threads each with their own
+ * scratch allocation (the plain-loop answer), a producer's own copy with its
+ * float values left stale (restored before a plain-loop fallback), threads each with their own
  * scratch, the config key and its error, and a small MMoE trained both ways.
  * Runs on every backend (oneDNN, OpenBLAS, plain loops). */
 #define _POSIX_C_SOURCE 200809L
@@ -342,6 +343,48 @@ static void test_kept_copies(void **state)
     nn_gemm_release();
 }
 
+/* A producer's copy (nn_gemm_bf16_slot) is what the products read. With
+ * only set the float values are stale: a product reads the copy, and one
+ * that falls back to the plain loop (every kept copy of the step in use and
+ * its scratch failing) restores the values from the copy first. */
+static void test_slot_only(void **state)
+{
+    (void)state;
+    enum { B = 32, O = 24, I = 20, S = 16, FILL = 61 };
+    size_t ny = (size_t)B * O, nw = (size_t)O * I;
+    float *dy = vec(ny), *keep = malloc(ny * sizeof *keep), *x = vec((size_t)B * I), *x2 = vec((size_t)B * I);
+    float *dW = vec(nw), *want = vec(nw), *want2 = vec(nw), *pool = vec((size_t)FILL * S * S), *sq = vec(S * S);
+    float *out = vec(S * S);
+    assert_non_null(keep);
+    memcpy(keep, dy, ny * sizeof *keep);
+    enum nn_precision prev = nn_gemm_set_precision(NN_PREC_BF16);
+    fresh('T', 'N', O, I, B, keep, O, x, I, 0.0f, want, I);
+    fresh('T', 'N', O, I, B, keep, O, x2, I, 0.0f, want2, I);
+    nn_gemm_release(); /* no scratch left from fresh(): the last product must allocate its own */
+    nn_gemm_set_precision(NN_PREC_BF16); /* a new scope */
+    uint16_t *cp = nn_gemm_bf16_slot(dy, B, O, O, 1);
+    if (strcmp(nn_gemm_backend(), "dnnl") != 0) {
+        assert_null(cp); /* no bf16 arrays without oneDNN: the caller writes floats */
+    } else {
+        assert_non_null(cp);
+        nn_bf16_pack(cp, dy, ny);
+        for (size_t i = 0; i < ny; i++) dy[i] = NAN;
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x, I, 0.0f, dW, I);
+        assert_memory_equal(dW, want, nw * sizeof(float));
+        /* dy's and x's copies, then FILL + 1 more: all 64 in use */
+        for (int i = 0; i < FILL; i++)
+            nn_sgemm('N', 'N', S, S, S, 1.0f, pool + (size_t)i * S * S, S, sq, S, 0.0f, out, S);
+        pt_alloc_fail_at(1); /* x2's scratch */
+        nn_sgemm('T', 'N', O, I, B, 1.0f, dy, O, x2, I, 0.0f, dW, I);
+        pt_alloc_fail_at(0);
+        for (size_t i = 0; i < ny; i++) assert_true(bits(dy[i]) == bits(round1(keep[i])));
+        for (size_t i = 0; i < nw; i++) assert_true(fabsf(dW[i] - want2[i]) <= 1e-5f * (1.0f + fabsf(want2[i])));
+    }
+    nn_gemm_set_precision(prev);
+    free(dy), free(keep), free(x), free(x2), free(dW), free(want), free(want2), free(pool), free(sq), free(out);
+    nn_gemm_release();
+}
+
 /* More shapes than the primitive cache holds (32), twice over: entries are
  * replaced and the answers stay right. */
 static void test_cache_churn(void **state)
@@ -610,7 +653,7 @@ int main(void)
         cmocka_unit_test(test_round),          cmocka_unit_test(test_against_oracle),
         cmocka_unit_test(test_degenerate),     cmocka_unit_test(test_precision_switch),
         cmocka_unit_test(test_kept_copies),         cmocka_unit_test(test_cache_churn),
-        cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_alloc_failure),   cmocka_unit_test(test_slot_only),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_config_key),
         cmocka_unit_test(test_train_bf16),     cmocka_unit_test(test_train_kept_copies),
     };
