@@ -796,31 +796,28 @@ PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint8
      * memory fewer; gemm.c restores it should a product need it). pos
      * (non-NULL, no dropout): h > 0 as bytes, read instead of h. */
     uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O, 1) : NULL;
+    /* in chunks through a buffer in L1, every load unconditional: a select
+     * on loads the C semantics of ?: would skip compiles to masked loads,
+     * which are slow (microcoded on AMD) */
     enum { CH = 256 };
     for (int r = 0; r < B; r++) {
         float *g = dy + (size_t)r * O;
         const float *a = h + (size_t)r * O, *k = drop ? mask + (size_t)r * O : NULL;
         const uint8_t *p = pos ? pos + (size_t)r * O : NULL;
-        if (!bf) {
-            for (int o = 0; o < O; o++) {
-                float v = (p ? p[o] : a[o] > 0) ? (k ? g[o] * k[o] : g[o]) : 0.0f;
-                g[o] = v;
-                db[o] += v;
-            }
-            continue;
-        }
         for (int o0 = 0; o0 < O; o0 += CH) {
             int n = O - o0 < CH ? O - o0 : CH;
             float t[CH];
+            for (int o = 0; o < n; o++) t[o] = g[o0 + o];
+            if (k)
+                for (int o = 0; o < n; o++) t[o] *= k[o0 + o];
             if (p)
-                for (int o = 0; o < n; o++) t[o] = p[o0 + o] ? g[o0 + o] : 0.0f;
+                for (int o = 0; o < n; o++) t[o] = p[o0 + o] ? t[o] : 0.0f;
             else
-                for (int o = 0; o < n; o++) {
-                    int j = o0 + o;
-                    t[o] = a[j] > 0 ? (k ? g[j] * k[j] : g[j]) : 0.0f;
-                }
+                for (int o = 0; o < n; o++) t[o] = a[o0 + o] > 0 ? t[o] : 0.0f;
             for (int o = 0; o < n; o++) db[o0 + o] += t[o];
-            nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
+            if (bf) nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
+            else
+                for (int o = 0; o < n; o++) g[o0 + o] = t[o];
         }
     }
 }
