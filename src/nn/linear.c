@@ -66,7 +66,7 @@ void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const floa
     nn_sgemm('N', 'T', B, O, I, 1.0f, x, ldx, W, I, 0.0f, y, ldy);
     uint16_t *cp[MAX_BLOCKS]; /* a block whose slot could not be had (NULL) is converted by its product */
     int nb = copy_block > 0 && O % copy_block == 0 && O / copy_block <= MAX_BLOCKS ? O / copy_block : 0;
-    /* with pos the caller reads y only through the bits and the products:
+    /* with pos the caller reads y only through those bytes and the products:
      * the float values need not be written where every block has a copy */
     int stale = pos && nb > 0;
     for (int k = 0; k < nb; k++) {
