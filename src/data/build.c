@@ -124,38 +124,6 @@ static uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a <<
 
 /* ---- state ---- */
 
-struct hist {                /* one past event of a user */
-    int32_t dt;              /* seconds since the log's first event */
-    int32_t item, cat, type;
-};
-
-struct user {
-    struct hist *h;          /* ring of the last events, hcap a power of two */
-    int32_t hcap, hn;
-    int64_t htot;            /* events ever pushed; ring slot of event a is a & (hcap-1) */
-    int64_t nev;             /* events, all time */
-    int64_t last_t, last_buy_t, first_s, last_s; /* last event, purchase; first and last sample */
-    uint64_t sess_key;
-    int32_t sess, join;      /* session number; row in the users table (-1 none, -2 not looked up) */
-};
-
-struct item {
-    int64_t first_s, last_s; /* first and last sample */
-    int32_t cat, join;       /* last-known category (-1); items table row */
-    char *attrs;             /* last-known attribute fields, pre-formatted ",a,b" */
-};
-
-struct pend {                /* a sample waiting for its labels */
-    int64_t t;
-    uint64_t off;            /* file offset of its row */
-    uint64_t lab;            /* label bits set so far */
-    uint64_t patched;        /* those already written into the row */
-    uint32_t plen, len;      /* its row; with the negatives' rows after it */
-    uint32_t prev;           /* older waiting sample of the pair (index mod 2^32) */
-    uint32_t nneg;           /* negatives' rows */
-    int32_t u, i;
-};
-
 /* Ids are written into every row and ten times over in sequences; a copy
  * of a short id beside its dense index saves the two cache misses of
  * looking it up in the vocabulary's arena. */
@@ -171,6 +139,42 @@ static void name_set(struct name16 *nm, const char *s, size_t n)
     if (plain) memcpy(nm->s, s, n);
     nm->n = plain ? (uint8_t)n : 255;
 }
+
+struct hist {                /* one past event of a user */
+    int32_t dt;              /* seconds since the log's first event */
+    int32_t item, cat, type;
+};
+
+struct user {
+    struct hist *h;          /* ring of the last events, hcap a power of two */
+    int32_t hcap, hn;
+    int64_t htot;            /* events ever pushed; ring slot of event a is a & (hcap-1) */
+    int64_t nev;             /* events, all time */
+    int64_t last_t, last_buy_t, first_s, last_s; /* last event, purchase; first and last sample */
+    uint64_t sess_key;
+    int32_t sess, join;      /* session number; row in the users table (-1 none, -2 not looked up) */
+    struct name16 name;
+    int64_t tail[];          /* [F] oldest history event in each finite window; then user_cnt's counts */
+};
+
+struct item {
+    int64_t first_s, last_s; /* first and last sample */
+    int32_t cat, join;       /* last-known category (-1); items table row */
+    char *attrs;             /* last-known attribute fields, pre-formatted ",a,b" */
+    struct name16 name;
+    int32_t cnt[];           /* [K] events by type */
+};
+
+struct pend {                /* a sample waiting for its labels */
+    int64_t t;
+    uint64_t off;            /* file offset of its row */
+    uint64_t lab;            /* label bits set so far */
+    uint64_t patched;        /* those already written into the row */
+    uint32_t plen, len;      /* its row; with the negatives' rows after it */
+    uint32_t prev;           /* older waiting sample of the pair (index mod 2^32) */
+    uint32_t nneg;           /* negatives' rows */
+    int32_t u, i;
+};
 
 struct minute {              /* samples of one minute, for the split */
     int64_t m, rows;
@@ -199,16 +203,13 @@ struct build {
     int every_type;          /* the type of every line without a type column */
     uint64_t label_types;    /* bit k: type k labels some task */
     struct vocab users_v, items_v, cats_v;
-    struct name16 *unames, *inames, *cnames;
+    struct name16 *cnames;
     struct name16 *tnames;   /* [K] event types, for the sequences */
     size_t cncap;
-    struct user *users;
-    struct item *items;
+    char *users, *items;         /* blocks of struct user, struct item and their arrays */
+    size_t ustride, istride;
     int32_t ucap, icap;
     size_t item_maxlen, cat_maxlen, type_maxlen; /* longest id strings, for row_bound */
-    int32_t *ucnt_all, *icnt;    /* [U*K], [I*K] */
-    int32_t *wcnt;               /* [U*nfin*K] */
-    int64_t *wtail;              /* [U*nfin] */
     int64_t *gcnt;               /* [K] */
     struct pmap pairs, ucats;
     struct join_table jitems, jusers;
@@ -260,6 +261,23 @@ struct build {
 /* ---- small helpers ---- */
 
 static struct pend *pend_at(const struct build *b, int64_t k) { return &b->p[(size_t)k & (b->pcap - 1)]; }
+
+/* A user's or item's whole state is one block of b->ustride (istride)
+ * bytes, a multiple of a cache line: what an event reads and writes of it
+ * is a few neighbouring lines, not one in each of five arrays. */
+static struct user *user_at(const struct build *b, int32_t u) { return (struct user *)(b->users + (size_t)u * b->ustride); }
+static struct item *item_at(const struct build *b, int32_t i) { return (struct item *)(b->items + (size_t)i * b->istride); }
+
+/* The user's event counts by type: [K] all time, then [F*K] in the finite windows. */
+static int32_t *user_cnt(const struct build *b, struct user *x) { return (int32_t *)&x->tail[b->nfin]; }
+
+/* Block sizes: a whole number of cache lines (big arrays come line aligned). */
+static void block_sizes(struct build *b)
+{
+    size_t K = (size_t)b->K, F = (size_t)b->nfin;
+    b->ustride = (sizeof(struct user) + F * sizeof(int64_t) + (1 + F) * K * sizeof(int32_t) + 63) & ~(size_t)63;
+    b->istride = (sizeof(struct item) + K * sizeof(int32_t) + 63) & ~(size_t)63;
+}
 
 /* Appends s as one CSV field (quoted when it holds a delimiter, quote or line break). */
 static char *put_field(char *p, const char *s, size_t n)
@@ -377,35 +395,20 @@ static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
     int32_t before = b->users_v.n;
     int rc = vocab_add_h(&b->users_v, s, n, h, u);
     if (rc || *u < before) return rc;
-    if (*u < b->ucap) {
-        name_set(&b->unames[*u], s, n);
-        return PT_OK;
+    if (*u >= b->ucap) {
+        int32_t cap = b->ucap ? b->ucap * 2 : 4096;
+        char *us = pt_realloc(b->users, (size_t)cap * b->ustride);
+        if (!us) return pt_error(PT_ENOMEM, "out of memory");
+        b->users = us;
+        memset(us + (size_t)b->ucap * b->ustride, 0, (size_t)(cap - b->ucap) * b->ustride);
+        for (int32_t k = b->ucap; k < cap; k++) {
+            struct user *x = user_at(b, k);
+            x->last_t = x->last_buy_t = x->first_s = x->last_s = NONE;
+            x->join = -2;
+        }
+        b->ucap = cap;
     }
-    int32_t cap = b->ucap ? b->ucap * 2 : 4096;
-    size_t K = (size_t)b->K, F = (size_t)b->nfin;
-    struct user *us = pt_realloc(b->users, (size_t)cap * sizeof *us);
-    if (us) b->users = us;
-    int32_t *ca = us ? pt_realloc(b->ucnt_all, (size_t)cap * K * sizeof *ca) : NULL;
-    if (ca) b->ucnt_all = ca;
-    int32_t *wc = ca ? pt_realloc(b->wcnt, (size_t)cap * F * K * sizeof *wc + 1) : NULL;
-    if (wc) b->wcnt = wc;
-    int64_t *wt = wc ? pt_realloc(b->wtail, (size_t)cap * F * sizeof *wt + 1) : NULL;
-    if (wt) b->wtail = wt;
-    struct name16 *nm = wt ? pt_realloc(b->unames, (size_t)cap * sizeof *nm) : NULL;
-    if (!nm) return pt_error(PT_ENOMEM, "out of memory");
-    b->unames = nm;
-    size_t old = (size_t)b->ucap, add = (size_t)(cap - b->ucap);
-    memset(b->users + old, 0, add * sizeof *b->users);
-    for (size_t k = old; k < (size_t)cap; k++) {
-        struct user *x = &b->users[k];
-        x->last_t = x->last_buy_t = x->first_s = x->last_s = NONE;
-        x->join = -2;
-    }
-    memset(b->ucnt_all + old * K, 0, add * K * sizeof *b->ucnt_all);
-    memset(b->wcnt + old * F * K, 0, add * F * K * sizeof *b->wcnt);
-    memset(b->wtail + old * F, 0, add * F * sizeof *b->wtail);
-    b->ucap = cap;
-    name_set(&b->unames[*u], s, n);
+    name_set(&user_at(b, *u)->name, s, n);
     return PT_OK;
 }
 
@@ -414,29 +417,21 @@ static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
     int32_t before = b->items_v.n;
     int rc = vocab_add_h(&b->items_v, s, n, h, i);
     if (rc || *i < before) return rc;
-    if (*i < b->icap) {
-        name_set(&b->inames[*i], s, n);
-        return PT_OK;
+    if (*i >= b->icap) {
+        int32_t cap = b->icap ? b->icap * 2 : 4096;
+        char *is = pt_realloc(b->items, (size_t)cap * b->istride);
+        if (!is) return pt_error(PT_ENOMEM, "out of memory");
+        b->items = is;
+        memset(is + (size_t)b->icap * b->istride, 0, (size_t)(cap - b->icap) * b->istride);
+        for (int32_t k = b->icap; k < cap; k++) {
+            struct item *it = item_at(b, k);
+            it->first_s = it->last_s = NONE;
+            it->cat = -1;
+            it->join = -2;
+        }
+        b->icap = cap;
     }
-    int32_t cap = b->icap ? b->icap * 2 : 4096;
-    size_t K = (size_t)b->K;
-    struct item *is = pt_realloc(b->items, (size_t)cap * sizeof *is);
-    if (is) b->items = is;
-    int32_t *c = is ? pt_realloc(b->icnt, (size_t)cap * K * sizeof *c) : NULL;
-    if (c) b->icnt = c;
-    struct name16 *nm = c ? pt_realloc(b->inames, (size_t)cap * sizeof *nm) : NULL;
-    if (!nm) return pt_error(PT_ENOMEM, "out of memory");
-    b->inames = nm;
-    size_t old = (size_t)b->icap, add = (size_t)(cap - b->icap);
-    memset(b->items + old, 0, add * sizeof *b->items);
-    for (size_t k = old; k < (size_t)cap; k++) {
-        b->items[k].first_s = b->items[k].last_s = NONE;
-        b->items[k].cat = -1;
-        b->items[k].join = -2;
-    }
-    memset(b->icnt + old * K, 0, add * K * sizeof *b->icnt);
-    b->icap = cap;
-    name_set(&b->inames[*i], s, n);
+    name_set(&item_at(b, *i)->name, s, n);
     return PT_OK;
 }
 
@@ -452,10 +447,10 @@ static const char *join_row(const struct join_table *j, const struct vocab *v, i
 
 /* The user's history ring: push one event, evicting the oldest when full
  * (an evicted event leaves the finite windows that still count it). */
-static int hist_push(struct build *b, int32_t u, const struct hist *e)
+static int hist_push(struct build *b, struct user *x, const struct hist *e)
 {
-    struct user *x = &b->users[u];
     int hist_max = b->sc->history;
+    int32_t *wcnt = user_cnt(b, x) + b->K;
     if (x->hn == x->hcap && x->hcap < hist_max) {
         int32_t cap = x->hcap ? x->hcap * 2 : 4;
         while (cap < 4) cap *= 2;
@@ -470,10 +465,9 @@ static int hist_push(struct build *b, int32_t u, const struct hist *e)
         int64_t old = x->htot - x->hn;
         const struct hist *oe = &x->h[old & (x->hcap - 1)];
         for (int w = 0; w < b->nfin; w++) {
-            int64_t *tail = &b->wtail[(size_t)u * b->nfin + w];
-            if (*tail <= old) {
-                b->wcnt[((size_t)u * b->nfin + w) * b->K + oe->type]--;
-                *tail = old + 1;
+            if (x->tail[w] <= old) {
+                wcnt[w * b->K + oe->type]--;
+                x->tail[w] = old + 1;
             }
         }
         x->hn--;
@@ -481,19 +475,18 @@ static int hist_push(struct build *b, int32_t u, const struct hist *e)
     x->h[x->htot & (x->hcap - 1)] = *e;
     x->htot++;
     x->hn++;
-    for (int w = 0; w < b->nfin; w++) b->wcnt[((size_t)u * b->nfin + w) * b->K + e->type]++;
+    for (int w = 0; w < b->nfin; w++) wcnt[w * b->K + e->type]++;
     return PT_OK;
 }
 
 /* Moves the user's finite windows up to time t: events older than t - W leave. */
-static void windows_advance(struct build *b, int32_t u, int64_t t)
+static void windows_advance(struct build *b, struct user *x, int64_t t)
 {
-    struct user *x = &b->users[u];
     for (int w = 0, f = 0; w < b->W; w++) {
         int64_t len = b->sc->windows[w];
         if (!len) continue;
-        int64_t *tail = &b->wtail[(size_t)u * b->nfin + f];
-        int32_t *cnt = &b->wcnt[((size_t)u * b->nfin + f) * b->K];
+        int64_t *tail = &x->tail[f];
+        int32_t *cnt = user_cnt(b, x) + (size_t)(1 + f) * b->K;
         while (*tail < x->htot) {
             const struct hist *e = &x->h[*tail & (x->hcap - 1)];
             if (b->t0 + e->dt >= t - len) break;
@@ -602,9 +595,9 @@ static int out_row(struct build *b, const char *row, size_t n)
 /* Writes id's name: as a CSV field (quoted when it must be) or raw (in a sequence). */
 static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, int32_t id, int field)
 {
-    if (nm[id].n != 255) {
-        memcpy(p, nm[id].s, 16);
-        return p + nm[id].n;
+    if (nm->n != 255) {
+        memcpy(p, nm->s, 16);
+        return p + nm->n;
     }
     const char *s = vocab_str(v, id);
     if (field) return put_field(p, s, strlen(s));
@@ -615,7 +608,7 @@ static char *put_name(char *p, const struct name16 *nm, const struct vocab *v, i
 
 static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t id)
 {
-    return nm[id].n != 255 ? nm[id].n : strlen(vocab_str(v, id));
+    return nm->n != 255 ? nm->n : strlen(vocab_str(v, id));
 }
 
 /* The features of user u and item i at time t, written at row; returns
@@ -624,19 +617,20 @@ static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t i
 static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t cat, const char *attrs, size_t alen)
 {
     const struct samples_cfg *sc = b->sc;
-    struct user *x = &b->users[u];
+    struct user *x = user_at(b, u);
+    struct item *it = item_at(b, i);
     int64_t t = b->gt;
     const int K = b->K;
     char *p = fmt_i64(row, t);
-    *p++ = ',', p = put_name(p, b->unames, &b->users_v, u, 1);
-    *p++ = ',', p = put_name(p, b->inames, &b->items_v, i, 1);
+    *p++ = ',', p = put_name(p, &x->name, &b->users_v, u, 1);
+    *p++ = ',', p = put_name(p, &it->name, &b->items_v, i, 1);
     if (b->c_cat >= 0) {
         *p++ = ',';
-        if (cat >= 0) p = put_name(p, b->cnames, &b->cats_v, cat, 1);
+        if (cat >= 0) p = put_name(p, &b->cnames[cat], &b->cats_v, cat, 1);
     }
     memcpy(p, attrs, alen), p += alen;
     if (b->jitems.n) {
-        const char *r = join_row(&b->jitems, &b->items_v, i, &b->items[i].join);
+        const char *r = join_row(&b->jitems, &b->items_v, i, &it->join);
         if (r) p = stpcpy(p, r);
         else for (int k = 0; k < sc->items.nfields; k++) *p++ = ',';
     }
@@ -655,9 +649,10 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         *p++ = ',';
         if (x->last_buy_t != NONE) p = fmt_i64(p, t - x->last_buy_t);
     }
-    windows_advance(b, u, t);
+    windows_advance(b, x, t);
+    const int32_t *ucnt = user_cnt(b, x);
     for (int w = 0, f = 0; w < b->W; w++) {
-        const int32_t *cnt = sc->windows[w] ? &b->wcnt[((size_t)u * b->nfin + f++) * K] : &b->ucnt_all[(size_t)u * K];
+        const int32_t *cnt = sc->windows[w] ? &ucnt[(size_t)(1 + f++) * K] : ucnt;
         for (int k = 0; k < K; k++) *p++ = ',', p = fmt_i64(p, cnt[k]);
     }
     if (b->c_cat >= 0) {
@@ -665,7 +660,7 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         const struct pent *e = cat >= 0 && x->nev ? pmap_find(&b->ucats, pair_key(u, cat)) : NULL;
         p = fmt_f(p, e ? (double)e->val / (double)x->nev : 0.0);
     }
-    const int32_t *ic = &b->icnt[(size_t)i * K];
+    const int32_t *ic = it->cnt;
     for (int k = 0; k < K; k++) *p++ = ',', p = fmt_i64(p, ic[k]);
     int ex = sc->exposure_type;
     for (int l = 0; l < b->L; l++) {
@@ -681,14 +676,15 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         *p++ = ',';
         for (int k = 0; k < n; k++) {
             if (k) *p++ = '|';
-            p = put_name(p, b->inames, &b->items_v, h[(top - k) & mask].item, 0);
+            int32_t hi = h[(top - k) & mask].item;
+            p = put_name(p, &item_at(b, hi)->name, &b->items_v, hi, 0);
         }
         if (b->c_cat >= 0) {
             *p++ = ',';
             for (int k = 0; k < n; k++) {
                 const struct hist *e = &h[(top - k) & mask];
                 if (k) *p++ = '|';
-                if (e->cat >= 0) p = put_name(p, b->cnames, &b->cats_v, e->cat, 0);
+                if (e->cat >= 0) p = put_name(p, &b->cnames[e->cat], &b->cats_v, e->cat, 0);
             }
         }
         *p++ = ',';
@@ -713,11 +709,13 @@ static size_t row_bound(struct build *b, int32_t u, int32_t i, size_t alen)
 {
     const struct samples_cfg *sc = b->sc;
     size_t n = 256 + alen + (size_t)(b->W * b->K + b->K + b->L + 8) * 33;
-    n += field_room(name_len(b->unames, &b->users_v, u)) + field_room(name_len(b->inames, &b->items_v, i)) + 32;
+    struct user *x = user_at(b, u);
+    struct item *it = item_at(b, i);
+    n += field_room(name_len(&x->name, &b->users_v, u)) + field_room(name_len(&it->name, &b->items_v, i)) + 32;
     n += field_room(b->cat_maxlen);
-    const char *r = b->jitems.n ? join_row(&b->jitems, &b->items_v, i, &b->items[i].join) : NULL;
+    const char *r = b->jitems.n ? join_row(&b->jitems, &b->items_v, i, &it->join) : NULL;
     n += (r ? strlen(r) : 0) + (size_t)sc->items.nfields;
-    r = b->jusers.n ? join_row(&b->jusers, &b->users_v, u, &b->users[u].join) : NULL;
+    r = b->jusers.n ? join_row(&b->jusers, &b->users_v, u, &x->join) : NULL;
     n += (r ? strlen(r) : 0) + (size_t)sc->users.nfields;
     /* sequences: raw ids and categories unquoted, type names, gaps */
     n += (size_t)sc->seq_len * (b->item_maxlen + b->cat_maxlen + b->type_maxlen + 24 + 4 + 32);
@@ -941,7 +939,7 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
             continue;
         }
         static const char commas[] = ",,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,,";
-        const char *attrs = b->items[j].attrs;
+        const char *attrs = item_at(b, j)->attrs;
         /* drawn items have had an event, so they have attributes when any are
          * configured; empty fields otherwise (never past commas[]) */
         size_t alen = attrs ? strlen(attrs) : (size_t)sc->nattrs < sizeof commas - 1 ? (size_t)sc->nattrs : sizeof commas - 1;
@@ -949,7 +947,7 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
         char *row;
         int rc = out_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8, &row);
         if (rc) return rc;
-        char *p = features(b, row, e->u, j, b->items[j].cat, attrs, alen);
+        char *p = features(b, row, e->u, j, item_at(b, j)->cat, attrs, alen);
         p = stpcpy(p, ",0");
         for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
         *p++ = '\n';
@@ -965,7 +963,7 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
 static int expose(struct build *b, const struct ev *e)
 {
     const struct samples_cfg *sc = b->sc;
-    struct user *x = &b->users[e->u];
+    struct user *x = user_at(b, e->u);
     struct pent *pe = pmap_get(&b->pairs, pair_key(e->u, e->i));
     if (!pe) return pt_error(PT_ENOMEM, "out of memory");
     b->exposures++;
@@ -1003,8 +1001,9 @@ static int expose(struct build *b, const struct ev *e)
     /* first and last exposure, for the cold-start counts of the split */
     if (x->first_s == NONE) x->first_s = b->gt;
     x->last_s = b->gt;
-    if (b->items[e->i].first_s == NONE) b->items[e->i].first_s = b->gt;
-    b->items[e->i].last_s = b->gt;
+    struct item *it = item_at(b, e->i);
+    if (it->first_s == NONE) it->first_s = b->gt;
+    it->last_s = b->gt;
     q->t = b->gt;
     q->u = e->u;
     q->i = e->i;
@@ -1044,9 +1043,9 @@ static int label(struct build *b, const struct ev *e)
 static int apply(struct build *b, const struct ev *e)
 {
     const struct samples_cfg *sc = b->sc;
-    struct user *x = &b->users[e->u];
+    struct user *x = user_at(b, e->u);
     struct hist h = {(int32_t)(b->gt - b->t0), e->i, e->cat, e->type};
-    int rc = hist_push(b, e->u, &h);
+    int rc = hist_push(b, x, &h);
     if (rc) return rc;
     if (b->c_sess >= 0 ? e->sess != x->sess_key || x->last_t == NONE
                        : x->last_t == NONE || b->gt - x->last_t > sc->session_gap)
@@ -1055,10 +1054,10 @@ static int apply(struct build *b, const struct ev *e)
     x->last_t = b->gt;
     if (e->type == sc->purchase_type) x->last_buy_t = b->gt;
     x->nev++;
-    b->ucnt_all[(size_t)e->u * b->K + e->type]++;
-    b->icnt[(size_t)e->i * b->K + e->type]++;
+    user_cnt(b, x)[e->type]++;
+    struct item *it = item_at(b, e->i);
+    it->cnt[e->type]++;
     b->gcnt[e->type]++;
-    struct item *it = &b->items[e->i];
     if (e->cat >= 0) {
         it->cat = e->cat;
         struct pent *c = pmap_get(&b->ucats, pair_key(e->u, e->cat));
@@ -1235,15 +1234,9 @@ static int look_map(struct build *b, struct slot *e)
         }
         if (b->ucats.cap) PT_PREFETCH(&b->ucats.e[pmap_slot(pair_key(e->u, e->cat), b->ucats.cap)], 1);
     }
-    const size_t K = (size_t)b->K, F = (size_t)b->nfin;
-    PT_PREFETCH(&b->users[e->u], 1);
-    PT_PREFETCH(&b->items[e->i], 1);
-    PT_PREFETCH(&b->unames[e->u], 0);
-    PT_PREFETCH(&b->inames[e->i], 0);
-    PT_PREFETCH(&b->ucnt_all[(size_t)e->u * K], 1);
-    PT_PREFETCH(&b->icnt[(size_t)e->i * K], 1);
-    PT_PREFETCH(&b->wcnt[(size_t)e->u * F * K], 1);
-    PT_PREFETCH(&b->wtail[(size_t)e->u * F], 1);
+    const char *x = (const char *)user_at(b, e->u);
+    for (size_t at = 0; at < b->ustride; at += 64) PT_PREFETCH(x + at, 1);
+    for (size_t at = 0; at < b->istride; at += 64) PT_PREFETCH((const char *)item_at(b, e->i) + at, 1);
     if (b->pairs.cap) PT_PREFETCH(&b->pairs.e[pmap_slot(pair_key(e->u, e->i), b->pairs.cap)], 1);
     return PT_OK;
 }
@@ -1251,11 +1244,11 @@ static int look_map(struct build *b, struct slot *e)
 /* Stage 3: the user's newest events and window tails, and the pair's newest waiting sample. */
 static void look_hist(struct build *b, const struct slot *e)
 {
-    const struct user *x = &b->users[e->u];
+    const struct user *x = user_at(b, e->u);
     if (x->hcap) {
         int n = b->sc->seq_len > 1 ? b->sc->seq_len : 1;
         for (int k = 0; k < n && k < x->hn; k += 4) PT_PREFETCH(&x->h[(x->htot - 1 - k) & (x->hcap - 1)], 0);
-        for (int w = 0; w < b->nfin; w++) PT_PREFETCH(&x->h[b->wtail[(size_t)e->u * b->nfin + w] & (x->hcap - 1)], 0);
+        for (int w = 0; w < b->nfin; w++) PT_PREFETCH(&x->h[x->tail[w] & (x->hcap - 1)], 0);
     }
     if (b->label_types >> e->type & 1) {
         const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
@@ -1269,10 +1262,10 @@ static void look_hist(struct build *b, const struct slot *e)
 /* Stage 4: the names a sample's sequence will print. */
 static void look_names(struct build *b, const struct slot *e)
 {
-    const struct user *x = &b->users[e->u];
+    const struct user *x = user_at(b, e->u);
     if (!x->hcap || e->type != b->sc->exposure_type) return;
     for (int k = 0; k < b->sc->seq_len && k < x->hn; k++)
-        PT_PREFETCH(&b->inames[x->h[(x->htot - 1 - k) & (x->hcap - 1)].item], 0);
+        PT_PREFETCH(&item_at(b, x->h[(x->htot - 1 - k) & (x->hcap - 1)].item)->name, 0);
 }
 
 /* Stage 5: the event joins the group of its second (the group before it is
@@ -1343,19 +1336,18 @@ static int resolve_columns(struct build *b, char **names, int n, const char *fil
 static void state_free(struct build *b)
 {
     /* a failed grow leaves ids in the vocabulary past the arrays' capacity */
-    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) pt_free(b->users[u].h);
-    for (int32_t i = 0; i < b->items_v.n && i < b->icap; i++) pt_free(b->items[i].attrs);
+    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) pt_free(user_at(b, u)->h);
+    for (int32_t i = 0; i < b->items_v.n && i < b->icap; i++) pt_free(item_at(b, i)->attrs);
     vocab_free(&b->users_v);
     vocab_free(&b->items_v);
     vocab_free(&b->cats_v);
-    pt_free(b->users), pt_free(b->items), pt_free(b->ucnt_all), pt_free(b->icnt);
-    pt_free(b->wcnt), pt_free(b->wtail), pt_free(b->pairs.e), pt_free(b->ucats.e);
-    pt_free(b->unames), pt_free(b->inames), pt_free(b->cnames);
-    b->unames = b->inames = b->cnames = NULL;
+    pt_free(b->users), pt_free(b->items), pt_free(b->pairs.e), pt_free(b->ucats.e);
+    pt_free(b->cnames);
+    b->cnames = NULL;
     b->cncap = 0;
     pt_free(b->g), pt_free(b->gtext), pt_free(b->p), pt_free(b->mins);
     for (int k = 0; k < b->nbad_msg; k++) pt_free(b->bad_msg[k]);
-    b->users = NULL, b->items = NULL, b->ucnt_all = b->icnt = b->wcnt = NULL, b->wtail = NULL;
+    b->users = b->items = NULL;
     b->pairs = (struct pmap){0}, b->ucats = (struct pmap){0};
     b->g = NULL, b->gtext = NULL, b->p = NULL, b->mins = NULL;
     b->nbad_msg = 0;
@@ -1703,10 +1695,14 @@ static json_t *report_json(struct build *b, double secs, const int64_t rows[3], 
     int64_t cut = when[0] != NONE ? when[0] : when[1];
     int64_t cu = 0, eu = 0, ci = 0, ei = 0;
     if (cut != NONE) {
-        for (int32_t u = 0; u < b->users_v.n; u++)
-            if (b->users[u].last_s != NONE && b->users[u].last_s >= cut) eu++, cu += b->users[u].first_s >= cut;
-        for (int32_t i = 0; i < b->items_v.n; i++)
-            if (b->items[i].last_s != NONE && b->items[i].last_s >= cut) ei++, ci += b->items[i].first_s >= cut;
+        for (int32_t u = 0; u < b->users_v.n; u++) {
+            const struct user *x = user_at(b, u);
+            if (x->last_s != NONE && x->last_s >= cut) eu++, cu += x->first_s >= cut;
+        }
+        for (int32_t i = 0; i < b->items_v.n; i++) {
+            const struct item *it = item_at(b, i);
+            if (it->last_s != NONE && it->last_s >= cut) ei++, ci += it->first_s >= cut;
+        }
     }
     json_object_set_new(cold, "users", json_integer(cu));
     json_object_set_new(cold, "eval_users", json_integer(eu));
@@ -1739,6 +1735,7 @@ static int build_init(struct build *b, const struct samples_cfg *sc, const pt_bu
     b->o = o;
     b->K = sc->ntypes, b->W = sc->nwindows, b->L = sc->nlabels;
     for (int w = 0; w < b->W; w++) b->nfin += sc->windows[w] != 0;
+    block_sizes(b);
     for (int k = 0; k < b->K; k++) {
         if (strlen(sc->types[k]) > b->type_maxlen) b->type_maxlen = strlen(sc->types[k]);
         if (sc->every_line && !strcmp(sc->types[k], sc->every_line)) b->every_type = k;
