@@ -48,6 +48,10 @@ static void test_i64(void **state)
         check_i64(-p), check_i64(1 - p), check_i64(-p - 1);
         if (p > INT64_MAX / 10) break;
     }
+    for (int k = 1; k < 63; k++) { /* the length comes from the bit length: every step of it */
+        int64_t p = INT64_C(1) << k;
+        check_i64(p), check_i64(p - 1), check_i64(-p), check_i64(1 - p);
+    }
     struct rng r;
     rng_seed(&r, 1);
     for (int it = 0; it < 1000000; it++) check_i64((int64_t)(rng_next(&r) >> rng_below(&r, 64)));
