@@ -390,23 +390,32 @@ static void join_free(struct join_table *j)
 
 /* ---- users and items ---- */
 
+/* Doubles an array of *cap blocks of stride bytes (from 4096), the new ones
+ * zeroed. PT_ENOMEM leaves it as it was. */
+static int grow_blocks(char **p, int32_t *cap, size_t stride)
+{
+    int32_t nc = *cap ? *cap * 2 : 4096;
+    char *q = pt_realloc(*p, (size_t)nc * stride);
+    if (!q) return pt_error(PT_ENOMEM, "out of memory");
+    memset(q + (size_t)*cap * stride, 0, (size_t)(nc - *cap) * stride);
+    *p = q;
+    *cap = nc;
+    return PT_OK;
+}
+
 static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_t *u)
 {
     int32_t before = b->users_v.n;
     int rc = vocab_add_h(&b->users_v, s, n, h, u);
     if (rc || *u < before) return rc;
     if (*u >= b->ucap) {
-        int32_t cap = b->ucap ? b->ucap * 2 : 4096;
-        char *us = pt_realloc(b->users, (size_t)cap * b->ustride);
-        if (!us) return pt_error(PT_ENOMEM, "out of memory");
-        b->users = us;
-        memset(us + (size_t)b->ucap * b->ustride, 0, (size_t)(cap - b->ucap) * b->ustride);
-        for (int32_t k = b->ucap; k < cap; k++) {
+        int32_t old = b->ucap;
+        if (grow_blocks(&b->users, &b->ucap, b->ustride)) return PT_ENOMEM;
+        for (int32_t k = old; k < b->ucap; k++) {
             struct user *x = user_at(b, k);
             x->last_t = x->last_buy_t = x->first_s = x->last_s = NONE;
             x->join = -2;
         }
-        b->ucap = cap;
     }
     name_set(&user_at(b, *u)->name, s, n);
     return PT_OK;
@@ -418,18 +427,14 @@ static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
     int rc = vocab_add_h(&b->items_v, s, n, h, i);
     if (rc || *i < before) return rc;
     if (*i >= b->icap) {
-        int32_t cap = b->icap ? b->icap * 2 : 4096;
-        char *is = pt_realloc(b->items, (size_t)cap * b->istride);
-        if (!is) return pt_error(PT_ENOMEM, "out of memory");
-        b->items = is;
-        memset(is + (size_t)b->icap * b->istride, 0, (size_t)(cap - b->icap) * b->istride);
-        for (int32_t k = b->icap; k < cap; k++) {
+        int32_t old = b->icap;
+        if (grow_blocks(&b->items, &b->icap, b->istride)) return PT_ENOMEM;
+        for (int32_t k = old; k < b->icap; k++) {
             struct item *it = item_at(b, k);
             it->first_s = it->last_s = NONE;
             it->cat = -1;
             it->join = -2;
         }
-        b->icap = cap;
     }
     name_set(&item_at(b, *i)->name, s, n);
     return PT_OK;
