@@ -149,8 +149,6 @@ static int view_open(struct view *vw, const struct model *m, int bmax)
             *L = *M;
             L->ex = NULL, L->tg = NULL, L->out = L->dout = NULL;
             L->sout = L->dsout = L->h0 = L->dh0 = L->mask0 = NULL;
-            L->pos0 = NULL;
-            L->pos0_set = 0;
             gate_detach(&L->sg);
             if (!(L->ex = dup_array(M->ex, (size_t)ne, sizeof *M->ex))) goto nomem;
             for (int k = 0; k < ne; k++) mlp_detach(&L->ex[k]);

@@ -375,10 +375,7 @@ void model_free_acts(struct model *m)
         pt_free(L->h0);
         pt_free(L->dh0);
         pt_free(L->mask0);
-        pt_free(L->pos0);
         L->sout = L->dsout = L->h0 = L->dh0 = L->mask0 = NULL;
-        L->pos0 = NULL;
-        L->pos0_set = 0;
     }
     pt_free(m->logits);
     pt_free(m->dlogits);
@@ -428,7 +425,7 @@ void model_destroy(struct model *m)
     pt_free(m->g);
     pt_free(m->m);
     pt_free(m->v);
-    pt_free(m->cs), pt_free(m->crow), pt_free(m->cinv), pt_free(m->ckeys), pt_free(m->cg);
+    pt_free(m->cs), pt_free(m->crow), pt_free(m->cinv), pt_free(m->ckeys), pt_free(m->cg), pt_free(m->wt);
     pt_free(m->train_report);
     pt_free(m->metrics_json);
     schema_free(m->schema);
@@ -493,9 +490,7 @@ int model_reserve(struct model *m, int bmax)
             if (reserve_mlp(&L->ex[k], B)) goto nomem;
         if (L->fused) {
             size_t w = (size_t)ne * (size_t)L->H1;
-            if (!(L->h0 = fbuf(B * w)) || !(L->dh0 = fbuf(B * w)) || !(L->mask0 = fbuf(B * w)) ||
-                !(L->pos0 = pt_malloc(B * w)))
-                goto nomem;
+            if (!(L->h0 = fbuf(B * w)) || !(L->dh0 = fbuf(B * w)) || !(L->mask0 = fbuf(B * w))) goto nomem;
             for (int k = 0; k < ne; k++) {
                 struct mlp *e = &L->ex[k];
                 e->h[0] = L->h0 + (size_t)k * L->H1;
@@ -689,7 +684,7 @@ static const float *mlp_forward(struct model *m, struct mlp *n, const float *in,
              * the epilogue, unless dropout changes y after it */
             int copy = l < n->nl - 1 && !(relu && drop > 0) && nn_gemm_bf16_dims(B, n->dims[l + 2], O) ? O : 0;
             nn_linear_forward_ld(y, O, in, ldin, m->w + m->p[n->W[l]].off, m->w + m->p[n->b[l]].off, B, I, O, relu,
-                                 copy, NULL);
+                                 copy, 0);
             if (relu && drop > 0) nn_dropout_forward(y, n->mask[l], y, (size_t)B * O, drop, &m->drop_rng);
         }
         in = y;
@@ -705,12 +700,10 @@ static void level_fused_forward(struct model *m, struct cgc *L, const float *x, 
     const struct mlp *e = &L->ex[0];
     /* each expert's second layer reads its column block */
     int copy = e->nl > 1 && !(train && m->cfg->dropout > 0) && nn_gemm_bf16_dims(B, e->dims[2], L->H1) ? L->H1 : 0;
-    /* then only those products and the ReLU backward read h0: the latter
-     * from pos0, a quarter of the bytes, and h0's float values can stay
-     * unwritten */
-    L->pos0_set = copy && train;
+    /* then only those products and the ReLU backward read h0, the latter
+     * its signs from the same copies: h0's float values can stay unwritten */
     nn_linear_forward_ld(L->h0, O, x, D, m->w + m->p[L->W0].off, m->w + m->p[L->b0].off, B, D, O, 1, copy,
-                         L->pos0_set ? L->pos0 : NULL);
+                         copy && train);
     if (train && m->cfg->dropout > 0)
         nn_dropout_forward(L->h0, L->mask0, L->h0, (size_t)B * O, m->cfg->dropout, &m->drop_rng);
 }
@@ -787,14 +780,15 @@ static void forward(struct model *m, int B, int train)
  * holds the output after both, so this is nn_dropout_backward then
  * nn_relu_backward fused in place (h > 0 iff the unit was active and kept).
  * The layer's bias gradient db[O] += sum_b dy comes in the same pass. */
-PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint8_t *pos, const float *mask, int B,
-                                          int O, int drop, float *db, int I)
+PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint16_t *const *hb, int hblock,
+                                          const float *mask, int B, int O, int drop, float *db, int I)
 {
     /* The layer's products (dx and dW, of dims B, I and O) are all that
      * reads dy next. When they read bf16, its copy is made from each row
      * while in cache and the float row is not written back (a trip through
-     * memory fewer; gemm.c restores it should a product need it). pos
-     * (non-NULL, no dropout): h > 0 as bytes, read instead of h. */
+     * memory fewer; gemm.c restores it should a product need it). hb
+     * (non-NULL, no dropout): h's bf16 copies, column blocks of width
+     * hblock, whose signs are read instead of h. */
     uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O, 1) : NULL;
     /* in chunks through a buffer in L1, every load unconditional: a select
      * on loads the C semantics of ?: would skip compiles to masked loads,
@@ -803,30 +797,64 @@ PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint8
     for (int r = 0; r < B; r++) {
         float *g = dy + (size_t)r * O;
         const float *a = h + (size_t)r * O, *k = drop ? mask + (size_t)r * O : NULL;
-        const uint8_t *p = pos ? pos + (size_t)r * O : NULL;
-        for (int o0 = 0; o0 < O; o0 += CH) {
+        for (int o0 = 0; o0 < O;) {
             int n = O - o0 < CH ? O - o0 : CH;
+            const int16_t *p = NULL;
+            if (hb) {
+                int c = o0 % hblock;
+                n = hblock - c < n ? hblock - c : n;
+                p = (const int16_t *)hb[o0 / hblock] + (size_t)r * hblock + c;
+            }
             float t[CH];
             for (int o = 0; o < n; o++) t[o] = g[o0 + o];
             if (k)
                 for (int o = 0; o < n; o++) t[o] *= k[o0 + o];
-            if (p)
-                for (int o = 0; o < n; o++) t[o] = p[o0 + o] ? t[o] : 0.0f;
+            if (p) /* a ReLU's bf16 output is positive iff its bits are */
+                for (int o = 0; o < n; o++) t[o] = p[o] > 0 ? t[o] : 0.0f;
             else
                 for (int o = 0; o < n; o++) t[o] = a[o0 + o] > 0 ? t[o] : 0.0f;
             for (int o = 0; o < n; o++) db[o0 + o] += t[o];
             if (bf) nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
             else
                 for (int o = 0; o < n; o++) g[o0 + o] = t[o];
+            o0 += n;
         }
     }
 }
 
-/* n->dh[nl-1] holds dL/d(output); din = din_beta * din + dL/d(input) (din
- * NULL: skip). A hidden layer's input gradient is written: it has no other
- * source. So is a fused expert's layer-1 input gradient, its own column
- * block of the level's dh0, where it stops (level_fused_backward finishes). */
-static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, float din_beta, int B)
+/* The columns of e->x whose gradient is used: the embeddings', unless all
+ * of them are frozen. The numeric features come after them and need none. */
+static int grad_cols(const struct model *m, const struct embed *e)
+{
+    const struct schema *s = m->schema;
+    for (int j = 0; j < s->ncat; j++)
+        if (!m->p[e->emb[j]].frozen) return e->din - s->nnum;
+    for (int j = 0; j < s->nmulti; j++)
+        if (!m->p[e->memb[j]].frozen) return e->din - s->nnum;
+    return 0;
+}
+
+/* dW += dy^T x for a layer of O outputs from I inputs: as (x^T dy)^T
+ * where that product is the faster (nn_linear_backward_wt). */
+static void weight_grad(struct model *m, float *dW, const float *dy, int lddy, const float *x, int ldx, int B, int I,
+                        int O)
+{
+    if (O >= 2 * I && !pt_grow((void **)&m->wt, &m->wt_cap, (size_t)I * O, sizeof(float))) {
+        nn_linear_backward_wt(dW, m->wt, dy, lddy, x, ldx, B, I, O);
+        return;
+    }
+    pt_error_clear();
+    nn_linear_backward_ld(NULL, 0, 0, 0.0f, dW, NULL, dy, lddy, x, ldx, NULL, B, I, O);
+}
+
+/* n->dh[nl-1] holds dL/d(output); din[:, 0:dcols] = din_beta * din +
+ * dL/d(input) (din NULL: skip). A hidden layer's input gradient is written:
+ * it has no other source. So is a fused expert's layer-1 input gradient, its
+ * own column block of the level's dh0, where it stops (level_fused_backward
+ * finishes). last_done: the last layer's ReLU backward and bias gradient
+ * were made with dL/d(output) (level_mix_backward). */
+static void mlp_backward(struct model *m, struct mlp *n, const float *in, float *din, int dcols, float din_beta,
+                         int last_done, int B)
 {
     int drop = m->cfg->dropout > 0;
     for (int l = n->nl - 1; l >= n->ext0; l--) {
@@ -834,29 +862,49 @@ static void mlp_backward(struct model *m, struct mlp *n, const float *in, float 
         float *dy = n->dh[l];
         const struct param *W = &m->p[n->W[l]], *b = &m->p[n->b[l]];
         float *db = m->g + b->off;
-        if (l < n->nl - 1 || n->relu_last) {
-            act_backward(dy, n->h[l], NULL, n->mask[l], B, O, drop, db, I);
+        if (l == n->nl - 1 && last_done) {
+            db = NULL;
+        } else if (l < n->nl - 1 || n->relu_last) {
+            act_backward(dy, n->h[l], NULL, 0, n->mask[l], B, O, drop, db, I);
             db = NULL;
         }
         const float *x = l ? n->h[l - 1] : in;
         float *dx = l ? n->dh[l - 1] : din;
         int ldx = l ? ldh(n, l - 1) : I;
-        nn_linear_backward_ld(dx, ldx, l ? 0.0f : din_beta, m->g + W->off, db, dy, O, x, ldx, m->w + W->off, B, I,
-                              O);
+        nn_linear_backward_ld(dx, ldx, l ? I : dcols, l ? 0.0f : din_beta, NULL, db, dy, O, x, ldx, m->w + W->off,
+                              B, I, O);
+        weight_grad(m, m->g + W->off, dy, O, x, ldx, B, I, O);
     }
 }
 
-static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, float dx_beta, int D,
-                                 int B)
+static void level_fused_backward(struct model *m, struct cgc *L, const float *x, float *dx, int dcols,
+                                 float dx_beta, int D, int B)
 {
     int O = L->ex[0].ld0;
     const struct param *W = &m->p[L->W0], *b = &m->p[L->b0];
-    act_backward(L->dh0, L->h0, L->pos0_set ? L->pos0 : NULL, L->mask0, B, O, m->cfg->dropout > 0, m->g + b->off, D);
-    nn_linear_backward_ld(dx, D, dx_beta, m->g + W->off, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
+    int drop = m->cfg->dropout > 0, signs = !drop;
+    /* the forward leaves h0's float values unwritten where it made every
+     * block's bf16 copy (level_fused_forward): the ReLU's signs are read
+     * from those */
+    const uint16_t *hb[CONFIG_MAX_GATE];
+    for (int k = 0; k < O / L->H1 && signs; k++)
+        signs = (hb[k] = nn_gemm_bf16_find(L->h0 + (size_t)k * L->H1, B, L->H1, O)) != NULL;
+    act_backward(L->dh0, L->h0, signs ? hb : NULL, L->H1, L->mask0, B, O, drop, m->g + b->off, D);
+    nn_linear_backward_ld(dx, D, dcols, dx_beta, NULL, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
+    weight_grad(m, m->g + W->off, L->dh0, O, x, D, B, D, O);
+}
+
+/* An expert whose last ReLU backward comes with the mixture's pass: but
+ * for a layer the fused product made (its ReLU backward is the whole
+ * level's) and under dropout (the mask is act_backward's). */
+static int relu_folded(const struct model *m, const struct mlp *e)
+{
+    return m->cfg->dropout <= 0 && e->relu_last && e->nl - 1 >= e->ext0;
 }
 
 /* Every gate's mixture of the level at once: the experts' output gradients
- * (written) and each gate's gradient before its softmax, g->dz. */
+ * (written) and each gate's gradient before its softmax, g->dz; and the
+ * experts' last ReLU backward and bias gradients where relu_folded. */
 static void level_mix_backward(struct model *m, struct cgc *L, int B)
 {
     int T = m->ntasks, ne = T * L->nt + L->ns, G = T + (L->has_sgate ? 1 : 0);
@@ -873,7 +921,17 @@ static void level_mix_backward(struct model *m, struct cgc *L, int B)
         gates[i] = (struct nn_mix_gate){.g = g->p, .experts = g->experts, .K = g->K,
                                         .dout = i < T ? L->dout[i] : L->dsout, .dg = g->dp, .first = g->first};
     }
-    nn_mixture_backward_gates(des, es, expert_ld(L, 0), L->H, gates, G, B);
+    struct nn_mix_relu relu[CONFIG_MAX_GATE];
+    for (int k = 0; k < ne; k++) {
+        struct mlp *e = &L->ex[k];
+        int l = e->nl - 1;
+        relu[k] = (struct nn_mix_relu){0};
+        if (!relu_folded(m, e)) continue;
+        relu[k].db = m->g + m->p[e->b[l]].off;
+        if (nn_gemm_bf16_dims(B, e->dims[l], e->dims[l + 1]))
+            relu[k].bf = nn_gemm_bf16_slot(e->dh[l], B, e->dims[l + 1], e->dims[l + 1], 1);
+    }
+    nn_mixture_backward_gates(des, es, expert_ld(L, 0), L->H, gates, G, B, relu, ne);
     for (int i = 0; i < G; i++) {
         struct gate *g = i < T ? &L->tg[i] : &L->sg;
         memset(g->dz, 0, (size_t)B * g->K * sizeof(float));
@@ -881,11 +939,13 @@ static void level_mix_backward(struct model *m, struct cgc *L, int B)
     }
 }
 
-/* The gate's parameter gradients from g->dz, and its input's added into din. */
-static void gate_linear_backward(struct model *m, struct gate *g, const float *in, float *din, int B)
+/* The gate's parameter gradients from g->dz, and its input's added into
+ * din[:, 0:dcols]. */
+static void gate_linear_backward(struct model *m, struct gate *g, const float *in, float *din, int dcols, int B)
 {
     const struct param *W = &m->p[g->W], *b = &m->p[g->b];
-    nn_linear_backward(din, m->g + W->off, m->g + b->off, g->dz, g->K, in, m->w + W->off, B, g->D, g->K);
+    nn_linear_backward_ld(din, g->D, dcols, 1.0f, m->g + W->off, m->g + b->off, g->dz, g->K, in, g->D,
+                          m->w + W->off, B, g->D, g->K);
 }
 
 /* m->dlogits [B, T] → every parameter's gradient. Input gradients are
@@ -900,7 +960,7 @@ static void backward(struct model *m, const int *active, int B)
             struct mlp *n = &m->nets[t];
             float *dz = n->dh[n->nl - 1];
             for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
-            mlp_backward(m, n, m->E[t].x, m->E[t].dx, 0.0f, B);
+            mlp_backward(m, n, m->E[t].x, m->E[t].dx, grad_cols(m, &m->E[t]), 0.0f, 0, B);
         }
         return;
     }
@@ -920,12 +980,13 @@ static void backward(struct model *m, const int *active, int B)
         struct mlp *n = &m->towers[t];
         float *dz = n->dh[n->nl - 1];
         for (int i = 0; i < B; i++) dz[i] = m->dlogits[(size_t)i * T + t];
-        mlp_backward(m, n, hin[t], dhin[t], m->nlevels == 0 && t > 0 ? 1.0f : 0.0f, B);
+        mlp_backward(m, n, hin[t], dhin[t], n->dims[0], m->nlevels == 0 && t > 0 ? 1.0f : 0.0f, 0, B);
     }
     if (m->nlevels == 0) {
-        mlp_backward(m, &m->bottom, E->x, E->dx, 0.0f, B);
+        mlp_backward(m, &m->bottom, E->x, E->dx, grad_cols(m, E), 0.0f, 0, B);
         return;
     }
+    int ecols = grad_cols(m, E);
     /* level 0's fused product writes the embeddings' gradient first, after
      * the experts; without it the experts and gates add into zeros */
     if (!m->lv[0].fused) memset(E->dx, 0, (size_t)B * E->din * sizeof(float));
@@ -935,6 +996,7 @@ static void backward(struct model *m, const int *active, int B)
         /* this level's inputs and where their gradients go */
         const float *tin[CONFIG_MAX_TASKS], *sin;
         float *dtin[CONFIG_MAX_TASKS], *dsin;
+        int dcols = l == 0 ? ecols : m->lv[l - 1].H;
         if (l == 0) {
             for (int t = 0; t < T; t++) tin[t] = E->x, dtin[t] = E->dx;
             sin = E->x;
@@ -953,11 +1015,13 @@ static void backward(struct model *m, const int *active, int B)
         level_mix_backward(m, L, B);
         for (int k = 0; k < ne; k++) {
             int own = k < T * L->nt ? k / L->nt : -1;
-            mlp_backward(m, &L->ex[k], own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, 1.0f, B);
+            struct mlp *e = &L->ex[k];
+            mlp_backward(m, e, own >= 0 ? tin[own] : sin, own >= 0 ? dtin[own] : dsin, dcols, 1.0f,
+                         relu_folded(m, e), B);
         }
-        if (L->fused) level_fused_backward(m, L, E->x, E->dx, 0.0f, E->din, B);
-        for (int t = 0; t < T; t++) gate_linear_backward(m, &L->tg[t], tin[t], dtin[t], B);
-        if (L->has_sgate) gate_linear_backward(m, &L->sg, sin, dsin, B);
+        if (L->fused) level_fused_backward(m, L, E->x, E->dx, ecols, 0.0f, E->din, B);
+        for (int t = 0; t < T; t++) gate_linear_backward(m, &L->tg[t], tin[t], dtin[t], dcols, B);
+        if (L->has_sgate) gate_linear_backward(m, &L->sg, sin, dsin, dcols, B);
     }
 }
 

@@ -91,10 +91,6 @@ struct cgc {
      * [bmax, ne*H1] */
     int fused, W0, b0, H1;
     float *h0, *dh0, *mask0;
-    /* training in bf16 without dropout: h0 > 0, written by the forward
-     * (pos0_set) instead of h0's float values; the backward's ReLU mask */
-    uint8_t *pos0;
-    int pos0_set;
 };
 
 struct batch {
@@ -144,6 +140,8 @@ struct model {
     uint64_t *ckeys;
     float *cg;
     size_t cs_cap, cid_cap, cinv_cap, ck_cap, cg_cap, cid_used, cg_used;
+    float *wt;                      /* a weight gradient transposed (nn_linear_backward_wt) */
+    size_t wt_cap;
     struct batch bt;
     /* pk_of's single-valued cells and labels row by row, pk_w 32-bit
      * words a row (model_pack), for the shuffled gathers of training */

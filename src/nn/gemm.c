@@ -258,9 +258,12 @@ struct bf16_prim {
     int used;
     int ta, tb, M, N, K, ldc;
     float alpha, beta;
+    int post; /* a layer's epilogue inside: POST_BIAS, POST_RELU (bias then ReLU), or 0 */
+    int cbf;  /* C in bf16 bits, else float32 */
     dnnl_primitive_t p;
-    dnnl_memory_t a, b, c;
+    dnnl_memory_t a, b, c, bias;
 };
+enum { POST_BIAS = 1, POST_RELU = 2 };
 
 enum { PRIM_CACHE = 32 }; /* a model's distinct GEMM shapes, with room */
 enum { SMALL_DIM = 16 };  /* products with a smaller M, N or K stay sgemm */
@@ -328,6 +331,7 @@ static void prim_clear(struct bf16_prim *e)
     if (e->a) dnnl_memory_destroy(e->a);
     if (e->b) dnnl_memory_destroy(e->b);
     if (e->c) dnnl_memory_destroy(e->c);
+    if (e->bias) dnnl_memory_destroy(e->bias);
     memset(e, 0, sizeof *e);
 }
 #endif
@@ -371,14 +375,15 @@ static struct bf16_state *state_get(void)
 /* The matmul for this shape: C[M,N] (row stride ldc) = alpha * op(A) op(B)
  * (+ beta C through a sum post-op), A and B bf16 packed as stored:
  * op(A) = A is [M,K] row-major, op(A) = A^T is A stored [K,M]; the same for
- * B. NULL if oneDNN refuses. */
+ * B. post: plus a bias[N], then ReLU with POST_RELU; cbf: C written as bf16
+ * bits. NULL if oneDNN refuses. */
 static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, int N, int K,
-                                  float alpha, float beta, int ldc)
+                                  float alpha, float beta, int ldc, int post, int cbf)
 {
     for (int i = 0; i < PRIM_CACHE; i++) {
         struct bf16_prim *e = &s->prim[i];
         if (e->used && e->ta == ta && e->tb == tb && e->M == M && e->N == N && e->K == K &&
-            e->ldc == ldc && e->alpha == alpha && e->beta == beta)
+            e->ldc == ldc && e->alpha == alpha && e->beta == beta && e->post == post && e->cbf == cbf)
             return e;
     }
     struct bf16_prim *e = NULL;
@@ -389,8 +394,8 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
         s->next = (s->next + 1) % PRIM_CACHE;
         prim_clear(e);
     }
-    dnnl_memory_desc_t amd, bmd, cmd;
-    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N};
+    dnnl_memory_desc_t amd, bmd, cmd, biasmd;
+    dnnl_dims_t ad = {M, K}, bd = {K, N}, cd = {M, N}, biasd = {1, N};
     dnnl_dims_t as = {ta ? 1 : K, ta ? M : 1}, bs = {tb ? 1 : N, tb ? K : 1}, cs = {ldc, 1};
     dnnl_matmul_desc_t md;
     dnnl_primitive_attr_t attr = NULL;
@@ -398,18 +403,23 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
     dnnl_primitive_desc_t pd = NULL;
     int ok = dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, as) == dnnl_success &&
              dnnl_memory_desc_init_by_strides(&bmd, 2, bd, dnnl_bf16, bs) == dnnl_success &&
-             dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs) == dnnl_success &&
-             dnnl_matmul_desc_init(&md, &amd, &bmd, NULL, &cmd) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&cmd, 2, cd, cbf ? dnnl_bf16 : dnnl_f32, cs) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&biasmd, 2, biasd, dnnl_f32, dnnl_ab) == dnnl_success &&
+             dnnl_matmul_desc_init(&md, &amd, &bmd, post ? &biasmd : NULL, &cmd) == dnnl_success &&
              dnnl_primitive_attr_create(&attr) == dnnl_success;
     if (ok && alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &alpha) == dnnl_success;
-    if (ok && beta != 0.0f)
-        ok = dnnl_post_ops_create(&po) == dnnl_success && dnnl_post_ops_append_sum(po, beta) == dnnl_success &&
-             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (ok && (beta != 0.0f || post == POST_RELU)) {
+        ok = dnnl_post_ops_create(&po) == dnnl_success;
+        if (ok && beta != 0.0f) ok = dnnl_post_ops_append_sum(po, beta) == dnnl_success;
+        if (ok && post == POST_RELU) ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
+        ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    }
     ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, s->eng, NULL) == dnnl_success &&
          dnnl_primitive_create(&e->p, pd) == dnnl_success &&
          dnnl_memory_create(&e->a, &amd, s->eng, DNNL_MEMORY_NONE) == dnnl_success &&
          dnnl_memory_create(&e->b, &bmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success &&
-         dnnl_memory_create(&e->c, &cmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success;
+         dnnl_memory_create(&e->c, &cmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success &&
+         (!post || dnnl_memory_create(&e->bias, &biasmd, s->eng, DNNL_MEMORY_NONE) == dnnl_success);
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
@@ -420,6 +430,7 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
     e->used = 1;
     e->ta = ta, e->tb = tb, e->M = M, e->N = N, e->K = K, e->ldc = ldc;
     e->alpha = alpha, e->beta = beta;
+    e->post = post, e->cbf = cbf;
     return e;
 }
 
@@ -559,6 +570,52 @@ uint16_t *nn_gemm_bf16_slot(float *src, int rows, int cols, int ld, int only)
 #endif
 }
 
+const uint16_t *nn_gemm_bf16_find(const float *src, int rows, int cols, int ld)
+{
+    struct bf16_state *s = tls_bf16;
+    if (!s || !tls_keep || tls_precision != NN_PREC_BF16) return NULL;
+    for (int i = 0; i < COPIES; i++) {
+        const struct bf16_copy *c = &s->cp[i];
+        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld &&
+            c->elem == sizeof(uint16_t))
+            return c->buf;
+    }
+    return NULL;
+}
+
+int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, int B, int I, int O, int relu,
+                       float *y, int ldy, uint16_t *ybf)
+{
+#if defined(PT_HAVE_DNNL)
+    if (!b || !nn_gemm_bf16_dims(B, O, I)) return -1;
+    struct bf16_state *s = state_get();
+    const void *pa = s ? operand(s, x, B, I, ldx, sizeof(uint16_t), &s->a, &s->acap) : NULL;
+    const void *pb = pa ? operand(s, W, O, I, I, sizeof(uint16_t), &s->b, &s->bcap) : NULL;
+    struct bf16_prim *e = pb ? prim_get(s, 0, 1, B, O, I, 1.0f, 0.0f, ybf ? O : ldy, relu ? POST_RELU : POST_BIAS,
+                                        ybf != NULL)
+                             : NULL;
+    if (!e) {
+        pt_error_clear();
+        return -1;
+    }
+    void *dst = ybf ? (void *)ybf : (void *)y;
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_BIAS, e->bias}, {DNNL_ARG_DST, e->c}};
+    int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->b, (void *)pb) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->bias, (void *)b) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->c, dst) == dnnl_success &&
+             dnnl_primitive_execute(e->p, s->st, 4, args) == dnnl_success &&
+             dnnl_stream_wait(s->st) == dnnl_success;
+    if (!ok) return -1; /* oneDNN checks its arguments before it computes: nothing written */
+    if (!ybf) copies_drop(s, y, B, O, ldy);
+    return 0;
+#else
+    (void)x, (void)ldx, (void)W, (void)b, (void)B, (void)I, (void)O, (void)relu, (void)y, (void)ldy, (void)ybf;
+    return -1;
+#endif
+}
+
 #if defined(PT_HAVE_DNNL)
 /* Before a product falls back to reading float operands: a stored matrix
  * whose float values a producer left stale (its copy the only record) gets
@@ -671,7 +728,7 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
         return;
     }
     float *D = acc ? s->c : C;
-    struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, acc ? 0.0f : beta, acc ? N : ldc);
+    struct bf16_prim *e = prim_get(s, ta, tb, M, N, K, alpha, acc ? 0.0f : beta, acc ? N : ldc, 0, 0);
     if (!e) {
         fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

@@ -110,7 +110,8 @@ PT_VECTOR_CLONES void nn_mixture_backward(float *const *des, float *dg, const fl
  * were separate passes over [B, H] blocks, each reading and writing every
  * expert's gradient after a pass that zeroed them. */
 PT_VECTOR_CLONES void nn_mixture_backward_gates(float *const *des, const float *const *es, int lde, int H,
-                                                const struct nn_mix_gate *gates, int G, int B)
+                                                const struct nn_mix_gate *gates, int G, int B,
+                                                const struct nn_mix_relu *relu, int E)
 {
     for (int b = 0; b < B; b++) {
         size_t row = (size_t)b * lde;
@@ -130,6 +131,33 @@ PT_VECTOR_CLONES void nn_mixture_backward_gates(float *const *des, const float *
                         for (int h = 0; h < H; h++) de[h] += gk * d[h];
                 }
                 dgb[k] = (float)dot_lanes(d, es[e] + row, H);
+            }
+        }
+        /* the experts' ReLU backward on rows still in cache (it was a pass
+         * over every expert's gradient and output of its own) */
+        for (int e = 0; relu && e < E; e++) {
+            if (!des[e] || !relu[e].db) continue;
+            float *restrict de = des[e] + row, *restrict db = relu[e].db;
+            const float *restrict x = es[e] + row;
+            if (relu[e].bf) {
+                enum { CH = 256 };
+                for (int h0 = 0; h0 < H; h0 += CH) {
+                    int n = H - h0 < CH ? H - h0 : CH;
+                    float t[CH];
+                    for (int h = 0; h < n; h++) {
+                        float v = de[h0 + h];
+                        t[h] = x[h0 + h] > 0.0f ? v : 0.0f;
+                        db[h0 + h] += t[h];
+                    }
+                    nn_bf16_pack(relu[e].bf + (size_t)b * H + h0, t, (size_t)n);
+                }
+            } else {
+                for (int h = 0; h < H; h++) {
+                    float v = de[h];
+                    v = x[h] > 0.0f ? v : 0.0f;
+                    db[h] += v;
+                    de[h] = v;
+                }
             }
         }
     }

@@ -61,6 +61,19 @@ void nn_gemm_keep_copies(int on);
  * there is no such copy (float32, copies off, no oneDNN, out of memory):
  * the caller writes src and the products convert it themselves. */
 uint16_t *nn_gemm_bf16_slot(float *src, int rows, int cols, int ld, int only);
+/* The current bf16 copy of the stored matrix src (rows x cols at stride
+ * ld), rows packed, or NULL: for a pass that reads only signs, such as a
+ * ReLU backward whose activations were left stale (nn_gemm_bf16_slot). */
+const uint16_t *nn_gemm_bf16_find(const float *src, int rows, int cols, int ld);
+/* A layer's bf16 product with its bias and optional ReLU run by oneDNN
+ * inside the product: y = act(x W^T + b) for x[B,I] at stride ldx, W[O,I],
+ * b[O] (float32, added to the float32 sums). Into ybf (B x O bf16 bits,
+ * packed; y not written) when non-NULL, else into y at stride ldy as
+ * float32. Returns 0 when done; -1 when it cannot run that way (precision
+ * float32, no oneDNN, no bias, a dimension under 16, out of memory) and
+ * nothing was written: the caller runs the product and its epilogue. */
+int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, int B, int I, int O, int relu,
+                       float *y, int ldy, uint16_t *ybf);
 /* 1 when a product of these dims on this thread would read bf16 copies
  * (precision bf16, oneDNN, no dimension under 16). */
 int nn_gemm_bf16_dims(int M, int N, int K);
@@ -83,18 +96,25 @@ void nn_linear_backward(float *dx, float *dW, float *db, const float *dy, int ld
 /* The same with every row stride explicit (x at ldx >= I, dx at lddx >= I):
  * for layers that read or write a column block of a wider buffer, as the
  * fused first layers of several experts do. relu: y = max(x W^T + b, 0);
- * dx = dx_beta * dx + dy . W (dx_beta 0: dx is overwritten, never read).
+ * dx[:, 0:dxcols] = dx_beta * dx + dy . W[:, 0:dxcols] (dx_beta 0: dx is
+ * overwritten, never read; columns from dxcols on are left alone: inputs
+ * that need no gradient, such as numeric features, go last).
  * copy_block > 0 (dividing O): the output's column blocks of that width are
  * read next by bf16 products, so their copies are made here, from each
  * final row (nn_gemm_bf16_slot); the caller must not change y afterwards.
- * pos (NULL: none): pos[b*O + o] = (y[b,o] > 0), for a caller that reads y
- * only through pos and those products: then y's float values are left
- * stale where every block has a copy (the products restore them if they
- * need them). */
+ * stale_ok: the caller reads y only through those products and the copies
+ * themselves (nn_gemm_bf16_find), so y's float values are left unwritten
+ * where every block has a copy (the products restore them if they need
+ * them). At bf16 the bias and ReLU run inside oneDNN's product where that
+ * pass would do nothing else (no copies, or copies with stale_ok). */
 void nn_linear_forward_ld(float *y, int ldy, const float *x, int ldx, const float *W, const float *b,
-                          int B, int I, int O, int relu, int copy_block, uint8_t *pos);
-void nn_linear_backward_ld(float *dx, int lddx, float dx_beta, float *dW, float *db, const float *dy, int lddy,
-                           const float *x, int ldx, const float *W, int B, int I, int O);
+                          int B, int I, int O, int relu, int copy_block, int stale_ok);
+void nn_linear_backward_ld(float *dx, int lddx, int dxcols, float dx_beta, float *dW, float *db, const float *dy,
+                           int lddy, const float *x, int ldx, const float *W, int B, int I, int O);
+/* dW[O,I] += dy^T . x as the product x^T . dy into wt[I,O], then added
+ * transposed: faster where O is several times I. */
+void nn_linear_backward_wt(float *dW, float *wt, const float *dy, int lddy, const float *x, int ldx, int B, int I,
+                           int O);
 
 /* ---- embedding: out[b, 0:D] = table[ids[b], :] written at row stride ldo ---- */
 void nn_embedding_forward(float *out, int ldo, const float *table, const int32_t *ids, int B, int D);
@@ -174,13 +194,26 @@ struct nn_mix_gate {
  * same values as nn_mixture_forward per gate. */
 void nn_mixture_forward_gates(const float *const *es, int lde, int H, const struct nn_mix_gate *gates, int G,
                               int B);
+/* An expert whose output came out of a ReLU (es[e] is that output): once
+ * the gates have made its gradient row, the row is taken back through the
+ * ReLU (zero where es[e] <= 0) while in cache, summed into db[H] (the
+ * expert's last bias gradient) and, with bf, packed as bf16 into
+ * bf[b*H ...] for the expert's products; the masked float row is written
+ * to des[e] only without bf (nn_gemm_bf16_slot's only). db NULL: the
+ * expert is left as the gates made it. */
+struct nn_mix_relu {
+    float *db;
+    uint16_t *bf;
+};
 /* Every gate of a level at once: des[e] = sum over the gates mixing expert
  * e of g[b,k] * dout (WRITTEN by the first such gate, then added; NULL
  * entries skipped; every expert with a des must be mixed by some gate) and
  * each gate's dg[b,k] = <dout[b,:], e_k[b,:]> (written). The same values as
- * nn_mixture_backward gate after gate on zeroed des and dg. */
+ * nn_mixture_backward gate after gate on zeroed des and dg. relu (NULL:
+ * none) holds E entries, one per expert index: see struct nn_mix_relu. */
 void nn_mixture_backward_gates(float *const *des, const float *const *es, int lde, int H,
-                               const struct nn_mix_gate *gates, int G, int B);
+                               const struct nn_mix_gate *gates, int G, int B, const struct nn_mix_relu *relu,
+                               int E);
 
 /* ---- ESMM: pCTCVR = sigmoid(z_ctr) * sigmoid(z_cvr), binary cross-entropy
  * of pCTCVR against y (click AND conversion), with p clipped to

@@ -113,6 +113,41 @@ static void test_linear_large_vs_naive(void **state)
     pt_free(rx), pt_free(rW), pt_free(ry);
 }
 
+/* nn_linear_backward_wt (dW through the transposed product) adds what
+ * nn_linear_backward does, on a shape wider out than in with ragged tiles;
+ * nn_linear_backward_ld with dxcols < I writes those columns only. */
+static void test_linear_wt_and_dxcols(void **state)
+{
+    (void)state;
+    struct rng r;
+    rng_seed(&r, 3);
+    int B = 70, I = 37, O = 100, ld = 41, cols = 33;
+    float *x = gc_alloc((size_t)B * ld), *W = gc_alloc((size_t)O * I), *dy = gc_alloc((size_t)B * O);
+    float *dW = gc_alloc((size_t)O * I), *rW = gc_alloc((size_t)O * I), *wt = gc_alloc((size_t)I * O);
+    float *dx = gc_alloc((size_t)B * ld), *rx = gc_alloc((size_t)B * I);
+    gc_fill_normal(x, (size_t)B * ld, &r, 1.0f);
+    gc_fill_normal(W, (size_t)O * I, &r, 0.1f);
+    gc_fill_normal(dy, (size_t)B * O, &r, 1.0f);
+    gc_fill_normal(dW, (size_t)O * I, &r, 1.0f);
+    memcpy(rW, dW, (size_t)O * I * sizeof *dW);
+    nn_linear_backward_wt(dW, wt, dy, O, x, ld, B, I, O);
+    nn_linear_backward_ld(NULL, 0, 0, 0.0f, rW, NULL, dy, O, x, ld, W, B, I, O);
+    for (int i = 0; i < O * I; i++) assert_true(fabsf(dW[i] - rW[i]) < 1e-4f * (1 + fabsf(rW[i])));
+
+    gc_fill(dx, (size_t)B * ld, 7.0f);
+    nn_linear_backward_ld(dx, ld, cols, 0.0f, NULL, NULL, dy, O, x, ld, W, B, I, O);
+    nn_sgemm_naive('N', 'N', B, I, O, 1.0f, dy, O, W, I, 0.0f, rx, I);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < ld; i++) {
+            float v = dx[(size_t)b * ld + i];
+            if (i < cols)
+                assert_true(fabsf(v - rx[(size_t)b * I + i]) < 1e-4f * (1 + fabsf(v)));
+            else
+                assert_true(v == 7.0f);
+        }
+    pt_free(x), pt_free(W), pt_free(dy), pt_free(dW), pt_free(rW), pt_free(wt), pt_free(dx), pt_free(rx);
+}
+
 /* ------------------------------------------------------------- embedding */
 
 struct emb_ctx {
@@ -571,6 +606,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear),    cmocka_unit_test(test_linear_large_vs_naive),
+        cmocka_unit_test(test_linear_wt_and_dxcols),
         cmocka_unit_test(test_embedding), cmocka_unit_test(test_embedding_bag),
         cmocka_unit_test(test_unique_rows), cmocka_unit_test(test_relu),
         cmocka_unit_test(test_dropout),   cmocka_unit_test(test_concat),

@@ -200,7 +200,7 @@ static void test_mixture_gates_vs_layer(void **state)
     }
     nn_mixture_forward_gates(es, lde, H, gates, G, B);
     for (int i = 0; i < G; i++) assert_memory_equal(out[i], outref[i], (size_t)B * H * sizeof(float));
-    nn_mixture_backward_gates(des, es, lde, H, gates, G, B);
+    nn_mixture_backward_gates(des, es, lde, H, gates, G, B, NULL, E);
     for (int e = 0; e < E; e++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
@@ -208,10 +208,38 @@ static void test_mixture_gates_vs_layer(void **state)
                 if (e == 2) assert_true(isnan(dwide[at])); /* NULL: untouched */
                 else assert_memory_equal(&dwide[at], &dwant[at], sizeof(float));
             }
-    for (int i = 0; i < G; i++) {
-        assert_memory_equal(dg[i], dgref[i], (size_t)B * K[i] * sizeof(float));
+    for (int i = 0; i < G; i++) assert_memory_equal(dg[i], dgref[i], (size_t)B * K[i] * sizeof(float));
+
+    /* With the experts' ReLU backward folded in: expert 0 packs bf16 (its
+     * float row is not written back), expert 1 writes the masked row,
+     * expert 3 is left out (db NULL); each against the reference gradient
+     * taken through the ReLU by hand. */
+    float db[E][H], dbref[E][H];
+    uint16_t *bf = malloc((size_t)B * H * sizeof *bf), *bfref = malloc((size_t)B * H * sizeof *bf);
+    assert_true(bf && bfref);
+    memset(db, 0, sizeof db), memset(dbref, 0, sizeof dbref);
+    struct nn_mix_relu relu[E] = {{db[0], bf}, {db[1], NULL}, {db[2], NULL}, {NULL, NULL}, {db[4], NULL}};
+    gc_fill(dwide, nw, NAN);
+    nn_mixture_backward_gates(des, es, lde, H, gates, G, B, relu, E);
+    for (int e = 0; e < E; e++)
+        for (int b = 0; b < B; b++) {
+            float t[H];
+            for (int h = 0; h < H; h++) {
+                size_t at = (size_t)b * lde + (size_t)e * H + (size_t)h;
+                t[h] = relu[e].db && !(wide[at] > 0.0f) ? 0.0f : dwant[at];
+                if (relu[e].db && des[e]) dbref[e][h] += t[h];
+                if (e == 2) assert_true(isnan(dwide[at]));
+                else if (e != 0) assert_memory_equal(&dwide[at], &t[h], sizeof(float));
+            }
+            if (e == 0) nn_bf16_pack(bfref + (size_t)b * H, t, H);
+        }
+    assert_memory_equal(bf, bfref, (size_t)B * H * sizeof *bf);
+    for (int e = 0; e < E; e++) assert_memory_equal(db[e], dbref[e], sizeof db[e]);
+    for (int h = 0; h < H; h++) assert_true(db[2][h] == 0.0f && db[3][h] == 0.0f);
+    free(bf), free(bfref);
+
+    for (int i = 0; i < G; i++)
         pt_free(g[i]), pt_free(dout[i]), pt_free(dg[i]), pt_free(dgref[i]), pt_free(out[i]), pt_free(outref[i]);
-    }
     pt_free(wide), pt_free(dwide), pt_free(dwant);
 }
 
