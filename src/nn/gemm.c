@@ -266,9 +266,9 @@ struct bf16_prim {
 enum { POST_BIAS = 1, POST_RELU = 2 };
 
 enum { PRIM_CACHE = 32 }; /* a model's distinct GEMM shapes, with room */
-enum { SMALL_DIM = 16 };  /* products with a smaller M, N or K stay sgemm */
 enum { TMP_MIN_K = 512 }; /* beta != 0 from this K on: product to scratch, then added */
 #endif
+enum { SMALL_DIM = 16 }; /* products with a smaller M, N or K run in float32 */
 
 /* A converted operand: the stored matrix at of, rows x cols at stride ld,
  * elem bytes a value (2: bf16 bits, 4: bf16 values as float), packed in
@@ -640,10 +640,10 @@ static void restore(struct bf16_state *s, const float *src, int rows, int cols, 
 }
 #endif
 
-/* The plain loop when a bf16 product cannot run as planned (out of memory,
- * oneDNN refused), after the stale operands get their values back. */
-static void fallback(struct bf16_state *s, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                     const float *B, int ldb, float beta, float *C, int ldc)
+/* Before a product reads float operands: the stale ones get their values
+ * back (restore). */
+static void unstale(struct bf16_state *s, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb)
 {
 #if defined(PT_HAVE_DNNL)
     if (s) {
@@ -651,8 +651,16 @@ static void fallback(struct bf16_state *s, int ta, int tb, int M, int N, int K, 
         restore(s, B, tb ? N : K, tb ? K : N, ldb);
     }
 #else
-    (void)s;
+    (void)s, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb;
 #endif
+}
+
+/* The plain loop when a bf16 product cannot run as planned (out of memory,
+ * oneDNN refused), after the stale operands get their values back. */
+static void fallback(struct bf16_state *s, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
+{
+    unstale(s, ta, tb, M, N, K, A, lda, B, ldb);
     sgemm_bf16_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -690,14 +698,20 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
         if (tls_bf16) copies_drop(tls_bf16, C, M, N, ldc);
         return;
     }
+    /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
+     * 1-unit output layer) ran up to 6x slower as a bf16 matmul than as
+     * sgemm, and rounding its inputs first (a pass over the wide one, such
+     * as a gate's input) cost as much as the product: it runs in float32. */
+    if (M < SMALL_DIM || N < SMALL_DIM || K < SMALL_DIM) {
+        unstale(tls_bf16, ta, tb, M, N, K, A, lda, B, ldb);
+        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (tls_bf16) copies_drop(tls_bf16, C, M, N, ldc);
+        return;
+    }
     /* stored shapes: A is ar x ac, B is br x bc */
     int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
 #if defined(PT_HAVE_DNNL)
-    /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
-     * 1-unit output layer) ran up to 6x slower as a bf16 matmul than as
-     * sgemm (equal at best): it takes the rounded float copies instead. */
-    int small = M < SMALL_DIM || N < SMALL_DIM || K < SMALL_DIM;
-    size_t elem = small ? sizeof(float) : sizeof(uint16_t);
+    size_t elem = sizeof(uint16_t);
 #else
     size_t elem = sizeof(float);
 #endif
@@ -712,10 +726,6 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
     }
     copies_drop(s, C, M, N, ldc);
 #if defined(PT_HAVE_DNNL)
-    if (small) {
-        sgemm_f32(transa, transb, M, N, K, alpha, (const float *)pa, ac, (const float *)pb, bc, beta, C, ldc);
-        return;
-    }
     /* beta != 0 and a long K: the product goes to the packed scratch c and
      * then C = beta C + c, which measured up to 10 % faster than oneDNN's
      * sum post-op on the dx and dW shapes with K >= 1024, while the sum
