@@ -411,7 +411,8 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
     if (ok && (beta != 0.0f || post == POST_RELU)) {
         ok = dnnl_post_ops_create(&po) == dnnl_success;
         if (ok && beta != 0.0f) ok = dnnl_post_ops_append_sum(po, beta) == dnnl_success;
-        if (ok && post == POST_RELU) ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
+        if (ok && post == POST_RELU)
+            ok = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success;
         ok = ok && dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
     }
     ok = ok && dnnl_primitive_desc_create(&pd, &md, attr, s->eng, NULL) == dnnl_success &&

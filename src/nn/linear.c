@@ -4,7 +4,9 @@
  * Both products go through nn_sgemm (so through the BLAS when one is linked);
  * the bias add, an optional ReLU and the bias gradient are loops because
  * they are O(B*O) next to the O(B*I*O) products, fused into one pass over
- * the output (nn_relu is the standalone layer).
+ * the output (nn_relu is the standalone layer); at train.precision bf16 the
+ * bias and ReLU run inside oneDNN's product where that pass would do
+ * nothing else (nn_gemm_bf16_layer).
  * The oracle for the products is nn_sgemm_naive (tests compare the two). */
 #include "nn/nn.h"
 

@@ -28,10 +28,10 @@ const char *nn_gemm_backend(void);
  * nn_sgemm_bf16: nn_sgemm's contract, but op(A) and op(B) are first rounded
  * to bfloat16 (nearest, ties to even; with oneDNN on an AVX512_BF16 CPU,
  * subnormal inputs become zero); products accumulate and C is written in
- * float32. A product with M, N or K under 16 (a gate over a few experts,
- * a one-unit output layer) is nn_sgemm's in float32, unrounded. With oneDNN it runs a bf16 matmul primitive cached per shape
- * on the calling thread; otherwise the float32 product of the rounded
- * copies. Allocates scratch on a thread's first call with a larger shape
+ * float32. With oneDNN it runs a bf16 matmul primitive cached per shape on
+ * the calling thread; otherwise the float32 product of the rounded copies.
+ * A product with M, N or K under 16 (a gate over a few experts, a one-unit
+ * output layer) is nn_sgemm's in float32, unrounded. Allocates scratch on a thread's first call with a larger shape
  * (freed by nn_gemm_release); if that fails the answer comes from a plain
  * loop, still right. */
 void nn_sgemm_bf16(char transa, char transb, int M, int N, int K, float alpha, const float *A,
