@@ -839,11 +839,13 @@ static int grad_cols(const struct model *m, const struct embed *e)
 static void weight_grad(struct model *m, float *dW, const float *dy, int lddy, const float *x, int ldx, int B, int I,
                         int O)
 {
-    if (O >= 2 * I && !pt_grow((void **)&m->wt, &m->wt_cap, (size_t)I * O, sizeof(float))) {
-        nn_linear_backward_wt(dW, m->wt, dy, lddy, x, ldx, B, I, O);
-        return;
+    if (O >= 2 * I) {
+        if (!pt_grow((void **)&m->wt, &m->wt_cap, (size_t)I * O, sizeof(float))) {
+            nn_linear_backward_wt(dW, m->wt, dy, lddy, x, ldx, B, I, O);
+            return;
+        }
+        pt_error_clear(); /* out of memory for the scratch: the direct product needs none */
     }
-    pt_error_clear();
     nn_linear_backward_ld(NULL, 0, 0, 0.0f, dW, NULL, dy, lddy, x, ldx, NULL, B, I, O);
 }
 

@@ -497,16 +497,25 @@ static void sgemm_bf16_naive(int ta, int tb, int M, int N, int K, float alpha, c
  * elem-byte values: *fresh = 0 when it is current, else 1 and a free slot
  * (one already big enough if there is one) now keyed to src, whose buffer
  * the caller fills. NULL when copies are not kept or the slot cannot grow. */
+/* The current copy of that stored matrix, or NULL. */
+static struct bf16_copy *copy_find(struct bf16_state *s, const float *src, int rows, int cols, int ld, size_t elem)
+{
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *c = &s->cp[i];
+        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld && c->elem == elem)
+            return c;
+    }
+    return NULL;
+}
+
 static struct bf16_copy *copy_slot(struct bf16_state *s, const float *src, int rows, int cols, int ld, size_t elem,
                                    int *fresh)
 {
     if (!tls_keep || tls_precision != NN_PREC_BF16) return NULL;
-    for (int i = 0; i < COPIES; i++) {
-        struct bf16_copy *c = &s->cp[i];
-        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld && c->elem == elem) {
-            *fresh = 0;
-            return c;
-        }
+    struct bf16_copy *have = copy_find(s, src, rows, cols, ld, elem);
+    if (have) {
+        *fresh = 0;
+        return have;
     }
     size_t need = (size_t)rows * cols * elem;
     struct bf16_copy *e = NULL;
@@ -575,13 +584,8 @@ const uint16_t *nn_gemm_bf16_find(const float *src, int rows, int cols, int ld)
 {
     struct bf16_state *s = tls_bf16;
     if (!s || !tls_keep || tls_precision != NN_PREC_BF16) return NULL;
-    for (int i = 0; i < COPIES; i++) {
-        const struct bf16_copy *c = &s->cp[i];
-        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld &&
-            c->elem == sizeof(uint16_t))
-            return c->buf;
-    }
-    return NULL;
+    const struct bf16_copy *c = copy_find(s, src, rows, cols, ld, sizeof(uint16_t));
+    return c ? c->buf : NULL;
 }
 
 int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, int B, int I, int O, int relu,
