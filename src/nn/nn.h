@@ -200,8 +200,10 @@ void nn_mixture_forward_gates(const float *const *es, int lde, int H, const stru
  * ReLU (zero where es[e] <= 0) while in cache, summed into db[H] (the
  * expert's last bias gradient) and, with bf, packed as bf16 into
  * bf[b*H ...] for the expert's products; the masked float row is written
- * to des[e] only without bf (nn_gemm_bf16_slot's only). db NULL: the
- * expert is left as the gates made it. */
+ * to des[e] only without bf (nn_gemm_bf16_slot's only): with bf, des[e]
+ * is left untouched when E * H <= 4096 (the row is made on the stack) and
+ * holds the unmasked row otherwise. db NULL: the expert is left as the
+ * gates made it. */
 struct nn_mix_relu {
     float *db;
     uint16_t *bf;
