@@ -109,6 +109,14 @@ void dataset_clear(struct dataset *d)
     for (int j = 0; d->mlen && j < d->nmulti; j++) d->mlen[j] = 0;
 }
 
+void dataset_drop_cells(struct dataset *d)
+{
+    for (int j = 0; d->cat && j < d->ncat; j++) pt_free(d->cat[j]), d->cat[j] = NULL;
+    for (int j = 0; d->num && j < d->nnum; j++) pt_free(d->num[j]), d->num[j] = NULL;
+    pt_free(d->y);
+    d->y = NULL;
+}
+
 void dataset_free(struct dataset *d)
 {
     if (!d) return;

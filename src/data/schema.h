@@ -67,6 +67,10 @@ int dataset_create(struct dataset **out, const struct schema *s);
 void dataset_free(struct dataset *d);
 /* Empties d for reuse (keeps its buffers). */
 void dataset_clear(struct dataset *d);
+/* Frees d's single-valued cells and labels (cat, num, y), keeping n and the
+ * rest, for a training set whose rows were copied elsewhere (model_pack):
+ * d may then only be freed. */
+void dataset_drop_cells(struct dataset *d);
 
 enum {
     READ_FIT = 1,         /* training file: grow provisional vocabularies, keep raw numerics */

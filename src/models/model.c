@@ -539,18 +539,18 @@ nomem:
 /* The packed rows start at the first 64-byte boundary of the allocation. */
 static uint32_t *pk_base(uint32_t *pk) { return (uint32_t *)(((uintptr_t)pk + 63) & ~(uintptr_t)63); }
 
-void model_pack(struct model *m, const struct dataset *d)
+int model_pack(struct model *m, const struct dataset *d)
 {
     pt_free(m->pk);
     m->pk = NULL, m->pk_of = NULL;
-    if (!d) return;
+    if (!d) return 0;
     /* rows padded to whole cache lines, so a row is one line when it fits */
     int w = d->ncat + d->nnum + d->ntasks;
     w = (w + 15) & ~15;
     uint32_t *pk = pt_malloc((size_t)d->n * (size_t)w * sizeof *pk + 64);
     if (!pk) {
         pt_error_clear();
-        return;
+        return 0;
     }
     uint32_t *base = pk_base(pk);
     for (int64_t i = 0; i < d->n; i++) {
@@ -561,6 +561,7 @@ void model_pack(struct model *m, const struct dataset *d)
         for (int t = 0; t < d->ntasks; t++) memcpy(&r[k++], &d->y[i * d->ntasks + t], sizeof *r);
     }
     m->pk = pk, m->pk_of = d, m->pk_w = w;
+    return 1;
 }
 
 /* The batch's single-valued cells and labels from the packed rows. */

@@ -175,14 +175,14 @@ int model_reserve(struct model *m, int bmax);
  * is gone. */
 void model_free_acts(struct model *m);
 
-/* Copies rows idx[0..B) of d into the model's batch buffers (and teacher
- * predictions soft[n, T] when not NULL). */
 /* Keeps a row-major copy of d's categorical ids, numeric values and labels
  * (d NULL: frees it), which model_gather reads instead of d's columns: a
  * shuffled batch then costs a cache miss a row instead of one a column.
  * d must not change while packed. Out of memory leaves no copy (gathers
- * read the columns). */
-void model_pack(struct model *m, const struct dataset *d);
+ * read the columns). Returns 1 when d's rows were packed. */
+int model_pack(struct model *m, const struct dataset *d);
+/* Copies rows idx[0..B) of d into the model's batch buffers (and teacher
+ * predictions soft[n, T] when not NULL). */
 int model_gather(struct model *m, const struct dataset *d, const float *soft, const int64_t *idx,
                  int B);
 
