@@ -185,7 +185,7 @@ struct data_reader {
     struct rng split;
     /* one row's encoding, committed only when the whole row is good */
     int32_t *rcat;
-    uint64_t *rhash;       /* per feature: hash of its value in this row */
+    uint64_t *rhash;       /* per feature: hash of its value in the row encoded next */
     float *rnum, *ry;
     int32_t *rmcount, *rmids;
     size_t rmcap;
@@ -193,6 +193,18 @@ struct data_reader {
     char *rkey;
     size_t rkeycap;
     int done;
+    /* data_reader_read reads one record ahead: the record after the one it
+     * encodes is hashed and its table slots prefetched first, so those
+     * cache misses overlap the encoding (a shuffled id's slot is a miss in
+     * a big vocabulary). The record waiting is a copy (the CSV reader's
+     * fields last until its next call): its fields, line and hashes. */
+    int ahead;
+    long aline;
+    char *abuf;
+    size_t abufcap;
+    char **afields;
+    size_t *alens;
+    uint64_t *nhash;       /* the hashes of the record just read */
     /* a rows reader (data_reader_open_rows): no file; rows arrive as strings
      * in feature order, and the schema is only read, never written */
     int rows;
@@ -229,6 +241,10 @@ void data_reader_close(struct data_reader *r)
     pt_free(r->key_header);
     pt_free(r->rcat);
     pt_free(r->rhash);
+    pt_free(r->abuf);
+    pt_free(r->afields);
+    pt_free(r->alens);
+    pt_free(r->nhash);
     pt_free(r->rnum);
     pt_free(r->ry);
     pt_free(r->rmcount);
@@ -313,10 +329,14 @@ int data_reader_open(struct data_reader **out, const struct schema *s, const cha
     r->kcol = pt_calloc((size_t)c->nkeys + 1, sizeof(int));
     r->rcat = pt_calloc((size_t)s->ncat + 1, sizeof(int32_t));
     r->rhash = pt_calloc((size_t)s->nfeat + 1, sizeof(uint64_t));
+    r->nhash = pt_calloc((size_t)s->nfeat + 1, sizeof(uint64_t));
+    r->afields = pt_calloc(nnames + 1, sizeof(char *));
+    r->alens = pt_calloc(nnames + 1, sizeof(size_t));
     r->rnum = pt_calloc((size_t)s->nnum + 1, sizeof(float));
     r->ry = pt_calloc((size_t)s->ntasks + 1, sizeof(float));
     r->rmcount = pt_calloc((size_t)s->nmulti + 1, sizeof(int32_t));
-    if (!r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rhash || !r->rnum || !r->ry || !r->rmcount) {
+    if (!r->fcol || !r->tcol || !r->kcol || !r->rcat || !r->rhash || !r->nhash || !r->afields || !r->alens ||
+        !r->rnum || !r->ry || !r->rmcount) {
         rc = pt_error(PT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -473,8 +493,23 @@ static int push_mid(struct data_reader *r, size_t *n, int32_t id)
     return PT_OK;
 }
 
-/* Encodes one record into the reader's row buffers. Returns PT_OK, PT_ENOMEM,
- * or PT_EPARSE/PT_ENUMERIC with "FILE:LINE: ..." set (a bad row). */
+/* Hashes a record's categorical values into h[feature] and prefetches their
+ * table slots, so the misses of all its lookups overlap. */
+static void hash_row(const struct data_reader *r, const struct schema *s, char **fields, const size_t *lens,
+                     uint64_t *h)
+{
+    int fit = (r->o.flags & READ_FIT) != 0;
+    for (int i = 0; i < s->nfeat; i++) {
+        const struct feat_state *f = &s->f[i];
+        if (f->cfg->kind != FEAT_CATEGORICAL || f->cfg->hash_buckets > 0) continue;
+        h[i] = vocab_hash(fields[r->fcol[i]], lens[r->fcol[i]]);
+        vocab_prefetch(fit ? &f->fit : &f->vocab, h[i]);
+    }
+}
+
+/* Encodes one record, whose hashes hash_row put in r->rhash, into the
+ * reader's row buffers. Returns PT_OK, PT_ENOMEM, or PT_EPARSE/PT_ENUMERIC
+ * with "FILE:LINE: ..." set (a bad row). */
 static int encode_row(struct data_reader *r, struct schema *s, char **fields, size_t *lens,
                       long line, size_t *nmids)
 {
@@ -482,15 +517,6 @@ static int encode_row(struct data_reader *r, struct schema *s, char **fields, si
     int fit = (r->o.flags & READ_FIT) != 0;
     int rc;
     *nmids = 0;
-    /* hash the row's categorical values and prefetch their table slots
-     * first, so the misses of all its lookups overlap */
-    for (int i = 0; i < s->nfeat; i++) {
-        struct feat_state *f = &s->f[i];
-        if (f->cfg->kind != FEAT_CATEGORICAL || f->cfg->hash_buckets > 0) continue;
-        uint64_t h = vocab_hash(fields[r->fcol[i]], lens[r->fcol[i]]);
-        r->rhash[i] = h;
-        vocab_prefetch(fit ? &f->fit : &f->vocab, h);
-    }
     for (int i = 0; i < s->nfeat; i++) {
         struct feat_state *f = &s->f[i];
         const struct feat_cfg *fc = f->cfg;
@@ -642,46 +668,87 @@ static int bad_row(struct data_reader *r, struct dataset *d0, int rc)
     return PT_OK;
 }
 
+/* Encodes and commits the record waiting ahead, if any (*rows counts it). */
+static int flush_ahead(struct data_reader *r, struct schema *s, struct dataset **dst, int64_t *rows)
+{
+    if (!r->ahead) return PT_OK;
+    r->ahead = 0;
+    size_t nmids;
+    int rc = encode_row(r, s, r->afields, r->alens, r->aline, &nmids);
+    if (rc) return bad_row(r, dst[0], rc);
+    struct dataset *d = dst[0];
+    if ((r->o.valid_fraction > 0 || r->o.test_fraction > 0) && dst[1] && dst[2]) {
+        float u = rng_uniform(&r->split);
+        if (u < r->o.valid_fraction) d = dst[1];
+        else if (u < r->o.valid_fraction + r->o.test_fraction) d = dst[2];
+    }
+    if ((rc = commit_row(r, s, d, r->afields, nmids))) return rc;
+    (*rows)++;
+    return PT_OK;
+}
+
+/* Copies a record to wait ahead; its hashes (r->nhash) become r->rhash. */
+static int keep_ahead(struct data_reader *r, char **fields, const size_t *lens, size_t nf, long line)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < nf; i++) need += lens[i] + 1;
+    if (pt_grow((void **)&r->abuf, &r->abufcap, need, 1)) return PT_ENOMEM;
+    char *p = r->abuf;
+    for (size_t i = 0; i < nf; i++) {
+        memcpy(p, fields[i], lens[i] + 1);
+        r->afields[i] = p;
+        r->alens[i] = lens[i];
+        p += lens[i] + 1;
+    }
+    uint64_t *t = r->rhash;
+    r->rhash = r->nhash, r->nhash = t;
+    r->aline = line;
+    r->ahead = 1;
+    return PT_OK;
+}
+
 int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **dst, int *eof)
 {
     int64_t rows = 0;
     *eof = 0;
-    while (!r->done && (r->o.max_rows <= 0 || rows < r->o.max_rows)) {
-        size_t nf, *lens;
-        char **fields;
-        int rc = csv_reader_next(r->csv, &nf, &fields, &lens);
-        if (rc == 0) {
-            r->done = 1;
-            break;
-        }
-        long line = csv_reader_line(r->csv);
-        if (rc < 0) {
-            if (rc == PT_EIO || (rc = bad_row(r, dst[0], rc))) return rc;
-            continue;
-        }
-        if (nf == 1 && lens[0] == 0) continue; /* blank line */
-        if (nf != r->ncols) {
-            rc = pt_error_at(PT_EPARSE, r->path, line, "expected %zu fields, found %zu%s", r->ncols, nf,
-                             nf == 1 ? " (is data.format.delimiter right?)" : "");
+    /* each pass commits at most the record waiting ahead, so at most
+     * max_rows a call; bad records are reported after it, in file order */
+    while (r->o.max_rows <= 0 || rows < r->o.max_rows) {
+        size_t nf = 0, *lens = NULL;
+        char **fields = NULL;
+        long line = 0;
+        int rc, got = 0;
+        while (!r->done && !got) {
+            rc = csv_reader_next(r->csv, &nf, &fields, &lens);
+            if (rc == 0) {
+                r->done = 1;
+                break;
+            }
+            line = csv_reader_line(r->csv);
+            if (rc == PT_EIO) return rc;
+            if (rc > 0 && nf == 1 && lens[0] == 0) continue; /* blank line */
+            if (rc > 0 && nf == r->ncols) {
+                got = 1;
+                break;
+            }
+            /* a bad record: the one waiting goes first, and the CSV reader's
+             * message would be lost to its encoding's */
+            char msg[1024];
+            int crc = rc;
+            snprintf(msg, sizeof msg, "%s", rc < 0 ? pt_errmsg() : "");
+            if ((rc = flush_ahead(r, s, dst, &rows))) return rc;
+            if (crc < 0) rc = pt_error(crc, "%s", msg);
+            else
+                rc = pt_error_at(PT_EPARSE, r->path, line, "expected %zu fields, found %zu%s", r->ncols, nf,
+                                 nf == 1 ? " (is data.format.delimiter right?)" : "");
             if ((rc = bad_row(r, dst[0], rc))) return rc;
-            continue;
         }
-        size_t nmids;
-        rc = encode_row(r, s, fields, lens, line, &nmids);
-        if (rc) {
-            if ((rc = bad_row(r, dst[0], rc))) return rc;
-            continue;
-        }
-        struct dataset *d = dst[0];
-        if ((r->o.valid_fraction > 0 || r->o.test_fraction > 0) && dst[1] && dst[2]) {
-            float u = rng_uniform(&r->split);
-            if (u < r->o.valid_fraction) d = dst[1];
-            else if (u < r->o.valid_fraction + r->o.test_fraction) d = dst[2];
-        }
-        if ((rc = commit_row(r, s, d, fields, nmids))) return rc;
-        rows++;
+        if (got) hash_row(r, s, fields, lens, r->nhash);
+        if ((rc = flush_ahead(r, s, dst, &rows))) return rc;
+        if (!got) break;
+        if ((rc = keep_ahead(r, fields, lens, nf, line))) return rc;
     }
-    *eof = r->done;
+    *eof = r->done && !r->ahead;
     return PT_OK;
 }
 
@@ -731,6 +798,7 @@ int data_reader_add_row(struct data_reader *r, struct schema *s, struct dataset 
     }
     snprintf(r->path + r->whatlen, r->pathcap - r->whatlen, " %ld", row);
     size_t nmids;
+    hash_row(r, s, r->rfields, r->rlens, r->rhash);
     int rc = encode_row(r, s, r->rfields, r->rlens, 0, &nmids);
     if (rc == PT_OK) rc = commit_row(r, s, d, r->rfields, nmids);
     return rc;

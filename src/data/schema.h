@@ -93,8 +93,9 @@ struct data_reader;
  * schema needs; a missing column is PT_ESCHEMA "FILE:1: ...". */
 int data_reader_open(struct data_reader **out, const struct schema *s, const char *path,
                      const struct read_opts *o);
-/* Appends rows to dst[0] (and dst[1], dst[2] for a fraction split). Returns
- * PT_OK; *eof = 1 when the file is done. */
+/* Appends rows to dst[0] (and dst[1], dst[2] for a fraction split), at most
+ * o->max_rows a call when that is set. Returns PT_OK; *eof = 1 when the file
+ * is done. */
 int data_reader_read(struct data_reader *r, struct schema *s, struct dataset **dst, int *eof);
 void data_reader_close(struct data_reader *r);
 /* Header of the key columns ("k1,k2") for predict output. */

@@ -661,6 +661,59 @@ static void test_max_bad_rows(void **state)
     fitted_free(&F);
 }
 
+/* Chunked reading (max_rows, as predict streams a file) gives the rows and
+ * bad-row count of one whole read, at most max_rows a call, although the
+ * reader holds one record ahead across calls. */
+static void test_chunked_read(void **state)
+{
+    const char *dir = *state;
+    write_text(dir, "rows.csv",
+               "c,x,y\n"
+               "red,1,1\n"
+               "blue,2,0\n"
+               "green,3,1\n"
+               "red,4\n"            /* line 5: field count */
+               "blue,5,0\n"
+               "\n"
+               "pink,6,1\n"
+               "red,zz,0\n"         /* line 9: not a number */
+               "green,7,0\n");
+    struct fitted F;
+    CHECK_RC(fit_rc(&F, dir, "data: {train: rows.csv}\nfeatures: {categorical: [c], numeric: [{name: x, transform: none}]}\n"
+                             "tasks: [{name: t, label: y}]\n", 5),
+             PT_OK);
+    struct dataset *whole = NULL, *d = NULL;
+    CHECK_RC(encode_rc(F.s, dir, "rows.csv", READ_LABELS, 5, &whole), PT_OK);
+    assert_int_equal(whole->n, 6);
+    assert_int_equal(whole->bad_rows, 2);
+    for (int64_t chunk = 1; chunk <= 3; chunk++) {
+        char p[PATH_CAP];
+        struct data_reader *r = NULL;
+        struct read_opts ro = {.flags = READ_LABELS, .max_bad_rows = 5, .max_rows = chunk};
+        CHECK_RC(dataset_create(&d, F.s), PT_OK);
+        CHECK_RC(data_reader_open(&r, F.s, in_dir(p, dir, "rows.csv"), &ro), PT_OK);
+        struct dataset *dst[3] = {d, NULL, NULL};
+        int eof = 0, calls = 0;
+        while (!eof) {
+            int64_t before = d->n;
+            CHECK_RC(data_reader_read(r, F.s, dst, &eof), PT_OK);
+            assert_true(d->n - before <= chunk);
+            assert_true(eof || d->n - before == chunk);
+            assert_true(++calls <= 8);
+        }
+        data_reader_close(r);
+        assert_int_equal(d->n, whole->n);
+        assert_int_equal(d->bad_rows, whole->bad_rows);
+        expect_i32(cat_col(d, F.s, "c"), cat_col(whole, F.s, "c"), whole->n, "c");
+        assert_memory_equal(num_col(d, F.s, "x"), num_col(whole, F.s, "x"), (size_t)whole->n * sizeof(float));
+        assert_memory_equal(d->y, whole->y, (size_t)whole->n * sizeof(float));
+        dataset_free(d);
+        d = NULL;
+    }
+    dataset_free(whole);
+    fitted_free(&F);
+}
+
 /* The model file keeps vocabularies as JSON, so a fitted value that is not
  * UTF-8 is a bad row (naming file, line and column), never a vocabulary
  * entry; frozen encoding maps it to unknown like any unseen value. */
@@ -1186,6 +1239,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_numeric_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_numeric_like_strtod, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_bad_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_files, setup, teardown),
