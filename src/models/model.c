@@ -781,16 +781,21 @@ static void forward(struct model *m, int B, int train)
  * holds the output after both, so this is nn_dropout_backward then
  * nn_relu_backward fused in place (h > 0 iff the unit was active and kept).
  * The layer's bias gradient db[O] += sum_b dy comes in the same pass. */
-PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint16_t *const *hb, int hblock,
-                                          const float *mask, int B, int O, int drop, float *db, int I)
+PT_VECTOR_CLONES static void act_backward(float *dy, const uint16_t *dybf, const float *h, const uint16_t *const *hb,
+                                          int hblock, const float *mask, int B, int O, int drop, float *db, int I)
 {
     /* The layer's products (dx and dW, of dims B, I and O) are all that
      * reads dy next. When they read bf16, its copy is made from each row
      * while in cache and the float row is not written back (a trip through
-     * memory fewer; gemm.c restores it should a product need it). hb
+     * memory fewer; gemm.c restores it should a product need it); and the
+     * bias gradient sums the same rounded values the products read, so it
+     * does not depend on where the rounding happened. dybf (non-NULL, no
+     * dropout): dy's values are already that copy, written by the products
+     * that made dy (nn_gemm_bf16_into_copy), and are masked in place. hb
      * (non-NULL, no dropout): h's bf16 copies, column blocks of width
      * hblock, whose signs are read instead of h. */
-    uint16_t *bf = nn_gemm_bf16_dims(B, I, O) ? nn_gemm_bf16_slot(dy, B, O, O, 1) : NULL;
+    int round = nn_gemm_bf16_dims(B, I, O);
+    uint16_t *bf = dybf ? (uint16_t *)(uintptr_t)dybf : round ? nn_gemm_bf16_slot(dy, B, O, O, 1) : NULL;
     /* in chunks through a buffer in L1, every load unconditional: a select
      * on loads the C semantics of ?: would skip compiles to masked loads,
      * which are slow (microcoded on AMD) */
@@ -807,13 +812,29 @@ PT_VECTOR_CLONES static void act_backward(float *dy, const float *h, const uint1
                 p = (const int16_t *)hb[o0 / hblock] + (size_t)r * hblock + c;
             }
             float t[CH];
-            for (int o = 0; o < n; o++) t[o] = g[o0 + o];
+            if (dybf) {
+                const uint16_t *src = dybf + (size_t)r * O + o0;
+                for (int o = 0; o < n; o++) {
+                    uint32_t u = (uint32_t)src[o] << 16;
+                    memcpy(&t[o], &u, sizeof u);
+                }
+            } else {
+                for (int o = 0; o < n; o++) t[o] = g[o0 + o];
+            }
             if (k)
                 for (int o = 0; o < n; o++) t[o] *= k[o0 + o];
             if (p) /* a ReLU's bf16 output is positive iff its bits are */
                 for (int o = 0; o < n; o++) t[o] = p[o] > 0 ? t[o] : 0.0f;
             else
                 for (int o = 0; o < n; o++) t[o] = a[o0 + o] > 0 ? t[o] : 0.0f;
+            if (round && !dybf) { /* the products' own conversion (nn_bf16_pack) */
+                uint16_t q[CH];
+                nn_bf16_pack(q, t, (size_t)n);
+                for (int o = 0; o < n; o++) {
+                    uint32_t u = (uint32_t)q[o] << 16;
+                    memcpy(&t[o], &u, sizeof u);
+                }
+            }
             for (int o = 0; o < n; o++) db[o0 + o] += t[o];
             if (bf) nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
             else
@@ -868,12 +889,19 @@ static void mlp_backward(struct model *m, struct mlp *n, const float *in, float 
         if (l == n->nl - 1 && last_done) {
             db = NULL;
         } else if (l < n->nl - 1 || n->relu_last) {
-            act_backward(dy, n->h[l], NULL, 0, n->mask[l], B, O, drop, db, I);
+            act_backward(dy, NULL, n->h[l], NULL, 0, n->mask[l], B, O, drop, db, I);
             db = NULL;
         }
         const float *x = l ? n->h[l - 1] : in;
         float *dx = l ? n->dh[l - 1] : din;
         int ldx = l ? ldh(n, l - 1) : I;
+        /* a fused expert's input gradient, its block of the level's dh0,
+         * goes straight into dh0's bf16 copy when backward took one */
+        if (l == n->ext0 && l > 0 && !db &&
+            !nn_gemm_bf16_into_copy('N', 'N', B, I, O, dy, O, m->w + W->off, I, dx, ldx)) {
+            weight_grad(m, m->g + W->off, dy, O, x, ldx, B, I, O);
+            continue;
+        }
         nn_linear_backward_ld(dx, ldx, l ? I : dcols, l ? 0.0f : din_beta, NULL, db, dy, O, x, ldx, m->w + W->off,
                               B, I, O);
         weight_grad(m, m->g + W->off, dy, O, x, ldx, B, I, O);
@@ -892,7 +920,11 @@ static void level_fused_backward(struct model *m, struct cgc *L, const float *x,
     const uint16_t *hb[CONFIG_MAX_GATE];
     for (int k = 0; k < O / L->H1 && signs; k++)
         signs = (hb[k] = nn_gemm_bf16_find(L->h0 + (size_t)k * L->H1, B, L->H1, O)) != NULL;
-    act_backward(L->dh0, L->h0, signs ? hb : NULL, L->H1, L->mask0, B, O, drop, m->g + b->off, D);
+    /* the experts' products wrote dh0 as its bf16 copy (backward), unless
+     * one could not (its float product then restored the copy's values and
+     * dropped it) */
+    const uint16_t *dbf = nn_gemm_bf16_find(L->dh0, B, O, O);
+    act_backward(L->dh0, dbf, L->h0, signs ? hb : NULL, L->H1, L->mask0, B, O, drop, m->g + b->off, D);
     nn_linear_backward_ld(dx, D, dcols, dx_beta, NULL, NULL, L->dh0, O, x, D, m->w + W->off, B, D, O);
     weight_grad(m, m->g + W->off, L->dh0, O, x, D, B, D, O);
 }
@@ -1016,6 +1048,12 @@ static void backward(struct model *m, const int *active, int B)
             memset(dsin, 0, (size_t)B * P->H * sizeof(float));
         }
         level_mix_backward(m, L, B);
+        /* a fused level's dh0 is the experts' input gradients, and only its
+         * ReLU backward and products read it: the experts write it as its
+         * bf16 copy (mlp_backward), a trip of its floats through memory fewer */
+        if (L->fused && m->cfg->dropout <= 0 && L->ex[0].nl > L->ex[0].ext0 &&
+            nn_gemm_bf16_dims(B, E->din, L->ex[0].ld0))
+            (void)nn_gemm_bf16_slot(L->dh0, B, L->ex[0].ld0, L->ex[0].ld0, 1);
         for (int k = 0; k < ne; k++) {
             int own = k < T * L->nt ? k / L->nt : -1;
             struct mlp *e = &L->ex[k];

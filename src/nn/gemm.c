@@ -311,8 +311,26 @@ static void copies_forget(void)
     if (tls_bf16) tls_bf16->gen++;
 }
 
+/* A stored matrix whose float values a producer left stale (its copy the
+ * only record, nn_gemm_bf16_slot with only) gets them back from the copy:
+ * the bf16 values, which is what a float product would round to anyway.
+ * The producer gave that memory to the copy, hence the cast. */
+static void restore_copy(struct bf16_copy *c)
+{
+    if (!c->only || c->elem != sizeof(uint16_t)) return;
+    float *dst = (float *)(uintptr_t)c->of;
+    const uint16_t *b = c->buf;
+    for (int r = 0; r < c->rows; r++)
+        for (int k = 0; k < c->cols; k++) {
+            uint32_t u = (uint32_t)b[(size_t)r * c->cols + k] << 16;
+            memcpy(&dst[(size_t)r * c->ld + k], &u, sizeof u);
+        }
+    c->only = 0;
+}
+
 /* A product wrote C[M, N] at stride ldc: copies of memory in that range
- * are stale. */
+ * are stale. One whose float values were stale gets them back first, for
+ * the rest of its matrix that C did not cover. */
 static void copies_drop(struct bf16_state *s, const float *C, int M, int N, int ldc)
 {
     const float *end = C + (size_t)(M - 1) * ldc + N;
@@ -320,7 +338,10 @@ static void copies_drop(struct bf16_state *s, const float *C, int M, int N, int 
         struct bf16_copy *e = &s->cp[i];
         if (e->gen != s->gen || !e->of) continue;
         const float *lo = e->of, *hi = e->of + (size_t)(e->rows - 1) * e->ld + e->cols;
-        if (lo < end && C < hi) e->gen = s->gen - 1;
+        if (lo < end && C < hi) {
+            restore_copy(e);
+            e->gen = s->gen - 1;
+        }
     }
 }
 
@@ -604,6 +625,7 @@ int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, 
         return -1;
     }
     void *dst = ybf ? (void *)ybf : (void *)y;
+    if (!ybf) copies_drop(s, y, B, O, ldy);
     dnnl_exec_arg_t args[4] = {
         {DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_BIAS, e->bias}, {DNNL_ARG_DST, e->c}};
     int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
@@ -613,7 +635,6 @@ int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, 
              dnnl_primitive_execute(e->p, s->st, 4, args) == dnnl_success &&
              dnnl_stream_wait(s->st) == dnnl_success;
     if (!ok) return -1; /* oneDNN checks its arguments before it computes: nothing written */
-    if (!ybf) copies_drop(s, y, B, O, ldy);
     return 0;
 #else
     (void)x, (void)ldx, (void)W, (void)b, (void)B, (void)I, (void)O, (void)relu, (void)y, (void)ldy, (void)ybf;
@@ -621,26 +642,54 @@ int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, 
 #endif
 }
 
+int nn_gemm_bf16_into_copy(char transa, char transb, int M, int N, int K, const float *A, int lda, const float *B,
+                           int ldb, float *C, int ldc)
+{
 #if defined(PT_HAVE_DNNL)
-/* Before a product falls back to reading float operands: a stored matrix
- * whose float values a producer left stale (its copy the only record) gets
- * them back from the copy. The bf16 values, which is what the fallback
- * rounds to anyway, so it computes the same. The producer gave that memory
- * to the copy (nn_gemm_bf16_slot with only), hence the cast. */
+    struct bf16_state *s = tls_bf16;
+    if (!s || !tls_keep || M <= 0 || N <= 0 || !nn_gemm_bf16_dims(M, N, K)) return -1;
+    /* the stale matrix whose copy holds C's place: C's rows lie at its
+     * stride, within its rows and columns */
+    struct bf16_copy *c = NULL;
+    for (int i = 0; i < COPIES && !c; i++) {
+        struct bf16_copy *q = &s->cp[i];
+        if (q->gen != s->gen || !q->only || q->elem != sizeof(uint16_t) || q->ld != ldc || C < q->of) continue;
+        size_t off = (size_t)(C - q->of), r = off / (size_t)ldc, k = off % (size_t)ldc;
+        if (r + (size_t)M <= (size_t)q->rows && k + (size_t)N <= (size_t)q->cols) c = q;
+    }
+    if (!c) return -1;
+    size_t off = (size_t)(C - c->of);
+    uint16_t *dst = (uint16_t *)c->buf + off / (size_t)ldc * (size_t)c->cols + off % (size_t)ldc;
+    int ta = is_t(transa), tb = is_t(transb);
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    const void *pa = operand(s, A, ar, ac, lda, sizeof(uint16_t), &s->a, &s->acap);
+    const void *pb = pa ? operand(s, B, br, bc, ldb, sizeof(uint16_t), &s->b, &s->bcap) : NULL;
+    struct bf16_prim *e = pb ? prim_get(s, ta, tb, M, N, K, 1.0f, 0.0f, c->cols, 0, 1) : NULL;
+    if (!e) {
+        pt_error_clear();
+        return -1;
+    }
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->b, (void *)pb) == dnnl_success &&
+             dnnl_memory_set_data_handle(e->c, dst) == dnnl_success &&
+             dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
+             dnnl_stream_wait(s->st) == dnnl_success;
+    return ok ? 0 : -1; /* oneDNN checks its arguments before it computes: nothing written */
+#else
+    (void)transa, (void)transb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
+    return -1;
+#endif
+}
+
+#if defined(PT_HAVE_DNNL)
+/* Before a product falls back to reading float operands: the stale ones
+ * get their values back (restore_copy), so it computes the same. */
 static void restore(struct bf16_state *s, const float *src, int rows, int cols, int ld)
 {
     for (int i = 0; i < COPIES; i++) {
         struct bf16_copy *c = &s->cp[i];
-        if (c->gen != s->gen || !c->only || c->of != src || c->rows != rows || c->cols != cols || c->ld != ld)
-            continue;
-        float *dst = (float *)(uintptr_t)src;
-        const uint16_t *b = c->buf;
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) {
-                uint32_t u = (uint32_t)b[(size_t)r * cols + k] << 16;
-                memcpy(&dst[(size_t)r * ld + k], &u, sizeof u);
-            }
-        c->only = 0;
+        if (c->gen == s->gen && c->of == src && c->rows == rows && c->cols == cols && c->ld == ld) restore_copy(c);
     }
 }
 #endif
@@ -698,9 +747,11 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
 {
     int ta = is_t(transa), tb = is_t(transb);
     if (M <= 0 || N <= 0) return;
+    /* C's copies go (and a stale C gets its values back) before C is
+     * read or written */
     if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
         if (tls_bf16) copies_drop(tls_bf16, C, M, N, ldc);
+        scale_c(M, N, beta, C, ldc);
         return;
     }
     /* A product with a dimension under SMALL_DIM (a gate over 4 experts, a
@@ -709,8 +760,8 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
      * as a gate's input) cost as much as the product: it runs in float32. */
     if (M < SMALL_DIM || N < SMALL_DIM || K < SMALL_DIM) {
         unstale(tls_bf16, ta, tb, M, N, K, A, lda, B, ldb);
-        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         if (tls_bf16) copies_drop(tls_bf16, C, M, N, ldc);
+        sgemm_f32(transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* stored shapes: A is ar x ac, B is br x bc */
@@ -723,13 +774,12 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
     struct bf16_state *s = state_get();
     const void *pa = s ? operand(s, A, ar, ac, lda, elem, &s->a, &s->acap) : NULL;
     const void *pb = pa ? operand(s, B, br, bc, ldb, elem, &s->b, &s->bcap) : NULL;
+    if (s) copies_drop(s, C, M, N, ldc);
     if (!pb) {
         pt_error_clear();
         fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        if (s) copies_drop(s, C, M, N, ldc);
         return;
     }
-    copies_drop(s, C, M, N, ldc);
 #if defined(PT_HAVE_DNNL)
     /* beta != 0 and a long K: the product goes to the packed scratch c and
      * then C = beta C + c, which measured up to 10 % faster than oneDNN's

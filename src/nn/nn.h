@@ -75,6 +75,15 @@ const uint16_t *nn_gemm_bf16_find(const float *src, int rows, int cols, int ld);
  * nothing was written: the caller runs the product and its epilogue. */
 int nn_gemm_bf16_layer(const float *x, int ldx, const float *W, const float *b, int B, int I, int O, int relu,
                        float *y, int ldy, uint16_t *ybf);
+/* C[M, N] = op(A) op(B), written only as bf16 into the copy of the stale
+ * stored matrix that holds C's place (nn_gemm_bf16_slot with only, at
+ * stride ldc), where a consumer reads it: the float C is not written. For
+ * a producer whose output only products and sign/mask passes read. Returns
+ * 0 when done; -1 (nothing written) when there is no such copy or the
+ * product cannot run that way: the caller runs the float product, which
+ * restores the copy's other values before it drops it (copies_drop). */
+int nn_gemm_bf16_into_copy(char transa, char transb, int M, int N, int K, const float *A, int lda, const float *B,
+                           int ldb, float *C, int ldc);
 /* 1 when a product of these dims on this thread would read bf16 copies
  * (precision bf16, oneDNN, no dimension under 16). */
 int nn_gemm_bf16_dims(int M, int N, int K);

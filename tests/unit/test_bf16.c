@@ -393,6 +393,52 @@ static void test_slot_only(void **state)
     nn_gemm_release();
 }
 
+/* Products written only into the bf16 copy of a stale matrix C [B x 2H]
+ * (nn_gemm_bf16_into_copy), one per column block, give the float product
+ * rounded to bf16 and leave C's floats alone; without such a copy nothing
+ * is written; a float product over one block then gives the other block's
+ * values back to C from the copy before dropping it. */
+static void test_into_copy(void **state)
+{
+    (void)state;
+    enum { B = 32, H = 24, W = 2 * H, K = 20 };
+    float *a0 = vec(B * K), *a1 = vec(B * K), *w0 = vec(K * H), *w1 = vec(K * H), *C = vec(B * W);
+    float *want = vec(B * W), *was = malloc(B * W * sizeof *was);
+    assert_non_null(was);
+    memcpy(was, C, B * W * sizeof *was);
+    enum nn_precision prev = nn_gemm_set_precision(NN_PREC_BF16);
+    fresh('N', 'N', B, H, K, a0, K, w0, H, 0.0f, want, W);
+    fresh('N', 'N', B, H, K, a1, K, w1, H, 0.0f, want + H, W);
+    for (int i = 0; i < B * W; i++) want[i] = round1(want[i]);
+    nn_gemm_set_precision(NN_PREC_BF16); /* a new scope: no copies */
+    assert_int_equal(nn_gemm_bf16_into_copy('N', 'N', B, H, K, a0, K, w0, H, C, W), -1);
+    assert_memory_equal(C, was, B * W * sizeof *C);
+    uint16_t *cp = nn_gemm_bf16_slot(C, B, W, W, 1);
+    if (strcmp(nn_gemm_backend(), "dnnl") != 0) {
+        assert_null(cp);
+    } else {
+        assert_non_null(cp);
+        assert_int_equal(nn_gemm_bf16_into_copy('N', 'N', B, H, K, a0, K, w0, H, C, W), 0);
+        assert_int_equal(nn_gemm_bf16_into_copy('N', 'N', B, H, K, a1, K, w1, H, C + H, W), 0);
+        assert_memory_equal(C, was, B * W * sizeof *C);
+        for (int i = 0; i < B * W; i++)
+            if (bits(from_bits((uint32_t)cp[i] << 16)) != bits(want[i]))
+                fail_msg("copy[%d] = %g, want %g", i, from_bits((uint32_t)cp[i] << 16), want[i]);
+        assert_ptr_equal(nn_gemm_bf16_find(C, B, W, W), cp);
+        nn_sgemm('N', 'N', B, H, K, 1.0f, a1, K, w1, H, 0.0f, C + H, W);
+        assert_null(nn_gemm_bf16_find(C, B, W, W));
+        for (int r = 0; r < B; r++)
+            for (int c = 0; c < W; c++) {
+                float got = C[r * W + c], w = want[r * W + c];
+                if (c < H) assert_true(bits(got) == bits(w));
+                else assert_true(fabsf(got - w) <= 1e-2f * (1.0f + fabsf(w))); /* float, not rounded */
+            }
+    }
+    nn_gemm_set_precision(prev);
+    free(a0), free(a1), free(w0), free(w1), free(C), free(want), free(was);
+    nn_gemm_release();
+}
+
 /* More shapes than the primitive cache holds (32), twice over: entries are
  * replaced and the answers stay right. */
 static void test_cache_churn(void **state)
@@ -610,9 +656,10 @@ static void test_train_bf16(void **state)
     assert_int_equal(nn_gemm_precision(), NN_PREC_F32); /* pt_train left the thread as it was */
 }
 
-/* Trains kind (with extra model keys) for two epochs at bf16 with dropout,
- * copies kept or not; returns the test metrics as JSON text (malloc'd). */
-static char *train_kind(const char *kind, const char *extra, int keep)
+/* Trains kind (with extra model keys, dropout as given) for two epochs at
+ * bf16, copies kept or not; returns the test metrics as JSON text
+ * (malloc'd). */
+static char *train_kind(const char *kind, const char *extra, const char *dropout, int keep)
 {
     char name[64], text[1536];
     snprintf(name, sizeof name, "keep_%s.yaml", kind);
@@ -620,9 +667,9 @@ static char *train_kind(const char *kind, const char *extra, int keep)
              "data: {train: train.csv, test: test.csv}\n"
              "features: {categorical: [u, c], numeric: [a, b]}\n"
              "tasks:\n  - {name: click, label: click}\n  - {name: conv, label: conv}\n"
-             "model: {kind: %s, tower_dims: [16], dropout: 0.2%s}\n"
+             "model: {kind: %s, tower_dims: [16], dropout: %s%s}\n"
              "train: {epochs: 2, batch: 64, seed: 5, precision: bf16}\n",
-             kind, extra);
+             kind, dropout, extra);
     json_t *r = train_report(name, text, keep);
     char *tasks = json_dumps(json_object_get(r, "tasks"), JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     assert_non_null(tasks);
@@ -632,7 +679,9 @@ static char *train_kind(const char *kind, const char *extra, int keep)
 
 /* Every kind trained with kept copies learns exactly what it learns with
  * every operand converted anew: a copy used after its memory changed would
- * change the weights, and with them the test metrics. */
+ * change the weights, and with them the test metrics. With dropout and
+ * without (where a fused level's experts write dh0 only as its bf16 copy,
+ * the ReLU reads signs from copies, and products carry bias and ReLU). */
 static void test_train_kept_copies(void **state)
 {
     (void)state;
@@ -648,11 +697,15 @@ static void test_train_kept_copies(void **state)
         {"shared_bottom", ", expert_dims: [32, 16]"},
         {"esmm", ", expert_dims: [32, 16]"},
     };
-    for (size_t k = 0; k < PT_ARRAY_LEN(kinds); k++) {
-        char *a = train_kind(kinds[k][0], kinds[k][1], 1), *b = train_kind(kinds[k][0], kinds[k][1], 0);
-        if (strcmp(a, b)) fail_msg("%s%s: kept copies %s, fresh %s", kinds[k][0], kinds[k][1], a, b);
-        free(a), free(b);
-    }
+    static const char *const dropouts[] = {"0.2", "0"};
+    for (size_t k = 0; k < PT_ARRAY_LEN(kinds); k++)
+        for (size_t d = 0; d < PT_ARRAY_LEN(dropouts); d++) {
+            char *a = train_kind(kinds[k][0], kinds[k][1], dropouts[d], 1);
+            char *b = train_kind(kinds[k][0], kinds[k][1], dropouts[d], 0);
+            if (strcmp(a, b))
+                fail_msg("%s%s, dropout %s: kept copies %s, fresh %s", kinds[k][0], kinds[k][1], dropouts[d], a, b);
+            free(a), free(b);
+        }
 }
 
 int main(void)
@@ -662,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_degenerate),     cmocka_unit_test(test_precision_switch),
         cmocka_unit_test(test_kept_copies),         cmocka_unit_test(test_cache_churn),
         cmocka_unit_test(test_alloc_failure),   cmocka_unit_test(test_slot_only),
+        cmocka_unit_test(test_into_copy),
         cmocka_unit_test(test_threads),        cmocka_unit_test(test_config_key),
         cmocka_unit_test(test_train_bf16),     cmocka_unit_test(test_train_kept_copies),
     };
