@@ -658,6 +658,14 @@ int nn_gemm_bf16_into_copy(char transa, char transb, int M, int N, int K, const 
         if (r + (size_t)M <= (size_t)q->rows && k + (size_t)N <= (size_t)q->cols) c = q;
     }
     if (!c) return -1;
+    /* any other copy of C's memory no longer holds its values */
+    const float *end = C + (size_t)(M - 1) * ldc + N;
+    for (int i = 0; i < COPIES; i++) {
+        struct bf16_copy *q = &s->cp[i];
+        if (q == c || q->gen != s->gen || !q->of) continue;
+        const float *lo = q->of, *hi = q->of + (size_t)(q->rows - 1) * q->ld + q->cols;
+        if (lo < end && C < hi) q->gen = s->gen - 1;
+    }
     size_t off = (size_t)(C - c->of);
     uint16_t *dst = (uint16_t *)c->buf + off / (size_t)ldc * (size_t)c->cols + off % (size_t)ldc;
     int ta = is_t(transa), tb = is_t(transb);
