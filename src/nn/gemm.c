@@ -328,20 +328,25 @@ static void restore_copy(struct bf16_copy *c)
     c->only = 0;
 }
 
+/* 1 when e is a current copy of memory in the range of C[M, N] at stride ldc. */
+static int copy_overlaps(const struct bf16_state *s, const struct bf16_copy *e, const float *C, int M, int N, int ldc)
+{
+    if (e->gen != s->gen || !e->of) return 0;
+    const float *end = C + (size_t)(M - 1) * ldc + N;
+    const float *lo = e->of, *hi = e->of + (size_t)(e->rows - 1) * e->ld + e->cols;
+    return lo < end && C < hi;
+}
+
 /* A product wrote C[M, N] at stride ldc: copies of memory in that range
  * are stale. One whose float values were stale gets them back first, for
  * the rest of its matrix that C did not cover. */
 static void copies_drop(struct bf16_state *s, const float *C, int M, int N, int ldc)
 {
-    const float *end = C + (size_t)(M - 1) * ldc + N;
     for (int i = 0; i < COPIES; i++) {
         struct bf16_copy *e = &s->cp[i];
-        if (e->gen != s->gen || !e->of) continue;
-        const float *lo = e->of, *hi = e->of + (size_t)(e->rows - 1) * e->ld + e->cols;
-        if (lo < end && C < hi) {
-            restore_copy(e);
-            e->gen = s->gen - 1;
-        }
+        if (!copy_overlaps(s, e, C, M, N, ldc)) continue;
+        restore_copy(e);
+        e->gen = s->gen - 1;
     }
 }
 
@@ -454,6 +459,18 @@ static struct bf16_prim *prim_get(struct bf16_state *s, int ta, int tb, int M, i
     e->alpha = alpha, e->beta = beta;
     e->post = post, e->cbf = cbf;
     return e;
+}
+
+/* Runs e (no bias) on a, b into c; 1 when done. Execution only fails on
+ * what creation already checked, and oneDNN checks its arguments before it
+ * computes, so nothing is written then. */
+static int matmul_run(struct bf16_state *s, struct bf16_prim *e, const void *a, const void *b, void *c)
+{
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    return dnnl_memory_set_data_handle(e->a, (void *)a) == dnnl_success &&
+           dnnl_memory_set_data_handle(e->b, (void *)b) == dnnl_success &&
+           dnnl_memory_set_data_handle(e->c, c) == dnnl_success &&
+           dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success && dnnl_stream_wait(s->st) == dnnl_success;
 }
 
 /* c[0:n] = beta * c + t (c += t when beta is 1). */
@@ -659,13 +676,8 @@ int nn_gemm_bf16_into_copy(char transa, char transb, int M, int N, int K, const 
     }
     if (!c) return -1;
     /* any other copy of C's memory no longer holds its values */
-    const float *end = C + (size_t)(M - 1) * ldc + N;
-    for (int i = 0; i < COPIES; i++) {
-        struct bf16_copy *q = &s->cp[i];
-        if (q == c || q->gen != s->gen || !q->of) continue;
-        const float *lo = q->of, *hi = q->of + (size_t)(q->rows - 1) * q->ld + q->cols;
-        if (lo < end && C < hi) q->gen = s->gen - 1;
-    }
+    for (int i = 0; i < COPIES; i++)
+        if (&s->cp[i] != c && copy_overlaps(s, &s->cp[i], C, M, N, ldc)) s->cp[i].gen = s->gen - 1;
     size_t off = (size_t)(C - c->of);
     uint16_t *dst = (uint16_t *)c->buf + off / (size_t)ldc * (size_t)c->cols + off % (size_t)ldc;
     int ta = is_t(transa), tb = is_t(transb);
@@ -677,13 +689,7 @@ int nn_gemm_bf16_into_copy(char transa, char transb, int M, int N, int K, const 
         pt_error_clear();
         return -1;
     }
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-    int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->b, (void *)pb) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->c, dst) == dnnl_success &&
-             dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
-             dnnl_stream_wait(s->st) == dnnl_success;
-    return ok ? 0 : -1; /* oneDNN checks its arguments before it computes: nothing written */
+    return matmul_run(s, e, pa, pb, dst) ? 0 : -1; /* a failure wrote nothing */
 #else
     (void)transa, (void)transb, (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)C, (void)ldc;
     return -1;
@@ -806,14 +812,7 @@ static void sgemm_bf16(char transa, char transb, int M, int N, int K, float alph
         fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
-    int ok = dnnl_memory_set_data_handle(e->a, (void *)pa) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->b, (void *)pb) == dnnl_success &&
-             dnnl_memory_set_data_handle(e->c, D) == dnnl_success &&
-             dnnl_primitive_execute(e->p, s->st, 3, args) == dnnl_success &&
-             dnnl_stream_wait(s->st) == dnnl_success;
-    /* Execution only fails on what creation already checked, and oneDNN
-     * checks its arguments before it computes, so C is untouched then. */
+    int ok = matmul_run(s, e, pa, pb, D); /* C untouched when not */
     if (!ok) fallback(s, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (acc)
         for (int i = 0; i < M; i++) add_row(C + (size_t)i * ldc, D + (size_t)i * N, beta, N);
