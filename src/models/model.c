@@ -827,17 +827,16 @@ PT_VECTOR_CLONES static void act_backward(float *dy, const uint16_t *dybf, const
                 for (int o = 0; o < n; o++) t[o] = p[o] > 0 ? t[o] : 0.0f;
             else
                 for (int o = 0; o < n; o++) t[o] = a[o0 + o] > 0 ? t[o] : 0.0f;
-            if (round && !dybf) { /* the products' own conversion (nn_bf16_pack) */
-                uint16_t q[CH];
+            if (round || bf) { /* the products' own conversion (nn_bf16_pack), into their copy if kept */
+                uint16_t tmp[CH], *q = bf ? bf + (size_t)r * O + o0 : tmp;
                 nn_bf16_pack(q, t, (size_t)n);
-                for (int o = 0; o < n; o++) {
+                for (int o = 0; o < n && !dybf; o++) {
                     uint32_t u = (uint32_t)q[o] << 16;
                     memcpy(&t[o], &u, sizeof u);
                 }
             }
             for (int o = 0; o < n; o++) db[o0 + o] += t[o];
-            if (bf) nn_bf16_pack(bf + (size_t)r * O + o0, t, (size_t)n);
-            else
+            if (!bf)
                 for (int o = 0; o < n; o++) g[o0 + o] = t[o];
             o0 += n;
         }
