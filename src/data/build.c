@@ -247,6 +247,10 @@ struct build {
     int cut_seen[2];
     char *row;                   /* one formatted row */
     size_t rowcap;
+    /* the time fields of second tf_t, formatted once for all its rows */
+    int64_t tf_t;
+    char tf_ts[24], tf_hw[16];
+    size_t tf_tslen, tf_hwlen;
     /* counts */
     int64_t lines, events, bad, missing, exposures, dups, negs, neg_short;
     int64_t written, dropped, marked, last_t;
@@ -616,6 +620,19 @@ static size_t name_len(const struct name16 *nm, const struct vocab *v, int32_t i
     return nm->n != 255 ? nm->n : strlen(vocab_str(v, id));
 }
 
+/* The row's time, and ",hour,weekday" in the local zone. */
+static void time_fields(struct build *b, int64_t t)
+{
+    int64_t local = t + b->sc->tz, day = local >= 0 ? local / 86400 : -((-local + 86399) / 86400);
+    int64_t sod = local - day * 86400;
+    b->tf_tslen = (size_t)(fmt_i64(b->tf_ts, t) - b->tf_ts);
+    char *p = b->tf_hw;
+    *p++ = ',', p = fmt_i64(p, sod / 3600);
+    *p++ = ',', p = fmt_i64(p, ((day % 7) + 7 + 3) % 7); /* 0 Monday: 1970-01-01 was a Thursday */
+    b->tf_hwlen = (size_t)(p - b->tf_hw);
+    b->tf_t = t;
+}
+
 /* The features of user u and item i at time t, written at row; returns
  * their end. cat: the item's category (-1 none); attrs: the
  * pre-formatted event attributes. Labels are not written. */
@@ -626,7 +643,10 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
     struct item *it = item_at(b, i);
     int64_t t = b->gt;
     const int K = b->K;
-    char *p = fmt_i64(row, t);
+    if (t != b->tf_t) time_fields(b, t);
+    /* whole buffers: the row has room past its fields, and the next field overwrites the rest */
+    memcpy(row, b->tf_ts, sizeof b->tf_ts);
+    char *p = row + b->tf_tslen;
     *p++ = ',', p = put_name(p, &x->name, &b->users_v, u, 1);
     *p++ = ',', p = put_name(p, &it->name, &b->items_v, i, 1);
     if (b->c_cat >= 0) {
@@ -644,10 +664,8 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         if (r) p = stpcpy(p, r);
         else for (int k = 0; k < sc->users.nfields; k++) *p++ = ',';
     }
-    int64_t local = t + sc->tz, day = local >= 0 ? local / 86400 : -((-local + 86399) / 86400);
-    int64_t sod = local - day * 86400;
-    *p++ = ',', p = fmt_i64(p, sod / 3600);
-    *p++ = ',', p = fmt_i64(p, ((day % 7) + 7 + 3) % 7); /* 0 Monday: 1970-01-01 was a Thursday */
+    memcpy(p, b->tf_hw, sizeof b->tf_hw);
+    p += b->tf_hwlen;
     *p++ = ',';
     if (x->last_t != NONE) p = fmt_i64(p, t - x->last_t);
     if (sc->purchase_type >= 0) {
@@ -1259,7 +1277,11 @@ static void look_hist(struct build *b, const struct slot *e)
         const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
         if (pe && pe->val != UINT32_MAX && b->phead < b->ptail) {
             int64_t k = b->phead + (int64_t)(uint32_t)(pe->val - (uint32_t)b->phead);
-            if (k < b->ptail) PT_PREFETCH(pend_at(b, k), 1);
+            if (k < b->ptail) { /* an entry may straddle two lines */
+                const struct pend *q = pend_at(b, k);
+                PT_PREFETCH(q, 1);
+                PT_PREFETCH((const char *)(q + 1) - 1, 1);
+            }
         }
     }
 }
@@ -1378,6 +1400,7 @@ static void state_reset(struct build *b)
     b->lines = b->events = b->bad = b->missing = b->exposures = b->dups = b->negs = b->neg_short = 0;
     b->written = b->dropped = b->marked = 0;
     b->last_t = NONE;
+    b->tf_t = NONE;
     memset(b->gcnt, 0, (size_t)b->K * sizeof *b->gcnt);
     memset(b->pos, 0, (size_t)b->L * sizeof *b->pos);
     rng_seed(&b->rng, b->sc->neg_seed);

@@ -39,7 +39,15 @@ char *fmt_i64_any(char *p, int64_t v)
     int t = (64 - __builtin_clzll(u | 1)) * 1233 >> 12;
     int n = t + ((u | 1) >= pow10u[t]);
     char *e = p + n, *q = e;
-    for (; u >= 100; u /= 100) memcpy(q -= 2, dig2 + 2 * (u % 100), 2);
+    for (; u >= 10000; u /= 10000) { /* four digits a division: half the dependent steps */
+        uint32_t r = (uint32_t)(u % 10000);
+        memcpy(q -= 2, dig2 + 2 * (r % 100), 2);
+        memcpy(q -= 2, dig2 + 2 * (r / 100), 2);
+    }
+    if (u >= 100) {
+        memcpy(q -= 2, dig2 + 2 * (u % 100), 2);
+        u /= 100;
+    }
     if (u >= 10) memcpy(q - 2, dig2 + 2 * u, 2);
     else q[-1] = (char)('0' + u);
     return e;
@@ -98,27 +106,30 @@ char *fmt_f(char *p, double v)
         E++;
     }
 
-    char dg[6]; /* three independent pairs: shorter dependency chain than n /= 10 */
+    /* three independent pairs: shorter dependency chain than n /= 10. The
+     * copies below are of fixed size (no call), from a zero-padded dg, and
+     * may write past the returned end: the contract allows 32 bytes. */
+    char dg[16];
+    memset(dg, '0', sizeof dg);
     memcpy(dg, dig2 + 2 * (n / 10000), 2);
     memcpy(dg + 2, dig2 + 2 * (n / 100 % 100), 2);
     memcpy(dg + 4, dig2 + 2 * (n % 100), 2);
     int nd = 6; /* significant digits once trailing zeros go */
     while (dg[nd - 1] == '0') nd--;
-    if (E >= 5) { /* integer: all six digits, then zeros */
-        memcpy(p, dg, 6);
-        memset(p + 6, '0', (size_t)(E - 5));
-        return p + 6 + (E - 5);
+    if (E >= 5) { /* integer: all six digits, then zeros (E <= 15: at most 16 digits) */
+        memcpy(p, dg, 16);
+        return p + E + 1;
     }
     if (E >= 0) { /* E+1 digits, then a fraction if any digits remain */
-        memcpy(p, dg, (size_t)(E + 1));
+        memcpy(p, dg, 8);
         p += E + 1;
         if (nd <= E + 1) return p;
         *p++ = '.';
-        memcpy(p, dg + E + 1, (size_t)(nd - E - 1));
+        memcpy(p, dg + E + 1, 8);
         return p + (nd - E - 1);
     }
-    memcpy(p, "0.0000", (size_t)(1 - E)); /* "0." and -E-1 zeros, E >= -5 */
+    memcpy(p, "0.00000", 8); /* "0." and -E-1 zeros, E >= -5 */
     p += 1 - E;
-    memcpy(p, dg, (size_t)nd);
+    memcpy(p, dg, 8);
     return p + nd;
 }

@@ -25,8 +25,9 @@ static inline char *fmt_i64(char *p, int64_t v)
  * glibc does), but positional for 1e-5 <= |v| < 1e15 and without trailing
  * zeros ("0.5", "12", "0.000123", "123457000" for 123456789). Outside that
  * range it writes what "%.6g" writes. Zero (either sign) writes "0";
- * non-finite v writes nothing (an empty CSV field). At most 32 bytes, no NUL.
- * Returns the end. */
+ * non-finite v writes nothing (an empty CSV field). It may write past the
+ * end it returns (fixed-size copies are cheaper), but never past p + 32; no
+ * NUL. Returns the end. */
 char *fmt_f(char *p, double v);
 
 #endif

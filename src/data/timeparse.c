@@ -37,6 +37,22 @@ static int lead_digits(const char *s, size_t n, int64_t *v)
 {
     int64_t x = 0;
     size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* a unix time's first eight digits at once (every event line has one) */
+    if (n >= 8) {
+        uint64_t w, d;
+        memcpy(&w, s, 8);
+        d = w - 0x3030303030303030ull;
+        /* each byte '0'..'9': high nibble 3, and adding 6 carries into no high nibble */
+        if ((w & 0xF0F0F0F0F0F0F0F0ull) == 0x3030303030303030ull && !((d + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull)) {
+            d = d * 10 + (d >> 8);                                      /* pairs */
+            d = ((d & 0x000000FF000000FFull) * (100 + (1000000ull << 32)) + /* quads, then all eight */
+                 ((d >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32))) >> 32;
+            x = (int64_t)d;
+            i = 8;
+        }
+    }
+#endif
     for (; i < n && i < TP_MAX_DIGITS && is_digit(s[i]); i++) x = x * 10 + (s[i] - '0');
     *v = x;
     return i < n && is_digit(s[i]) ? -1 : (int)i;
