@@ -971,8 +971,7 @@ static int negatives(struct build *b, const struct ev *e, struct pend *q)
         int rc = out_room(b, row_bound(b, e->u, j, alen) + 2 * (size_t)b->L + 8, &row);
         if (rc) return rc;
         char *p = features(b, row, e->u, j, item_at(b, j)->cat, attrs, alen);
-        p = stpcpy(p, ",0");
-        for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
+        for (int l = 0; l <= b->L; l++) *p++ = ',', *p++ = '0'; /* the click column, then the labels */
         *p++ = '\n';
         if (out_row(b, row, (size_t)(p - row))) return PT_EIO;
         q->len += (uint32_t)(p - row);
@@ -1018,8 +1017,8 @@ static int expose(struct build *b, const struct ev *e)
     char *row;
     if ((rc = out_room(b, row_bound(b, e->u, e->i, e->attr_len) + 2 * (size_t)b->L + 8, &row))) return rc;
     char *p = features(b, row, e->u, e->i, e->cat, attrs, e->attr_len);
-    if (sc->neg_k) p = stpcpy(p, ",1");
-    for (int l = 0; l < b->L; l++) p = stpcpy(p, ",0");
+    if (sc->neg_k) *p++ = ',', *p++ = '1';
+    for (int l = 0; l < b->L; l++) *p++ = ',', *p++ = '0';
     *p++ = '\n';
     /* first and last exposure, for the cold-start counts of the split */
     if (x->first_s == NONE) x->first_s = b->gt;
