@@ -53,4 +53,6 @@ rm -f "$out/write-floor"
 awk -v b="$bytes" -v a="$t0" -v z="$t1" -v e="$events" 'BEGIN {
     printf "write floor: %.0f MiB of samples; dd of as many bytes to the same disk (with fsync, as the build does) takes %.1f s, i.e. at most %.0f events/s from writing alone\n",
            b / 1048576, z - a, e / (z - a) }'
-
+# The build is bound by scattered memory accesses, whose cost moves with the
+# machine's load: what one costs now, for comparing runs (bench/build/memlat.c)
+if cc -O2 -o "$out/memlat" "$here/memlat.c" 2> /dev/null; then "$out/memlat"; rm -f "$out/memlat"; fi
