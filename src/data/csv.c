@@ -265,7 +265,7 @@ static int parse_plain_line(struct csv_reader *r)
     if (!nl || memchr(p, r->quote, (size_t)(nl - p))) return 0;
     size_t n = (size_t)(nl - p);
     if (n && nl[-1] == '\r') n--;
-    if (n >= CSV_REC_MAX) return 0;
+    if (n + 8 > CSV_REC_MAX) return 0; /* rec_reserve caps at CSV_REC_MAX; split_line reads 8 past n */
     int rc = rec_reserve(r, n + 8);
     if (rc < 0) return rc;
     const char d0 = r->delim[0];

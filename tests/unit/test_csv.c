@@ -452,6 +452,35 @@ static void test_record_limit(void **state)
     free(b.s);
 }
 
+/* Lines just under the limit, two fields each, from memory (where a whole
+ * line is in view and takes the bulk path, which reads 8 bytes past it). */
+static void test_record_near_limit(void **state)
+{
+    (void)state;
+    const size_t max = 16u << 20;
+    const size_t lens_want[] = {max - 9, max - 8, max - 7, max - 2};
+    for (size_t k = 0; k < PT_ARRAY_LEN(lens_want); k++) {
+        size_t n = lens_want[k];
+        char *line = malloc(n + 1);
+        assert_non_null(line);
+        memset(line, 'x', n);
+        line[n - 2] = ',';
+        line[n] = '\n';
+        struct csv_reader *r;
+        size_t nf, *lens;
+        char **f;
+        assert_int_equal(csv_reader_open_mem(&r, line, n + 1, "near", NULL), PT_OK);
+        assert_int_equal(csv_reader_next(r, &nf, &f, &lens), 1);
+        assert_int_equal(nf, 2);
+        assert_int_equal(lens[0], n - 2);
+        assert_int_equal(lens[1], 1);
+        assert_string_equal(f[1], "x");
+        assert_int_equal(csv_reader_next(r, &nf, &f, &lens), 0);
+        csv_reader_close(r);
+        free(line);
+    }
+}
+
 /* Many fields in one record: the field arrays grow. */
 static void test_many_fields(void **state)
 {
@@ -598,7 +627,8 @@ int main(void)
         cmocka_unit_test(test_data_cases),     cmocka_unit_test(test_buffer_boundaries),
         cmocka_unit_test(test_gzip_file),      cmocka_unit_test(test_gzip_members),
         cmocka_unit_test(test_gzip_corrupt),   cmocka_unit_test(test_long_field),
-        cmocka_unit_test(test_record_limit),   cmocka_unit_test(test_many_fields),
+        cmocka_unit_test(test_record_limit),   cmocka_unit_test(test_record_near_limit),
+        cmocka_unit_test(test_many_fields),
         cmocka_unit_test(test_custom_quote),   cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_open_missing),   cmocka_unit_test(test_empty_mem),
         cmocka_unit_test(test_alloc_failures),
