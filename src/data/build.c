@@ -174,6 +174,8 @@ struct pend {                /* a sample waiting for its labels */
     uint32_t prev;           /* older waiting sample of the pair (index mod 2^32) */
     uint32_t nneg;           /* negatives' rows */
     int32_t u, i;
+    int64_t prev_t;          /* the older sample's time, or a later one: the label walk
+                              * stops here, without the cache miss of loading it */
 };
 
 struct minute {              /* samples of one minute, for the split */
@@ -989,6 +991,8 @@ static int expose(struct build *b, const struct ev *e)
     struct pent *pe = pmap_get(&b->pairs, pair_key(e->u, e->i));
     if (!pe) return pt_error(PT_ENOMEM, "out of memory");
     b->exposures++;
+    /* by event, bucket holds the time of the pair's newest sample */
+    int64_t prev_t = sc->gran == GRAN_EVENT && pe->bucket >= 0 ? b->t0 + pe->bucket : b->gt;
     if (sc->gran != GRAN_EVENT) {
         int32_t bucket;
         if (sc->gran == GRAN_DAY) {
@@ -1033,6 +1037,7 @@ static int expose(struct build *b, const struct ev *e)
     q->nneg = 0;
     q->plen = q->len = (uint32_t)(p - row);
     q->prev = prev;
+    q->prev_t = prev_t;
     if ((rc = out_row(b, row, q->plen))) return rc;
     return sc->neg_k ? negatives(b, e, q) : PT_OK;
 }
@@ -1044,12 +1049,18 @@ static int label(struct build *b, const struct ev *e)
 {
     const struct samples_cfg *sc = b->sc;
     uint64_t mask = 0;
-    for (int l = 0; l < b->L; l++) mask |= (uint64_t)(sc->labels[l].type == e->type) << l;
+    int64_t reach = 0; /* the longest window of the labels this event sets */
+    for (int l = 0; l < b->L; l++)
+        if (sc->labels[l].type == e->type) {
+            mask |= 1ull << l;
+            if (sc->labels[l].window > reach) reach = sc->labels[l].window;
+        }
     if (!mask) return PT_OK;
     const struct pent *pe = pmap_find(&b->pairs, pair_key(e->u, e->i));
-    for (struct pend *q = pe ? pend_of(b, pe->val, e->u, e->i) : NULL; q; q = pend_of(b, q->prev, e->u, e->i)) {
+    for (struct pend *q = pe ? pend_of(b, pe->val, e->u, e->i) : NULL; q;
+         q = b->gt - q->prev_t <= reach ? pend_of(b, q->prev, e->u, e->i) : NULL) {
         int64_t d = b->gt - q->t;
-        if (d > b->max_window) break;
+        if (d > reach) break;
         for (int l = 0; l < b->L; l++) {
             if (!(mask >> l & 1) || d > sc->labels[l].window || q->lab >> l & 1) continue;
             q->lab |= 1ull << l;
