@@ -161,7 +161,6 @@ struct item {
     int64_t first_s, last_s; /* first and last sample */
     int32_t cat, join;       /* last-known category (-1); items table row */
     char *attrs;             /* last-known attribute fields, pre-formatted ",a,b" */
-    struct name16 name;
     int32_t cnt[];           /* [K] events by type */
 };
 
@@ -206,6 +205,9 @@ struct build {
     uint64_t label_types;    /* bit k: type k labels some task */
     struct vocab users_v, items_v, cats_v;
     struct name16 *cnames;
+    struct name16 *inames;   /* items' names apart from their blocks: a sequence prints
+                              * ten of them, and these lines are four times denser */
+    size_t incap;
     struct name16 *tnames;   /* [K] event types, for the sequences */
     size_t cncap;
     char *users, *items;         /* blocks of struct user, struct item and their arrays */
@@ -442,7 +444,8 @@ static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
             it->join = -2;
         }
     }
-    name_set(&item_at(b, *i)->name, s, n);
+    if (pt_grow((void **)&b->inames, &b->incap, (size_t)*i + 1, sizeof *b->inames)) return PT_ENOMEM;
+    name_set(&b->inames[*i], s, n);
     return PT_OK;
 }
 
@@ -650,7 +653,7 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
     memcpy(row, b->tf_ts, sizeof b->tf_ts);
     char *p = row + b->tf_tslen;
     *p++ = ',', p = put_name(p, &x->name, &b->users_v, u, 1);
-    *p++ = ',', p = put_name(p, &it->name, &b->items_v, i, 1);
+    *p++ = ',', p = put_name(p, &b->inames[i], &b->items_v, i, 1);
     if (b->c_cat >= 0) {
         *p++ = ',';
         if (cat >= 0) p = put_name(p, &b->cnames[cat], &b->cats_v, cat, 1);
@@ -702,7 +705,7 @@ static char *features(struct build *b, char *row, int32_t u, int32_t i, int32_t 
         for (int k = 0; k < n; k++) {
             if (k) *p++ = '|';
             int32_t hi = h[(top - k) & mask].item;
-            p = put_name(p, &item_at(b, hi)->name, &b->items_v, hi, 0);
+            p = put_name(p, &b->inames[hi], &b->items_v, hi, 0);
         }
         if (b->c_cat >= 0) {
             *p++ = ',';
@@ -736,7 +739,7 @@ static size_t row_bound(struct build *b, int32_t u, int32_t i, size_t alen)
     size_t n = 256 + alen + (size_t)(b->W * b->K + b->K + b->L + 8) * 33;
     struct user *x = user_at(b, u);
     struct item *it = item_at(b, i);
-    n += field_room(name_len(&x->name, &b->users_v, u)) + field_room(name_len(&it->name, &b->items_v, i)) + 32;
+    n += field_room(name_len(&x->name, &b->users_v, u)) + field_room(name_len(&b->inames[i], &b->items_v, i)) + 32;
     n += field_room(b->cat_maxlen);
     const char *r = b->jitems.n ? join_row(&b->jitems, &b->items_v, i, &it->join) : NULL;
     n += (r ? strlen(r) : 0) + (size_t)sc->items.nfields;
@@ -1270,6 +1273,7 @@ static int look_map(struct build *b, struct slot *e)
     const char *x = (const char *)user_at(b, e->u);
     for (size_t at = 0; at < b->ustride; at += 64) PT_PREFETCH(x + at, 1);
     for (size_t at = 0; at < b->istride; at += 64) PT_PREFETCH((const char *)item_at(b, e->i) + at, 1);
+    PT_PREFETCH(&b->inames[e->i], 0);
     if (b->pairs.cap) PT_PREFETCH(&b->pairs.e[pmap_slot(pair_key(e->u, e->i), b->pairs.cap)], 1);
     return PT_OK;
 }
@@ -1302,7 +1306,7 @@ static void look_names(struct build *b, const struct slot *e)
     const struct user *x = user_at(b, e->u);
     if (!x->hcap || e->type != b->sc->exposure_type) return;
     for (int k = 0; k < b->sc->seq_len && k < x->hn; k++)
-        PT_PREFETCH(&item_at(b, x->h[(x->htot - 1 - k) & (x->hcap - 1)].item)->name, 0);
+        PT_PREFETCH(&b->inames[x->h[(x->htot - 1 - k) & (x->hcap - 1)].item], 0);
 }
 
 /* Stage 5: the event joins the group of its second (the group before it is
@@ -1379,9 +1383,9 @@ static void state_free(struct build *b)
     vocab_free(&b->items_v);
     vocab_free(&b->cats_v);
     pt_free(b->users), pt_free(b->items), pt_free(b->pairs.e), pt_free(b->ucats.e);
-    pt_free(b->cnames);
-    b->cnames = NULL;
-    b->cncap = 0;
+    pt_free(b->cnames), pt_free(b->inames);
+    b->cnames = b->inames = NULL;
+    b->cncap = b->incap = 0;
     pt_free(b->g), pt_free(b->gtext), pt_free(b->p), pt_free(b->mins);
     for (int k = 0; k < b->nbad_msg; k++) pt_free(b->bad_msg[k]);
     b->users = b->items = NULL;
