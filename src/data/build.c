@@ -145,6 +145,18 @@ struct hist {                /* one past event of a user */
     int32_t item, cat, type;
 };
 
+#define RING_MIN 64                  /* bytes: the smallest ring, 4 events */
+#define RING_MAX 4096                /* the biggest from a slab: a page */
+#define RING_CLASSES 7               /* 64 B .. 4 KiB */
+#define RING_SLAB ((size_t)4 << 20)  /* a slab: huge-page aligned (pt_malloc) */
+struct rings {
+    void *free[RING_CLASSES];        /* freed rings of each size, linked through their first bytes */
+    char *next[RING_CLASSES];        /* the next unused ring of each size in its slab */
+    size_t left[RING_CLASSES];       /* bytes after it */
+    char **slabs;
+    size_t nslabs, slabcap;
+};
+
 struct user {
     struct hist *h;          /* ring of the last events, hcap a power of two */
     int32_t hcap, hn;
@@ -216,6 +228,7 @@ struct build {
     size_t item_maxlen, cat_maxlen, type_maxlen; /* longest id strings, for row_bound */
     int64_t *gcnt;               /* [K] */
     struct pmap pairs, ucats;
+    struct rings rings;
     struct join_table jitems, jusers;
     /* the current group */
     int64_t gt;
@@ -459,6 +472,60 @@ static const char *join_row(const struct join_table *j, const struct vocab *v, i
     return *slot >= 0 ? j->rows[*slot] : NULL;
 }
 
+/* History rings of up to a page come from slabs, each at a multiple of its
+ * size: the newest entries and the windows' oldest, which an event reads,
+ * then share one page, and so one TLB entry (on this kind of virtual
+ * machine a scattered access costs most in its page walk). malloc's rings
+ * straddled pages; memalign was slower than both. Bigger rings (history
+ * over 256) come from pt_malloc. */
+static int ring_class(size_t bytes)
+{
+    int c = 0;
+    while ((size_t)RING_MIN << c < bytes) c++;
+    return c;
+}
+
+static struct hist *ring_alloc(struct rings *r, size_t bytes)
+{
+    if (bytes > RING_MAX) return pt_malloc(bytes);
+    int c = ring_class(bytes);
+    size_t size = (size_t)RING_MIN << c;
+    if (r->free[c]) {
+        void *p = r->free[c];
+        memcpy(&r->free[c], p, sizeof(void *));
+        return p;
+    }
+    if (r->left[c] < size) {
+        if (pt_grow((void **)&r->slabs, &r->slabcap, r->nslabs + 1, sizeof *r->slabs)) return NULL;
+        if (!(r->next[c] = pt_malloc(RING_SLAB))) return NULL;
+        r->slabs[r->nslabs++] = r->next[c];
+        r->left[c] = RING_SLAB;
+    }
+    void *p = r->next[c];
+    r->next[c] += size;
+    r->left[c] -= size;
+    return p;
+}
+
+static void ring_free(struct rings *r, struct hist *h, size_t bytes)
+{
+    if (!h) return;
+    if (bytes > RING_MAX) {
+        pt_free(h);
+        return;
+    }
+    int c = ring_class(bytes);
+    memcpy(h, &r->free[c], sizeof(void *));
+    r->free[c] = h;
+}
+
+static void rings_free(struct rings *r)
+{
+    for (size_t k = 0; k < r->nslabs; k++) pt_free(r->slabs[k]);
+    pt_free(r->slabs);
+    memset(r, 0, sizeof *r);
+}
+
 /* The user's history ring: push one event, evicting the oldest when full
  * (an evicted event leaves the finite windows that still count it). */
 static int hist_push(struct build *b, struct user *x, const struct hist *e)
@@ -468,10 +535,10 @@ static int hist_push(struct build *b, struct user *x, const struct hist *e)
     if (x->hn == x->hcap && x->hcap < hist_max) {
         int32_t cap = x->hcap ? x->hcap * 2 : 4;
         while (cap < 4) cap *= 2;
-        struct hist *h = pt_malloc((size_t)cap * sizeof *h);
+        struct hist *h = ring_alloc(&b->rings, (size_t)cap * sizeof *h);
         if (!h) return pt_error(PT_ENOMEM, "out of memory");
         for (int64_t a = x->htot - x->hn; a < x->htot; a++) h[a & (cap - 1)] = x->h[a & (x->hcap - 1)];
-        pt_free(x->h);
+        ring_free(&b->rings, x->h, (size_t)x->hcap * sizeof *h);
         x->h = h;
         x->hcap = cap;
     }
@@ -1377,7 +1444,11 @@ static int resolve_columns(struct build *b, char **names, int n, const char *fil
 static void state_free(struct build *b)
 {
     /* a failed grow leaves ids in the vocabulary past the arrays' capacity */
-    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) pt_free(user_at(b, u)->h);
+    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) {
+        struct user *x = user_at(b, u);
+        if ((size_t)x->hcap * sizeof *x->h > RING_MAX) pt_free(x->h);
+    }
+    rings_free(&b->rings);
     for (int32_t i = 0; i < b->items_v.n && i < b->icap; i++) pt_free(item_at(b, i)->attrs);
     vocab_free(&b->users_v);
     vocab_free(&b->items_v);
