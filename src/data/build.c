@@ -424,12 +424,12 @@ static int grow_blocks(char **p, int32_t *cap, size_t stride)
     return PT_OK;
 }
 
+/* The room for a new id is made before the vocabulary takes it, so that
+ * no id lacks its block or name even after an out-of-memory error (the
+ * online builder goes on after one). */
 static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_t *u)
 {
-    int32_t before = b->users_v.n;
-    int rc = vocab_add_h(&b->users_v, s, n, h, u);
-    if (rc || *u < before) return rc;
-    if (*u >= b->ucap) {
+    if (b->users_v.n >= b->ucap) {
         int32_t old = b->ucap;
         if (grow_blocks(&b->users, &b->ucap, b->ustride)) return PT_ENOMEM;
         for (int32_t k = old; k < b->ucap; k++) {
@@ -438,16 +438,16 @@ static int user_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
             x->join = -2;
         }
     }
+    int32_t before = b->users_v.n;
+    int rc = vocab_add_h(&b->users_v, s, n, h, u);
+    if (rc || *u < before) return rc;
     name_set(&user_at(b, *u)->name, s, n);
     return PT_OK;
 }
 
 static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_t *i)
 {
-    int32_t before = b->items_v.n;
-    int rc = vocab_add_h(&b->items_v, s, n, h, i);
-    if (rc || *i < before) return rc;
-    if (*i >= b->icap) {
+    if (b->items_v.n >= b->icap) {
         int32_t old = b->icap;
         if (grow_blocks(&b->items, &b->icap, b->istride)) return PT_ENOMEM;
         for (int32_t k = old; k < b->icap; k++) {
@@ -457,7 +457,10 @@ static int item_add(struct build *b, const char *s, size_t n, uint64_t h, int32_
             it->join = -2;
         }
     }
-    if (pt_grow((void **)&b->inames, &b->incap, (size_t)*i + 1, sizeof *b->inames)) return PT_ENOMEM;
+    if (pt_grow((void **)&b->inames, &b->incap, (size_t)b->items_v.n + 1, sizeof *b->inames)) return PT_ENOMEM;
+    int32_t before = b->items_v.n;
+    int rc = vocab_add_h(&b->items_v, s, n, h, i);
+    if (rc || *i < before) return rc;
     name_set(&b->inames[*i], s, n);
     return PT_OK;
 }
@@ -1329,12 +1332,10 @@ static int look_map(struct build *b, struct slot *e)
     if (e->clen > b->cat_maxlen) b->cat_maxlen = e->clen;
     e->cat = -1;
     if (e->clen) {
-        int32_t before = b->cats_v.n;
+        int32_t before = b->cats_v.n; /* room first, as in user_add */
+        if (pt_grow((void **)&b->cnames, &b->cncap, (size_t)before + 1, sizeof *b->cnames)) return PT_ENOMEM;
         if ((rc = vocab_add_h(&b->cats_v, cs, e->clen, e->ch, &e->cat))) return rc;
-        if (e->cat >= before) {
-            if (pt_grow((void **)&b->cnames, &b->cncap, (size_t)e->cat + 1, sizeof *b->cnames)) return PT_ENOMEM;
-            name_set(&b->cnames[e->cat], cs, e->clen);
-        }
+        if (e->cat >= before) name_set(&b->cnames[e->cat], cs, e->clen);
         if (b->ucats.cap) PT_PREFETCH(&b->ucats.e[pmap_slot(pair_key(e->u, e->cat), b->ucats.cap)], 1);
     }
     const char *x = (const char *)user_at(b, e->u);
@@ -1443,13 +1444,12 @@ static int resolve_columns(struct build *b, char **names, int n, const char *fil
 
 static void state_free(struct build *b)
 {
-    /* a failed grow leaves ids in the vocabulary past the arrays' capacity */
-    for (int32_t u = 0; u < b->users_v.n && u < b->ucap; u++) {
+    for (int32_t u = 0; u < b->users_v.n; u++) {
         struct user *x = user_at(b, u);
         if ((size_t)x->hcap * sizeof *x->h > RING_MAX) pt_free(x->h);
     }
     rings_free(&b->rings);
-    for (int32_t i = 0; i < b->items_v.n && i < b->icap; i++) pt_free(item_at(b, i)->attrs);
+    for (int32_t i = 0; i < b->items_v.n; i++) pt_free(item_at(b, i)->attrs);
     vocab_free(&b->users_v);
     vocab_free(&b->items_v);
     vocab_free(&b->cats_v);
